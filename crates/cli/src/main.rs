@@ -1,0 +1,63 @@
+//! `beacon`: turn documents into structured reports with an LLM.
+//!
+//! This binary only parses arguments and wires the library crates together; see
+//! `ARCHITECTURE.md` for where the work happens.
+
+mod display;
+mod exit;
+mod run;
+mod sim;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "beacon", version, about = "Turn documents into structured reports with an LLM", long_about = None)]
+struct Cli {
+    /// Configuration file (default: ./beacon.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log verbosity for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", env = "BEACON_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Analyse a document (PDF, XLSX/XLSM/XLSB/XLS/ODS, CSV, text/Markdown) and write report.json and report.md.
+    Run(run::RunArgs),
+    /// Start a local Amazon Bedrock-compatible simulator (Converse API) with quotas and latency.
+    Sim(sim::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::INTERNAL.into();
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(cli.config.as_deref(), args).await,
+            Command::Sim(args) => sim::sim(args).await,
+        }
+    });
+    ExitCode::from(code)
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

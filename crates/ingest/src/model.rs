@@ -1,0 +1,146 @@
+//! The data model every splitter produces.
+
+use serde::{Deserialize, Serialize};
+
+/// A document format, as detected from the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Pdf,
+    Xlsx,
+    Xlsm,
+    Xlsb,
+    Xls,
+    Ods,
+    Csv,
+    Text,
+    Markdown,
+}
+
+impl Format {
+    /// The lowercase name used in reports and messages (`pdf`, `xlsx`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Pdf => "pdf",
+            Format::Xlsx => "xlsx",
+            Format::Xlsm => "xlsm",
+            Format::Xlsb => "xlsb",
+            Format::Xls => "xls",
+            Format::Ods => "ods",
+            Format::Csv => "csv",
+            Format::Text => "text",
+            Format::Markdown => "markdown",
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What part of the document a unit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitKind {
+    /// One page of a paginated document (PDF, or text split at form feeds).
+    Page,
+    /// One sheet of a workbook.
+    Sheet,
+    /// A range of rows of a CSV file or a large sheet.
+    Rows,
+    /// A section of a text document (split at headings or by size).
+    Section,
+}
+
+/// A table as cell texts, first row being the header when `has_header` is true.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub rows: Vec<Vec<String>>,
+    pub has_header: bool,
+}
+
+/// One unit of analysis: what one LLM call sees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    /// 0-based position in the document.
+    pub index: usize,
+    pub kind: UnitKind,
+    /// Human title: "Page 3", the sheet name, the section heading, "Rows 2-501".
+    pub title: String,
+    /// The unit's text as the model will see it (tables rendered as Markdown).
+    pub text: String,
+    /// Tabular content (sheets, CSV rows), when the unit is a table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<Table>,
+    /// Conditions worth knowing: `needs_ocr` (no extractable text), `hidden` (hidden sheet),
+    /// `truncated` (cut to the size limit), `empty`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+}
+
+/// A document split into units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    pub format: Format,
+    pub units: Vec<Unit>,
+    /// Document title from metadata, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Detected dominant language of the text ("ja", "en", ...), when it can be told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Text encoding the input was decoded from (for CSV/text), e.g. "Shift_JIS".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+}
+
+/// Limits enforced on every input, so a hostile file cannot exhaust the machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Largest input accepted, in bytes.
+    pub max_file_bytes: u64,
+    /// Most units a document may split into.
+    pub max_units: usize,
+    /// Largest total of decompressed data (zip members, PDF streams) read from one file.
+    pub max_decompressed_bytes: u64,
+    /// Characters per unit; longer units are split (text/CSV) or truncated and flagged.
+    pub max_unit_chars: usize,
+    /// Rows per unit for CSV files and large sheets (the header is repeated in each).
+    pub max_rows_per_unit: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 100 * 1024 * 1024,
+            max_units: 5_000,
+            max_decompressed_bytes: 1024 * 1024 * 1024,
+            max_unit_chars: 40_000,
+            max_rows_per_unit: 500,
+        }
+    }
+}
+
+/// Why a document could not be ingested. Messages name the cause and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is {size} bytes, over the limit of {limit} bytes (raise limits.max_file_bytes)")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("unsupported format: {0}")]
+    Unsupported(String),
+    #[error("the {format} file is encrypted (password-protected); remove the password and try again")]
+    Encrypted { format: Format },
+    #[error("the {format} file is corrupt or unreadable: {reason}")]
+    Corrupt { format: Format, reason: String },
+    #[error("the document has no content to analyse ({0})")]
+    NoContent(String),
+    #[error("the document splits into {count} units, over the limit of {limit} (raise limits.max_units)")]
+    TooManyUnits { count: usize, limit: usize },
+    #[error("the file decompresses to more than {limit} bytes (raise limits.max_decompressed_bytes)")]
+    DecompressionLimit { limit: u64 },
+}

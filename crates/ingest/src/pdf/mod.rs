@@ -1,0 +1,336 @@
+//! PDF: one unit per page, text in reading order.
+//!
+//! lopdf parses the file (with its cross-reference recovery and decryption with the empty user
+//! password); the text extraction on top of it is ours, because lopdf's and pdf-extract's do not
+//! decode the predefined CJK CMaps of non-embedded Japanese fonts and concatenate text in stream
+//! order. See docs/pdf-library-comparison.md for the measurements behind this choice.
+
+mod cmap;
+mod content;
+mod font;
+mod layout;
+
+use lopdf::{LoadOptions, Object};
+
+use crate::{
+    Document, FLAG_NEEDS_OCR, FLAG_TRUNCATED, FLAG_UNREADABLE, Format, IngestError, Limits, Unit, UnitKind,
+    guard_panic, truncate_chars,
+};
+use content::{Budget, Interpreter, PageGlyphs};
+
+/// Reads a PDF into one [`UnitKind::Page`] unit per page.
+pub(crate) fn ingest_pdf(bytes: &[u8], limits: &Limits) -> Result<Document, IngestError> {
+    let max_decompressed = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);
+    let options = LoadOptions { max_decompressed_size: Some(max_decompressed), ..LoadOptions::default() };
+    let mut doc = guard_panic(Format::Pdf, || lopdf::Document::load_mem_with_options(bytes, options.clone()))?
+        .map_err(|err| load_error(err, limits))?;
+    if guard_panic(Format::Pdf, || doc.get_pages().is_empty())? {
+        // The trailer read does not lead to the pages (a linearized file's last trailer without
+        // /Root, a damaged xref): rebuild the cross-reference table by scanning the objects.
+        let rebuilt = guard_panic(Format::Pdf, || {
+            lopdf::Document::load_mem_with_options(bytes, LoadOptions { force_reconstruct: true, ..options })
+        })?;
+        if let Ok(rebuilt) = rebuilt {
+            doc = rebuilt;
+        }
+    }
+
+    if doc.trailer.has(b"Encrypt") && !doc.was_encrypted() {
+        // lopdf tried the empty user password already; it did not open the document.
+        return Err(IngestError::Encrypted { format: Format::Pdf });
+    }
+
+    let mut pages: Vec<(u32, Option<lopdf::ObjectId>)> =
+        guard_panic(Format::Pdf, || doc.get_pages().into_iter().map(|(n, id)| (n, Some(id))).collect())?;
+    if pages.is_empty() {
+        pages = guard_panic(Format::Pdf, || orphan_pages(&doc, limits.max_units))?;
+    }
+    if pages.is_empty() {
+        return Err(corrupt("no pages could be found (the page tree is missing or damaged)"));
+    }
+    if pages.len() > limits.max_units {
+        return Err(IngestError::TooManyUnits { count: pages.len(), limit: limits.max_units });
+    }
+
+    let mut budget = Budget { remaining: max_decompressed };
+    let mut units = Vec::with_capacity(pages.len());
+    let mut unreadable_pages = 0usize;
+    for (number, page_id) in pages {
+        let span = tracing::debug_span!("pdf_page", page = number);
+        let _guard = span.enter();
+        let page = match page_id {
+            Some(page_id) => guard_panic(Format::Pdf, || Interpreter::new(&doc, &mut budget).page(page_id))?,
+            None => PageGlyphs { streams: 1, unreadable_streams: 1, ..PageGlyphs::default() },
+        };
+        if page.over_budget {
+            return Err(IngestError::DecompressionLimit { limit: limits.max_decompressed_bytes });
+        }
+        let shows_without_font = page.shows_without_font;
+        let streams_unreadable = page.streams > 0 && page.unreadable_streams == page.streams;
+        let mut text = guard_panic(Format::Pdf, || layout::page_text(page.glyphs))?;
+        // Text drawn with fonts that are missing is unreadable text, not a scan.
+        let unreadable = streams_unreadable || (text.trim().is_empty() && shows_without_font > 0);
+        let mut flags = Vec::new();
+        if streams_unreadable {
+            unreadable_pages += 1;
+        }
+        if unreadable {
+            flags.push(FLAG_UNREADABLE.to_string());
+        }
+        if text.trim().is_empty() {
+            text.clear();
+            if !unreadable {
+                flags.push(FLAG_NEEDS_OCR.to_string());
+            }
+        }
+        if truncate_chars(&mut text, limits.max_unit_chars) {
+            flags.push(FLAG_TRUNCATED.to_string());
+        }
+        units.push(Unit {
+            index: units.len(),
+            kind: UnitKind::Page,
+            title: format!("Page {number}"),
+            text,
+            table: None,
+            flags,
+        });
+    }
+    if unreadable_pages == units.len() {
+        return Err(corrupt("no page could be read (the file is probably truncated or damaged)"));
+    }
+    Ok(Document { format: Format::Pdf, units, title: title(&doc), language: None, encoding: None })
+}
+
+/// Pages when the page tree is lost: the page objects that survive, the first page of a
+/// linearized file first, and as many unreadable pages after them as the linearization
+/// dictionary says the document had (so page numbers and counts stay honest).
+fn orphan_pages(doc: &lopdf::Document, max_units: usize) -> Vec<(u32, Option<lopdf::ObjectId>)> {
+    let mut ids: Vec<lopdf::ObjectId> = doc
+        .objects
+        .iter()
+        .filter(|(_, o)| o.as_dict().is_ok_and(|d| d.get(b"Type").and_then(Object::as_name).ok() == Some(b"Page")))
+        .map(|(id, _)| *id)
+        .collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let mut expected = ids.len();
+    if let Some(lin) = &doc.linearization {
+        if let Some(pos) = ids.iter().position(|id| id.0 == lin.first_page_object) {
+            let first = ids.remove(pos);
+            ids.insert(0, first);
+        }
+        expected = expected.max(lin.page_count as usize).min(max_units.saturating_add(1));
+    }
+    tracing::warn!(found = ids.len(), expected, "page tree lost; using the page objects found");
+    let mut pages: Vec<Option<lopdf::ObjectId>> = ids.into_iter().map(Some).collect();
+    pages.resize(expected, None);
+    pages.into_iter().enumerate().map(|(i, id)| (i as u32 + 1, id)).collect()
+}
+
+fn corrupt(reason: &str) -> IngestError {
+    IngestError::Corrupt { format: Format::Pdf, reason: reason.to_string() }
+}
+
+fn load_error(err: lopdf::Error, limits: &Limits) -> IngestError {
+    match err {
+        lopdf::Error::InvalidPassword | lopdf::Error::Decryption(_) | lopdf::Error::UnsupportedSecurityHandler(_) => {
+            IngestError::Encrypted { format: Format::Pdf }
+        }
+        lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. }) => {
+            IngestError::DecompressionLimit { limit: limits.max_decompressed_bytes }
+        }
+        other => IngestError::Corrupt {
+            format: Format::Pdf,
+            reason: format!("{other} (the file is probably truncated or damaged)"),
+        },
+    }
+}
+
+fn title(doc: &lopdf::Document) -> Option<String> {
+    let info = doc.trailer.get(b"Info").ok()?;
+    let info = match info {
+        Object::Reference(id) => doc.get_dictionary(*id).ok()?,
+        Object::Dictionary(d) => d,
+        _ => return None,
+    };
+    let title = info.get(b"Title").ok()?;
+    let title = match title {
+        Object::Reference(id) => doc.get_object(*id).ok()?,
+        other => other,
+    };
+    let text = lopdf::decode_text_string(title).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest;
+    use lopdf::{Stream, dictionary};
+
+    /// A PDF whose pages have the given content streams, with a Helvetica font `F1`, a Japanese
+    /// non-embedded CID font `F2` (UniJIS-UCS2-H, no ToUnicode, as ReportLab writes) and an
+    /// Identity-H font `F3` with a ToUnicode map.
+    fn build_pdf(pages: &[&[u8]]) -> lopdf::Document {
+        let mut doc = lopdf::Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let helvetica = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
+            "Encoding" => "WinAnsiEncoding",
+        });
+        let cid_font = dictionary! {
+            "Type" => "Font", "Subtype" => "CIDFontType0", "BaseFont" => "HeiseiMin-W3",
+            "CIDSystemInfo" => dictionary! {
+                "Registry" => Object::string_literal("Adobe"),
+                "Ordering" => Object::string_literal("Japan1"),
+                "Supplement" => 2,
+            },
+            "DW" => 1000,
+        };
+        let japanese = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type0", "BaseFont" => "HeiseiMin-W3",
+            "Encoding" => "UniJIS-UCS2-H",
+            "DescendantFonts" => vec![Object::Dictionary(cid_font.clone())],
+        });
+        let cmap = b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap
+1 begincodespacerange <0000> <FFFF> endcodespacerange
+2 beginbfchar <0001> <30D9> <0002> <30FC> endbfchar
+1 beginbfrange <0003> <0004> <30B3> endbfrange
+endcmap end end";
+        let to_unicode = doc.add_object(Stream::new(dictionary! {}, cmap.to_vec()));
+        let identity = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type0", "BaseFont" => "Embedded",
+            "Encoding" => "Identity-H", "ToUnicode" => to_unicode,
+            "DescendantFonts" => vec![Object::Dictionary(cid_font)],
+        });
+        let resources = doc.add_object(dictionary! {
+            "Font" => dictionary! { "F1" => helvetica, "F2" => japanese, "F3" => identity },
+        });
+        let mut kids = Vec::new();
+        for content in pages {
+            let content_id = doc.add_object(Stream::new(dictionary! {}, content.to_vec()));
+            let page = doc.add_object(dictionary! {
+                "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+                "Resources" => resources, "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+            });
+            kids.push(Object::Reference(page));
+        }
+        let count = kids.len() as i64;
+        doc.objects
+            .insert(pages_id, Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => kids, "Count" => count }));
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+        doc.trailer.set("Root", catalog);
+        doc
+    }
+
+    fn save(doc: &mut lopdf::Document) -> Vec<u8> {
+        let mut out = Vec::new();
+        doc.save_to(&mut out).unwrap();
+        out
+    }
+
+    const HELLO: &[u8] = b"BT /F1 12 Tf 72 700 Td (Hello) Tj 40 0 Td (world) Tj ET
+BT /F1 12 Tf 72 680 Td [(Second)-300(line)] TJ ET";
+
+    #[test]
+    fn pages_in_reading_order() {
+        // The second line is drawn first; reading order puts it second.
+        let page1: &[u8] = b"BT /F1 12 Tf 72 680 Td (below) Tj ET BT /F1 12 Tf 72 700 Td (Above) Tj ET";
+        let bytes = save(&mut build_pdf(&[HELLO, page1, b""]));
+        let doc = ingest(&bytes, &Limits::default()).unwrap();
+        assert_eq!(doc.format, Format::Pdf);
+        assert_eq!(doc.units.len(), 3);
+        assert_eq!(doc.units[0].title, "Page 1");
+        assert_eq!(doc.units[0].text, "Hello world\nSecond line");
+        assert_eq!(doc.units[1].text, "Above\nbelow");
+        assert_eq!(doc.units[2].flags, ["needs_ocr"]);
+        assert_eq!(doc.language.as_deref(), Some("en"));
+    }
+
+    #[test]
+    fn non_embedded_japanese_font_with_ucs2_cmap() {
+        // UCS-2 codes: 日本語のテキスト, then an Identity-H string mapped by ToUnicode: ベーココ.
+        let content = b"BT /F2 12 Tf 72 700 Td <65E5672C8A9E306E30C630AD30B930C8> Tj ET
+BT /F3 12 Tf 72 680 Td <0001000200030004> Tj ET";
+        let bytes = save(&mut build_pdf(&[content]));
+        let doc = ingest(&bytes, &Limits::default()).unwrap();
+        assert_eq!(doc.units[0].text, "日本語のテキスト\nベーコゴ");
+        assert_eq!(doc.language.as_deref(), Some("ja"));
+    }
+
+    #[test]
+    fn only_images_is_still_a_document() {
+        let bytes = save(&mut build_pdf(&[b"q 100 0 0 100 0 0 cm Q", b""]));
+        let doc = ingest(&bytes, &Limits::default()).unwrap();
+        assert_eq!(doc.units.len(), 2);
+        assert!(doc.units.iter().all(|u| u.flags == ["needs_ocr"]));
+    }
+
+    fn encrypted(user_password: &str) -> Vec<u8> {
+        let mut doc = build_pdf(&[HELLO]);
+        let id = Object::String(b"0123456789abcdef".to_vec(), lopdf::StringFormat::Hexadecimal);
+        doc.trailer.set("ID", vec![id.clone(), id]);
+        let version = lopdf::EncryptionVersion::V2 {
+            document: &doc,
+            owner_password: "owner",
+            user_password,
+            key_length: 128,
+            permissions: lopdf::Permissions::all(),
+        };
+        let state = lopdf::EncryptionState::try_from(version).unwrap();
+        doc.encrypt(&state).unwrap();
+        save(&mut doc)
+    }
+
+    #[test]
+    fn encrypted_with_a_user_password_is_refused() {
+        assert!(matches!(
+            ingest(&encrypted("secret"), &Limits::default()),
+            Err(IngestError::Encrypted { format: Format::Pdf })
+        ));
+    }
+
+    #[test]
+    fn encrypted_with_an_empty_user_password_is_read() {
+        let doc = ingest(&encrypted(""), &Limits::default()).unwrap();
+        assert_eq!(doc.units[0].text, "Hello world\nSecond line");
+    }
+
+    #[test]
+    fn truncated_pdf_is_corrupt_or_partial_never_a_panic() {
+        let mut doc = build_pdf(&[HELLO, HELLO, HELLO]);
+        let bytes = save(&mut doc);
+        for percent in [5, 40, 60, 90] {
+            let cut = &bytes[..bytes.len() * percent / 100];
+            match ingest(cut, &Limits::default()) {
+                Err(IngestError::Corrupt { format: Format::Pdf, reason }) => {
+                    assert!(!reason.is_empty());
+                }
+                Ok(doc) => assert!(
+                    doc.units.iter().any(|u| !u.text.is_empty()),
+                    "{percent}%: a partial document has some text"
+                ),
+                Err(other) => panic!("{percent}%: {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_after_the_header_is_corrupt() {
+        let mut bytes = b"%PDF-1.7\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b"<< /Type /Catalog ] ) >> endobj 9 0 R\n", 50).flatten());
+        assert!(matches!(ingest(&bytes, &Limits::default()), Err(IngestError::Corrupt { format: Format::Pdf, .. })));
+    }
+
+    #[test]
+    fn decompression_limit_applies_to_content_streams() {
+        let big = vec![b' '; 200_000];
+        let mut doc = build_pdf(&[&big, HELLO]);
+        doc.compress();
+        let bytes = save(&mut doc);
+        let limits = Limits { max_decompressed_bytes: 100_000, ..Limits::default() };
+        assert!(matches!(ingest(&bytes, &limits), Err(IngestError::DecompressionLimit { .. })));
+    }
+}

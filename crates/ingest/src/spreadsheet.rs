@@ -1,0 +1,287 @@
+//! Workbooks (XLSX, XLSM, XLSB, XLS, ODS) through calamine: one unit per sheet, in workbook
+//! order, so unit counts match sheet counts even for chart and empty sheets.
+
+use std::io::Cursor;
+
+use calamine::{Data, Reader, SheetType, SheetVisible, Sheets};
+
+use crate::{
+    Document, FLAG_EMPTY, FLAG_HIDDEN, FLAG_TRUNCATED, FLAG_UNREADABLE, Format, IngestError, Limits, Table, Unit,
+    UnitKind, container, guard_panic, markdown, truncate_chars,
+};
+
+/// Reads a workbook into one [`UnitKind::Sheet`] unit per sheet.
+pub(crate) fn ingest_workbook(bytes: &[u8], format: Format, limits: &Limits) -> Result<Document, IngestError> {
+    if format != Format::Xls {
+        container::check_zip_budget(bytes, format, limits.max_decompressed_bytes)?;
+    }
+    let mut patched: Option<Vec<u8>> = None;
+    let mut opened = guard_panic(format, || open(bytes, format))?;
+    if matches!(format, Format::Xlsb | Format::Xlsx | Format::Xlsm)
+        && matches!(&opened, Err(IngestError::Corrupt { reason, .. }) if reason.contains("macrosheets/"))
+    {
+        patched = with_macro_sheets_renamed(bytes);
+        if let Some(data) = patched.as_deref() {
+            opened = guard_panic(format, || open(data, format))?;
+        }
+    }
+    let mut workbook = opened?;
+    let sheets = workbook.sheets_metadata().to_vec();
+    if sheets.len() > limits.max_units {
+        return Err(IngestError::TooManyUnits { count: sheets.len(), limit: limits.max_units });
+    }
+    let title = guard_panic(format, || workbook.workbook_properties())?
+        .ok()
+        .and_then(|p| p.title)
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+
+    let mut units = Vec::with_capacity(sheets.len());
+    for sheet in sheets {
+        let span = tracing::debug_span!("sheet", name = %sheet.name);
+        let _guard = span.enter();
+        let mut flags = Vec::new();
+        if sheet.visible != SheetVisible::Visible {
+            flags.push(FLAG_HIDDEN.to_string());
+        }
+        let range = match sheet.typ {
+            SheetType::WorkSheet => match guard_panic(format, || workbook.worksheet_range(&sheet.name))? {
+                Ok(range) => Some(range),
+                Err(err) => {
+                    if is_password_error(&err) {
+                        return Err(IngestError::Encrypted { format });
+                    }
+                    tracing::warn!(%err, "sheet does not read");
+                    flags.push(FLAG_UNREADABLE.to_string());
+                    None
+                }
+            },
+            _ => None,
+        };
+        let rows = range.map(|r| sheet_rows(&r)).unwrap_or_default();
+        if rows.is_empty() {
+            flags.push(FLAG_EMPTY.to_string());
+            let text = match sheet.typ {
+                SheetType::ChartSheet => "(chart sheet)",
+                SheetType::MacroSheet => "(macro sheet)",
+                // See with_macro_sheets_renamed.
+                SheetType::DialogSheet if patched.is_some() => "(macro or dialog sheet)",
+                SheetType::DialogSheet => "(dialog sheet)",
+                SheetType::Vba => "(VBA module)",
+                SheetType::WorkSheet if flags.iter().any(|f| f == FLAG_UNREADABLE) => "(sheet could not be read)",
+                SheetType::WorkSheet => "(empty sheet)",
+            };
+            units.push(Unit {
+                index: units.len(),
+                kind: UnitKind::Sheet,
+                title: sheet.name.clone(),
+                text: text.to_string(),
+                table: None,
+                flags,
+            });
+            continue;
+        }
+        let first_non_empty = rows.iter().position(|r| r.iter().any(|c| !c.is_empty())).unwrap_or(0);
+        let mut text = markdown::table(&rows[first_non_empty..]);
+        if truncate_at_line(&mut text, limits.max_unit_chars) {
+            flags.push(FLAG_TRUNCATED.to_string());
+        }
+        units.push(Unit {
+            index: units.len(),
+            kind: UnitKind::Sheet,
+            title: sheet.name.clone(),
+            text,
+            table: Some(Table { rows, has_header: true }),
+            flags,
+        });
+    }
+    Ok(Document { format, units, title, language: None, encoding: None })
+}
+
+fn open(bytes: &[u8], format: Format) -> Result<Sheets<Cursor<&[u8]>>, IngestError> {
+    let cursor = Cursor::new(bytes);
+    let result = match format {
+        Format::Xls => calamine::open_workbook_from_rs(cursor).map(Sheets::Xls).map_err(calamine::Error::Xls),
+        Format::Xlsb => calamine::open_workbook_from_rs(cursor).map(Sheets::Xlsb).map_err(calamine::Error::Xlsb),
+        Format::Ods => calamine::open_workbook_from_rs(cursor).map(Sheets::Ods).map_err(calamine::Error::Ods),
+        _ => calamine::open_workbook_from_rs(cursor).map(Sheets::Xlsx).map_err(calamine::Error::Xlsx),
+    };
+    result.map_err(|err| {
+        if is_password_error(&err) {
+            IngestError::Encrypted { format }
+        } else {
+            IngestError::Corrupt { format, reason: err.to_string() }
+        }
+    })
+}
+
+/// calamine's XLSX and XLSB readers refuse a workbook that has an Excel 4 macro sheet (they know only
+/// worksheets, chart sheets and dialog sheets by their part path), although such sheets have
+/// nothing to read. This copies the package with the macro sheets' relationships pointing at
+/// `dialogsheets/` instead, so the workbook opens and the macro sheets count as (empty) sheets.
+/// Entries other than the relationships are copied raw, without recompressing.
+fn with_macro_sheets_renamed(bytes: &[u8]) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    const RELS: [&str; 2] = ["xl/_rels/workbook.bin.rels", "xl/_rels/workbook.xml.rels"];
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).ok()?;
+    let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for i in 0..archive.len() {
+        let name = archive.by_index_raw(i).ok()?.name().ok()?.into_owned();
+        if RELS.contains(&name.as_str()) {
+            let mut rels = String::new();
+            archive.by_index(i).ok()?.take(16 * 1024 * 1024).read_to_string(&mut rels).ok()?;
+            // XLSB tells the sheet type by the part's folder, XLSX by the relationship type.
+            let rels = rels
+                .replace("macrosheets/", "dialogsheets/")
+                .replace("/xlMacrosheet\"", "/dialogsheet\"")
+                .replace("/xlIntlMacrosheet\"", "/dialogsheet\"");
+            out.start_file(name, zip::write::SimpleFileOptions::default()).ok()?;
+            out.write_all(rels.as_bytes()).ok()?;
+        } else {
+            out.raw_copy_file(archive.by_index_raw(i).ok()?).ok()?;
+        }
+    }
+    Some(out.finish().ok()?.into_inner())
+}
+
+fn is_password_error(err: &calamine::Error) -> bool {
+    matches!(
+        err,
+        calamine::Error::Xls(calamine::XlsError::Password) | calamine::Error::Ods(calamine::OdsError::Password)
+    ) || {
+        let text = err.to_string().to_lowercase();
+        text.contains("password") || text.contains("encrypt")
+    }
+}
+
+/// Cuts a Markdown table to `max_chars`, at a row boundary when one is near.
+fn truncate_at_line(text: &mut String, max_chars: usize) -> bool {
+    if !truncate_chars(text, max_chars) {
+        return false;
+    }
+    if let Some(pos) = text.rfind('\n')
+        && pos > text.len() / 2
+    {
+        text.truncate(pos);
+    }
+    true
+}
+
+/// The sheet's cells as text, from the first used row and column (as spreadsheet applications
+/// export a sheet to CSV), with empty trailing rows and columns trimmed.
+fn sheet_rows(range: &calamine::Range<Data>) -> Vec<Vec<String>> {
+    let (height, width) = range.get_size();
+    let mut rows: Vec<Vec<String>> =
+        range.rows().take(height).map(|r| r.iter().take(width).map(cell_text).collect()).collect();
+    while rows.last().is_some_and(|r| r.iter().all(String::is_empty)) {
+        rows.pop();
+    }
+    let used = rows.iter().map(|r| r.iter().rposition(|c| !c.is_empty()).map_or(0, |i| i + 1)).max().unwrap_or(0);
+    for r in &mut rows {
+        r.resize(used, String::new());
+    }
+    if used == 0 {
+        rows.clear();
+    }
+    rows
+}
+
+/// A cell as text: numbers without a spurious `.0`, dates in ISO 8601, booleans as TRUE/FALSE,
+/// errors as Excel shows them.
+pub(crate) fn cell_text(cell: &Data) -> String {
+    match cell {
+        Data::Empty => String::new(),
+        Data::String(s) => s.clone(),
+        Data::Int(i) => i.to_string(),
+        Data::Float(f) => number_text(*f),
+        Data::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
+        Data::Error(e) => e.to_string(),
+        Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::DateTime(dt) => {
+            if dt.is_duration() {
+                return duration_text(dt.as_f64());
+            }
+            let serial = dt.as_f64();
+            match dt.as_datetime() {
+                // A time of day without a date (serial below 1).
+                Some(t) if (0.0..1.0).contains(&serial) => t.format("%H:%M:%S").to_string(),
+                Some(t) if t.time() == chrono::NaiveTime::MIN => t.format("%Y-%m-%d").to_string(),
+                Some(t) => t.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                None => number_text(serial),
+            }
+        }
+    }
+}
+
+/// A number the way a spreadsheet shows it in General format: integers without a fraction,
+/// others rounded to 15 significant digits (so binary artifacts like 0.30000000000000004 go).
+pub(crate) fn number_text(f: f64) -> String {
+    if !f.is_finite() {
+        return f.to_string();
+    }
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        return format!("{}", f as i64);
+    }
+    let rounded: f64 = format!("{f:.14e}").parse().unwrap_or(f);
+    let text = format!("{rounded}");
+    if text.len() > 20 {
+        // Very large or small magnitudes read better in scientific notation.
+        format!("{rounded:e}")
+    } else {
+        text
+    }
+}
+
+fn duration_text(days: f64) -> String {
+    let total = (days * 86_400.0).round() as i64;
+    let sign = if total < 0 { "-" } else { "" };
+    let total = total.abs();
+    format!("{sign}{}:{:02}:{:02}", total / 3600, (total % 3600) / 60, total % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calamine::{ExcelDateTime, ExcelDateTimeType};
+
+    #[test]
+    fn numbers() {
+        assert_eq!(number_text(12850.0), "12850");
+        assert_eq!(number_text(103.2), "103.2");
+        assert_eq!(number_text(0.1 + 0.2), "0.3");
+        assert_eq!(number_text(-3.0), "-3");
+        assert_eq!(number_text(1.5), "1.5");
+    }
+
+    #[test]
+    fn dates_and_others() {
+        let date = Data::DateTime(ExcelDateTime::new(46142.0, ExcelDateTimeType::DateTime, false));
+        assert_eq!(cell_text(&date), "2026-04-30");
+        let dt = Data::DateTime(ExcelDateTime::new(46142.5, ExcelDateTimeType::DateTime, false));
+        assert_eq!(cell_text(&dt), "2026-04-30T12:00:00");
+        let time = Data::DateTime(ExcelDateTime::new(0.75, ExcelDateTimeType::DateTime, false));
+        assert_eq!(cell_text(&time), "18:00:00");
+        let dur = Data::DateTime(ExcelDateTime::new(1.5, ExcelDateTimeType::TimeDelta, false));
+        assert_eq!(cell_text(&dur), "36:00:00");
+        assert_eq!(cell_text(&Data::Bool(true)), "TRUE");
+        assert_eq!(cell_text(&Data::Error(calamine::CellErrorType::Div0)), "#DIV/0!");
+    }
+
+    #[test]
+    fn bad_workbooks_are_errors_not_panics() {
+        let limits = Limits::default();
+        for format in [Format::Xlsx, Format::Xlsb, Format::Xls, Format::Ods] {
+            let r = ingest_workbook(b"PK\x03\x04garbage", format, &limits);
+            assert!(r.is_err(), "{format}");
+        }
+    }
+
+    #[test]
+    fn zip_bomb_guard_runs_before_calamine() {
+        let zeros = vec![0u8; 2 * 1024 * 1024];
+        let bomb =
+            container::tests::zip_with(&[("xl/workbook.xml", b"<workbook/>"), ("xl/worksheets/sheet1.xml", &zeros)]);
+        let limits = Limits { max_decompressed_bytes: 1024 * 1024, ..Limits::default() };
+        assert!(matches!(crate::ingest(&bomb, &limits), Err(IngestError::DecompressionLimit { .. })));
+    }
+}

@@ -1,0 +1,195 @@
+//! LLM clients for BEACON.
+//!
+//! Every provider implements [`LlmClient`]: given one [`CompletionRequest`] (a system prompt, an
+//! instruction and the content of one unit), it returns the model's answer as text plus the token
+//! usage. The pipeline builds the prompts and parses the answers; providers only talk to models.
+//!
+//! Providers:
+//! - [`bedrock::BedrockConverse`]: Amazon Bedrock's Converse API through the AWS SDK for Rust.
+//! - [`offline::OfflineAnalyzer`]: an extractive analyzer that needs no model and no network.
+//!
+//! Wrappers (the client stack):
+//! - [`retry::Retrying`]: exponential backoff with full jitter on throttling, 5xx and timeouts.
+//!
+//! [`ClientStats`] counts requests, throttles and retries across the stack so that progress
+//! displays and reports can show them.
+
+pub mod bedrock;
+pub mod offline;
+pub mod retry;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// One request to a model: analyse the content of one unit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompletionRequest {
+    /// The system prompt (role, output format rules).
+    pub system: String,
+    /// What to do with the content (task description, JSON schema to follow).
+    pub instruction: String,
+    /// The unit's content as text (page text, sheet as a Markdown table, ...).
+    pub content: String,
+    /// A short label for the content (e.g. "page 3", "sheet 売上"); used in prompts and logs.
+    pub content_label: String,
+    /// BCP-47-ish language code of the document when known (e.g. "ja", "en"); answers should be
+    /// written in this language.
+    pub language: Option<String>,
+    /// Upper bound on the answer's tokens.
+    pub max_tokens: u32,
+    /// Sampling temperature; 0.0 for reproducible answers.
+    pub temperature: f32,
+}
+
+/// Token usage of one call as reported by the provider.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, rhs: Self) {
+        self.input_tokens += rhs.input_tokens;
+        self.output_tokens += rhs.output_tokens;
+    }
+}
+
+/// A model's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Completion {
+    /// The answer's text (expected to be a JSON document when the instruction asks for one).
+    pub text: String,
+    pub usage: Usage,
+    /// The model that answered (as the provider names it).
+    pub model: String,
+    /// Why the model stopped (`end_turn`, `max_tokens`, ...).
+    pub stop_reason: String,
+    /// How many attempts the call took, including the successful one (filled by [`retry::Retrying`]).
+    pub attempts: u32,
+    /// How many of those attempts were throttled.
+    pub throttles: u32,
+}
+
+/// What went wrong talking to a model, classified for retrying.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum LlmError {
+    /// The provider refused the request because a quota was exceeded (HTTP 429,
+    /// `ThrottlingException`). Retryable. `retry_after` is the provider's hint, when given.
+    #[error("throttled by {provider}: {message}")]
+    Throttled { provider: String, message: String, retry_after: Option<std::time::Duration> },
+    /// A temporary failure: 5xx, `ServiceUnavailable`, `ModelNotReady`, timeouts, connection
+    /// errors. Retryable.
+    #[error("transient error from {provider}: {message}")]
+    Transient { provider: String, message: String },
+    /// The request itself is wrong or not allowed (validation, access denied, unknown model).
+    /// Retrying cannot help.
+    #[error("{provider} rejected the request ({kind}): {message}")]
+    Rejected { provider: String, kind: String, message: String },
+    /// Retries were exhausted; `last` is the final error.
+    #[error("gave up after {attempts} attempts ({throttles} throttled): {last}")]
+    GaveUp { attempts: u32, throttles: u32, last: Box<LlmError> },
+    /// The client could not be set up (credentials, region, endpoint).
+    #[error("cannot configure {provider}: {message}")]
+    Config { provider: String, message: String },
+}
+
+impl LlmError {
+    /// Whether a retry may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, LlmError::Throttled { .. } | LlmError::Transient { .. })
+    }
+
+    /// Whether this is a throttling error.
+    pub fn is_throttle(&self) -> bool {
+        matches!(self, LlmError::Throttled { .. })
+    }
+
+    /// A stable error name for state machines and reports (`Beacon.Throttled`, ...).
+    pub fn error_name(&self) -> &'static str {
+        match self {
+            LlmError::Throttled { .. } => "Beacon.Throttled",
+            LlmError::Transient { .. } => "Beacon.Transient",
+            LlmError::Rejected { .. } => "Beacon.Rejected",
+            LlmError::GaveUp { .. } => "Beacon.GaveUp",
+            LlmError::Config { .. } => "Beacon.Config",
+        }
+    }
+}
+
+/// A language model (or something that answers like one).
+#[async_trait]
+pub trait LlmClient: Send + Sync {
+    /// A short name for logs and reports, e.g. `bedrock:anthropic.claude-3-haiku...` or `offline`.
+    fn name(&self) -> String;
+
+    /// Send one request and wait for the answer.
+    async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError>;
+}
+
+#[async_trait]
+impl<T: LlmClient + ?Sized> LlmClient for Arc<T> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError> {
+        (**self).complete(request).await
+    }
+}
+
+/// Counters shared by the client stack; cheap to clone and read from a progress display.
+#[derive(Debug, Default, Clone)]
+pub struct ClientStats(Arc<StatsInner>);
+
+#[derive(Debug, Default)]
+struct StatsInner {
+    requests: AtomicU64,
+    throttles: AtomicU64,
+    retries: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// A point-in-time copy of [`ClientStats`].
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Requests sent to the provider (every attempt counts).
+    pub requests: u64,
+    /// Attempts the provider answered with a throttling error.
+    pub throttles: u64,
+    /// Attempts that were retries of an earlier failed attempt.
+    pub retries: u64,
+    /// Calls that finally failed.
+    pub failures: u64,
+}
+
+impl ClientStats {
+    pub fn record_request(&self) {
+        self.0.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn record_throttle(&self) {
+        self.0.throttles.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn record_retry(&self) {
+        self.0.retries.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn record_failure(&self) {
+        self.0.failures.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            requests: self.0.requests.load(Ordering::Relaxed),
+            throttles: self.0.throttles.load(Ordering::Relaxed),
+            retries: self.0.retries.load(Ordering::Relaxed),
+            failures: self.0.failures.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! BEACON's configuration: one typed struct, loaded from `beacon.toml`, then the environment,
+//! then command-line flags (applied by the CLI). Every default works offline.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use beacon_ingest::Limits;
+use serde::{Deserialize, Serialize};
+
+/// Which model answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// The built-in extractive analyzer: no model, no network, no cost.
+    #[default]
+    Offline,
+    /// Amazon Bedrock's Converse API.
+    Bedrock,
+}
+
+impl ProviderKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderKind::Offline => "offline",
+            ProviderKind::Bedrock => "bedrock",
+        }
+    }
+}
+
+impl std::str::FromStr for ProviderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "offline" => Ok(ProviderKind::Offline),
+            "bedrock" => Ok(ProviderKind::Bedrock),
+            other => Err(format!("unknown provider '{other}' (expected offline or bedrock)")),
+        }
+    }
+}
+
+/// The complete configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the local object store lives (documents, units, results, reports).
+    pub data_dir: PathBuf,
+    /// Input limits (file size, units, decompressed size, unit size).
+    pub limits: Limits,
+    pub strategy: StrategyConfig,
+    pub provider: ProviderConfig,
+    pub llm: LlmConfig,
+    pub retry: RetryConfig,
+    /// Prices per model id (USD per 1,000 tokens), on top of the built-in table.
+    pub pricing: BTreeMap<String, Price>,
+}
+
+/// How the state machine chooses and runs its parallel strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StrategyConfig {
+    /// Documents with more units than this go to the distributed Map (seed default: 40).
+    pub distributed_threshold: u32,
+    /// Documents with more units than this go to batch inference (seed default: 100).
+    pub batch_threshold: u32,
+    /// How many units the inline Map analyses at once (the Map's `MaxConcurrency`).
+    pub inline_max_concurrency: u32,
+}
+
+impl Default for StrategyConfig {
+    fn default() -> Self {
+        StrategyConfig {
+            distributed_threshold: 40,
+            batch_threshold: 100,
+            inline_max_concurrency: 10,
+        }
+    }
+}
+
+/// The LLM provider.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// Model id (or Provisioned Throughput ARN) for Bedrock.
+    pub model: Option<String>,
+    /// Endpoint URL override (e.g. `http://127.0.0.1:PORT` for `beacon sim`).
+    pub endpoint: Option<String>,
+    /// AWS region override; otherwise the normal AWS resolution (env, profile).
+    pub region: Option<String>,
+}
+
+/// Per-request model parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    pub max_tokens: u32,
+    pub temperature: f32,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            max_tokens: 2048,
+            temperature: 0.0,
+        }
+    }
+}
+
+/// The client-side retry policy (see `beacon_llm::retry`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    /// Attempts for transient errors (5xx, timeouts).
+    pub max_attempts: u32,
+    /// How long a throttled request keeps trying before its unit fails.
+    pub throttle_budget_secs: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            base_delay_ms: 500,
+            max_delay_ms: 20_000,
+            max_attempts: 8,
+            throttle_budget_secs: 30 * 60,
+        }
+    }
+}
+
+/// Price of a model in USD per 1,000 tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input_per_1k: f64,
+    pub output_per_1k: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: default_data_dir(),
+            limits: Limits::default(),
+            strategy: StrategyConfig::default(),
+            provider: ProviderConfig::default(),
+            llm: LlmConfig::default(),
+            retry: RetryConfig::default(),
+            pricing: BTreeMap::new(),
+        }
+    }
+}
+
+/// `$BEACON_DATA_DIR`, else `$XDG_DATA_HOME/beacon`, else `~/.local/share/beacon`, else `.beacon`.
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("beacon");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/share/beacon");
+    }
+    PathBuf::from(".beacon")
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("invalid config file {path}: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("invalid value for environment variable {name}: {reason}")]
+    Env { name: String, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Load the configuration: `path` if given (must exist), else `./beacon.toml` if present,
+    /// else defaults; then apply `BEACON_*` environment variables.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(p) => Self::from_file(p)?,
+            None if Path::new("beacon.toml").is_file() => Self::from_file(Path::new("beacon.toml"))?,
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Parse a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Apply environment overrides; `get` reads one variable (injectable for tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env {
+                name: name.to_string(),
+                reason: e.to_string(),
+            })
+        }
+        if let Some(v) = get("BEACON_DATA_DIR").filter(|v| !v.is_empty()) {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("BEACON_PROVIDER") {
+            self.provider.kind = v.parse().map_err(|reason| ConfigError::Env {
+                name: "BEACON_PROVIDER".into(),
+                reason,
+            })?;
+        }
+        if let Some(v) = get("BEACON_MODEL") {
+            self.provider.model = Some(v);
+        }
+        if let Some(v) = get("BEACON_ENDPOINT") {
+            self.provider.endpoint = Some(v);
+        }
+        if let Some(v) = get("BEACON_MAX_FILE_BYTES") {
+            self.limits.max_file_bytes = parse("BEACON_MAX_FILE_BYTES", &v)?;
+        }
+        if let Some(v) = get("BEACON_MAX_UNITS") {
+            self.limits.max_units = parse("BEACON_MAX_UNITS", &v)?;
+        }
+        if let Some(v) = get("BEACON_MAX_CONCURRENCY") {
+            self.strategy.inline_max_concurrency = parse("BEACON_MAX_CONCURRENCY", &v)?;
+        }
+        Ok(())
+    }
+
+    /// Check cross-field rules; call after all overrides are applied.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.strategy.inline_max_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "strategy.inline_max_concurrency must be at least 1".into(),
+            ));
+        }
+        if self.strategy.batch_threshold < self.strategy.distributed_threshold {
+            return Err(ConfigError::Invalid(format!(
+                "strategy.batch_threshold ({}) must not be below strategy.distributed_threshold ({})",
+                self.strategy.batch_threshold, self.strategy.distributed_threshold
+            )));
+        }
+        if self.provider.kind == ProviderKind::Bedrock && self.provider.model.is_none() {
+            return Err(ConfigError::Invalid(
+                "the bedrock provider needs a model id: pass --model <id> (e.g. anthropic.claude-3-haiku-20240307-v1:0)".into(),
+            ));
+        }
+        if self.limits.max_file_bytes == 0 || self.limits.max_units == 0 {
+            return Err(ConfigError::Invalid("limits must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The model name recorded in reports.
+    pub fn model_name(&self) -> String {
+        match self.provider.kind {
+            ProviderKind::Offline => "offline".to_string(),
+            ProviderKind::Bedrock => self.provider.model.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The price of `model`, from the configured table or the built-in one.
+    pub fn price_of(&self, model: &str) -> Option<Price> {
+        self.pricing
+            .get(model)
+            .copied()
+            .or_else(|| crate::pricing::builtin_price(model))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let c = Config::default();
+        assert_eq!(c.strategy.distributed_threshold, 40);
+        assert_eq!(c.strategy.batch_threshold, 100);
+        assert_eq!(c.strategy.inline_max_concurrency, 10);
+        assert_eq!(c.provider.kind, ProviderKind::Offline);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_overrides_defaults_and_rejects_unknown_keys() {
+        let c: Config = toml::from_str("[strategy]\ninline_max_concurrency = 4\n[limits]\nmax_units = 7\n").unwrap();
+        assert_eq!(c.strategy.inline_max_concurrency, 4);
+        assert_eq!(c.strategy.distributed_threshold, 40);
+        assert_eq!(c.limits.max_units, 7);
+        assert!(toml::from_str::<Config>("[strategy]\nmax_concurency = 4\n").is_err());
+    }
+
+    #[test]
+    fn environment_overrides_and_errors_name_the_variable() {
+        let mut c = Config::default();
+        c.apply_env(|n| match n {
+            "BEACON_PROVIDER" => Some("bedrock".into()),
+            "BEACON_MODEL" => Some("m".into()),
+            "BEACON_MAX_FILE_BYTES" => Some("10".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.provider.kind, ProviderKind::Bedrock);
+        assert_eq!(c.limits.max_file_bytes, 10);
+        let err = c
+            .apply_env(|n| (n == "BEACON_MAX_UNITS").then(|| "many".to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("BEACON_MAX_UNITS"), "{err}");
+    }
+
+    #[test]
+    fn bedrock_without_model_is_invalid() {
+        let mut c = Config::default();
+        c.provider.kind = ProviderKind::Bedrock;
+        assert!(c.validate().unwrap_err().to_string().contains("--model"));
+    }
+}

@@ -1,0 +1,20 @@
+//! The BEACON flow: configuration, the state machine's task handlers, prompts, unit and report
+//! schemas, and the integration of unit results into a report.
+//!
+//! This crate depends on `beacon-asl`, `beacon-ingest`, `beacon-llm` and `beacon-store` through
+//! their public types only; it knows nothing about terminals (see `beacon-cli`) or AWS Lambda.
+
+pub mod answer;
+pub mod config;
+pub mod flow;
+pub mod pricing;
+pub mod progress;
+pub mod prompt;
+pub mod report;
+pub mod schema;
+pub mod tasks;
+
+pub use config::{Config, ProviderKind};
+pub use flow::{RunError, RunOutcome, Runner};
+pub use progress::{NoProgress, Progress, UnitEnd};
+pub use tasks::Services;

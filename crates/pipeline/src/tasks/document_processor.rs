@@ -1,0 +1,106 @@
+//! `document-processor`: bytes in the store → units and a manifest in the store.
+
+use beacon_asl::{TaskContext, TaskFailure};
+use beacon_ingest::{Document, ingest};
+use beacon_store::keys;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use super::{Services, errors, failure, store_failure, task_input};
+
+/// Where the uploaded document is.
+#[derive(Debug, Deserialize)]
+struct Input {
+    document: DocumentRef,
+}
+
+#[derive(Debug, Deserialize)]
+struct DocumentRef {
+    /// Object key of the uploaded bytes.
+    key: String,
+    /// The file name the user gave (for the report; never used to detect the format).
+    name: String,
+}
+
+/// One entry of the Map's item list: small on purpose (the unit itself stays in the store).
+#[derive(Debug, Serialize)]
+struct UnitItem<'a> {
+    index: usize,
+    title: &'a str,
+}
+
+/// The manifest stored next to the units.
+#[derive(Debug, Serialize)]
+struct ManifestEntry<'a> {
+    index: usize,
+    kind: beacon_ingest::UnitKind,
+    title: &'a str,
+    chars: usize,
+    flags: &'a [String],
+    key: String,
+}
+
+/// Read the uploaded bytes, split them into units, store units and manifest.
+pub async fn process_document(services: Services, input: Value, _ctx: TaskContext) -> Result<Value, TaskFailure> {
+    let input: Input = task_input("document-processor", input)?;
+    let bytes = services.store.get(&input.document.key).await.map_err(store_failure)?;
+    let document_id = hex::encode(Sha256::digest(&bytes));
+    let limits = services.config.limits.clone();
+    let size = bytes.len() as u64;
+    // Splitting is CPU-bound (PDF parsing, decompression): keep it off the async workers.
+    let document: Document = tokio::task::spawn_blocking(move || ingest(&bytes, &limits))
+        .await
+        .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("the splitter crashed: {e}")))?
+        .map_err(|e| failure(errors::INVALID_DOCUMENT, e))?;
+    info!(document_id, format = %document.format, units = document.units.len(), "document split");
+
+    let mut manifest = Vec::with_capacity(document.units.len());
+    for unit in &document.units {
+        let key = keys::unit(&document_id, unit.index);
+        services.store.put_json(&key, unit).await.map_err(store_failure)?;
+        manifest.push(ManifestEntry {
+            index: unit.index,
+            kind: unit.kind,
+            title: &unit.title,
+            chars: unit.text.chars().count(),
+            flags: &unit.flags,
+            key,
+        });
+    }
+    let manifest_key = keys::manifest(&document_id);
+    let manifest_doc = serde_json::json!({
+        "documentId": document_id,
+        "name": input.document.name,
+        "format": document.format,
+        "language": document.language,
+        "title": document.title,
+        "encoding": document.encoding,
+        "unitCount": document.units.len(),
+        "units": manifest,
+    });
+    services.store.put_json(&manifest_key, &manifest_doc).await.map_err(store_failure)?;
+    services.progress.units_planned(document.units.len());
+
+    let units: Vec<UnitItem> = document
+        .units
+        .iter()
+        .map(|u| UnitItem {
+            index: u.index,
+            title: &u.title,
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "documentId": document_id,
+        "name": input.document.name,
+        "key": input.document.key,
+        "format": document.format,
+        "bytes": size,
+        "language": document.language,
+        "title": document.title,
+        "unitCount": document.units.len(),
+        "manifestKey": manifest_key,
+        "units": units,
+    }))
+}

@@ -1,0 +1,104 @@
+//! `llm-processor`: one unit in the store → one unit result in the store.
+
+use std::time::Instant;
+
+use beacon_asl::{TaskContext, TaskFailure};
+use beacon_ingest::Unit;
+use beacon_store::keys;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{info_span, Instrument};
+
+use super::{Services, errors, failure, store_failure, task_input};
+use crate::answer::parse_answer;
+use crate::progress::UnitEnd;
+use crate::report::UnitUsage;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Input {
+    document_id: String,
+    language: Option<String>,
+    unit: UnitRef,
+}
+
+#[derive(Debug, Deserialize)]
+struct UnitRef {
+    index: usize,
+}
+
+/// What is stored for one analysed unit.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct UnitResultRecord {
+    pub index: usize,
+    pub title: String,
+    pub model: String,
+    pub result: Value,
+    pub usage: UnitUsage,
+}
+
+/// Analyse one unit with the LLM client stack and store the validated result.
+pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) -> Result<Value, TaskFailure> {
+    let input: Input = task_input("llm-processor", input)?;
+    let span = info_span!("unit", index = input.unit.index, execution = %ctx.execution_name);
+    async move {
+        let unit: Unit = services
+            .store
+            .get_json(&keys::unit(&input.document_id, input.unit.index))
+            .await
+            .map_err(store_failure)?;
+        let started = Instant::now();
+        let (result, usage, model) = if unit.text.trim().is_empty() {
+            // Nothing to read (a scanned page): asking a text model would only cost money.
+            let result = json!({"title": unit.title, "summary": "", "flags": unit.flags});
+            (result, UnitUsage::default(), services.config.model_name())
+        } else {
+            analyse(&services, &unit, input.language.as_deref()).await?
+        };
+        let usage = UnitUsage {
+            duration_ms: started.elapsed().as_millis() as u64,
+            ..usage
+        };
+        let key = keys::unit_result(&input.document_id, &ctx.execution_name, unit.index);
+        let record = UnitResultRecord {
+            index: unit.index,
+            title: unit.title.clone(),
+            model,
+            result,
+            usage,
+        };
+        services.store.put_json(&key, &record).await.map_err(store_failure)?;
+        services.progress.unit_finished(unit.index, UnitEnd::Succeeded);
+        Ok(json!({
+            "index": unit.index,
+            "title": unit.title,
+            "status": "succeeded",
+            "resultKey": key,
+        }))
+    }
+    .instrument(span)
+    .await
+}
+
+async fn analyse(services: &Services, unit: &Unit, language: Option<&str>) -> Result<(Value, UnitUsage, String), TaskFailure> {
+    let request = crate::prompt::unit_request(unit, language, &services.unit_schema, &services.config.llm);
+    let completion = services
+        .llm
+        .complete(&request)
+        .await
+        .map_err(|e| failure(e.error_name(), e))?;
+    let result = parse_answer(&completion.text, &services.unit_schema).map_err(|e| failure(errors::INVALID_ANSWER, e))?;
+    let cost_usd = services
+        .config
+        .price_of(&completion.model)
+        .map(|p| crate::pricing::cost_usd(p, completion.usage.input_tokens, completion.usage.output_tokens));
+    let usage = UnitUsage {
+        input_tokens: completion.usage.input_tokens,
+        output_tokens: completion.usage.output_tokens,
+        attempts: completion.attempts,
+        throttles: completion.throttles,
+        duration_ms: 0,
+        cost_usd,
+    };
+    Ok((result, usage, completion.model))
+}

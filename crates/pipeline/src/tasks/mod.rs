@@ -1,0 +1,115 @@
+//! The state machine's task handlers. Each one is a plain async function over [`Services`],
+//! registered in the ASL interpreter under its resource name (locally) and wrapped by a Lambda
+//! entry point on AWS. They pass object-store keys, not contents, between states so payloads
+//! stay far below the 256 KiB state limit.
+
+mod document_processor;
+mod llm_processor;
+mod result_integrator;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use beacon_asl::{TaskContext, TaskFailure, TaskHandler, TaskRegistry};
+use beacon_llm::LlmClient;
+use beacon_store::Store;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::progress::Progress;
+
+pub use document_processor::process_document;
+pub use llm_processor::process_unit;
+pub use result_integrator::integrate_results;
+
+/// Error names the tasks raise; the state machine's Retry/Catch rules refer to them.
+pub mod errors {
+    /// The input document cannot be read (unsupported, encrypted, corrupt, empty, too large).
+    pub const INVALID_DOCUMENT: &str = "Beacon.InvalidDocument";
+    /// The task's input is not what the state machine should pass.
+    pub const INVALID_INPUT: &str = "Beacon.InvalidInput";
+    /// The model's answer did not follow the unit schema.
+    pub const INVALID_ANSWER: &str = "Beacon.InvalidAnswer";
+    /// The object store failed.
+    pub const STORE: &str = "Beacon.StoreError";
+}
+
+/// The resource names of BEACON's tasks, as the local engine registers them. The state machine
+/// refers to them through DefinitionSubstitutions (`${DocumentProcessorFunctionArn}`, ...).
+pub mod resources {
+    pub const DOCUMENT_PROCESSOR: &str = "beacon:document-processor";
+    pub const LLM_PROCESSOR: &str = "beacon:llm-processor";
+    pub const RESULT_INTEGRATOR: &str = "beacon:result-integrator";
+}
+
+/// What the tasks need from the outside world.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    pub llm: Arc<dyn LlmClient>,
+    pub config: Arc<Config>,
+    pub progress: Arc<dyn Progress>,
+    /// The JSON Schema unit results must follow.
+    pub unit_schema: Arc<Value>,
+}
+
+fn failure(error: &str, cause: impl std::fmt::Display) -> TaskFailure {
+    TaskFailure {
+        error: error.to_string(),
+        cause: cause.to_string(),
+    }
+}
+
+fn store_failure(e: beacon_store::StoreError) -> TaskFailure {
+    failure(errors::STORE, e)
+}
+
+/// Deserialize a task's input, failing with a message that names the task.
+fn task_input<T: serde::de::DeserializeOwned>(task: &str, input: Value) -> Result<T, TaskFailure> {
+    serde_json::from_value(input).map_err(|e| failure(errors::INVALID_INPUT, format!("{task}: {e}")))
+}
+
+type TaskFn = fn(Services, Value, TaskContext) -> futures_task::BoxTask;
+
+mod futures_task {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    use beacon_asl::TaskFailure;
+    use serde_json::Value;
+
+    pub type BoxTask = Pin<Box<dyn Future<Output = Result<Value, TaskFailure>> + Send>>;
+}
+
+/// A task handler: one of the functions above bound to the services.
+struct Task {
+    services: Services,
+    run: TaskFn,
+}
+
+#[async_trait]
+impl TaskHandler for Task {
+    async fn invoke(&self, input: Value, ctx: TaskContext) -> Result<Value, TaskFailure> {
+        (self.run)(self.services.clone(), input, ctx).await
+    }
+}
+
+/// The registry with BEACON's three tasks bound to `services`.
+pub fn registry(services: &Services) -> TaskRegistry {
+    let mut registry = TaskRegistry::default();
+    let tasks: [(&str, TaskFn); 3] = [
+        (resources::DOCUMENT_PROCESSOR, |s, i, c| Box::pin(process_document(s, i, c))),
+        (resources::LLM_PROCESSOR, |s, i, c| Box::pin(process_unit(s, i, c))),
+        (resources::RESULT_INTEGRATOR, |s, i, c| Box::pin(integrate_results(s, i, c))),
+    ];
+    for (resource, run) in tasks {
+        registry.register(
+            resource,
+            Arc::new(Task {
+                services: services.clone(),
+                run,
+            }),
+        );
+    }
+    registry
+}

@@ -1,0 +1,132 @@
+//! The BEACON flow through the embedded engine, with the offline analyzer and a scripted client.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use beacon_llm::offline::OfflineAnalyzer;
+use beacon_llm::{Completion, CompletionRequest, LlmClient, LlmError};
+use beacon_pipeline::report::UnitStatus;
+use beacon_pipeline::{Config, Progress, RunError, Runner, Services, UnitEnd};
+use beacon_store::Store;
+use serde_json::Value;
+
+#[derive(Default)]
+struct Recorder {
+    planned: AtomicUsize,
+    ends: Mutex<Vec<(usize, UnitEnd)>>,
+}
+
+impl Progress for Recorder {
+    fn units_planned(&self, units: usize) {
+        self.planned.store(units, Ordering::SeqCst);
+    }
+    fn unit_finished(&self, index: usize, end: UnitEnd) {
+        self.ends.lock().unwrap().push((index, end));
+    }
+}
+
+/// Answers like the offline analyzer, except that content containing "REJECT" is refused.
+struct Picky;
+
+#[async_trait]
+impl LlmClient for Picky {
+    fn name(&self) -> String {
+        "picky".into()
+    }
+    async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError> {
+        if request.content.contains("REJECT") {
+            return Err(LlmError::Rejected {
+                provider: "picky".into(),
+                kind: "ValidationException".into(),
+                message: "content refused".into(),
+            });
+        }
+        OfflineAnalyzer.complete(request).await
+    }
+}
+
+fn runner(dir: &std::path::Path, llm: Arc<dyn LlmClient>, progress: Arc<Recorder>) -> Runner {
+    let config = Config { data_dir: dir.to_path_buf(), ..Config::default() };
+    Runner::new(Services {
+        store: Store::local(&dir.join("store")).unwrap(),
+        llm,
+        config: Arc::new(config),
+        progress,
+        unit_schema: Arc::new(beacon_pipeline::schema::default_unit_schema()),
+    })
+    .unwrap()
+}
+
+fn report_schema() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/report.schema.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn every_page_is_analysed_and_the_report_follows_its_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let progress = Arc::new(Recorder::default());
+    let runner = runner(dir.path(), Arc::new(OfflineAnalyzer), progress.clone());
+    let text = "Invoice No: INV-7\nTotal: $1,234.56\n\x0cDelivery on 2026-04-30.\n\x0cThanks for your order.\n";
+    let outcome = runner.run_bytes("pages.txt", text.as_bytes().to_vec()).await.unwrap();
+    let report = serde_json::to_value(&outcome.report).unwrap();
+    let problems = beacon_pipeline::schema::violations(&report_schema(), &report);
+    assert!(problems.is_empty(), "report.json follows docs/report.schema.json: {problems:?}");
+    assert_eq!(outcome.report.document.unit_count, 3);
+    assert!(outcome.report.units.iter().all(|u| u.status == UnitStatus::Succeeded));
+    assert_eq!(progress.planned.load(Ordering::SeqCst), 3);
+    assert_eq!(progress.ends.lock().unwrap().len(), 3);
+    assert!(outcome.report.dates.iter().any(|d| d.iso.as_deref() == Some("2026-04-30")));
+    assert!(outcome.report_markdown.contains("## Units"));
+    assert!(outcome.history_events > 10, "the execution history was recorded");
+}
+
+#[tokio::test]
+async fn a_refused_unit_fails_alone_and_is_listed_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let progress = Arc::new(Recorder::default());
+    let runner = runner(dir.path(), Arc::new(Picky), progress.clone());
+    let text = "Page one is fine.\n\x0cPage two: REJECT me.\n\x0cPage three is fine.\n";
+    let outcome = runner.run_bytes("mixed.txt", text.as_bytes().to_vec()).await.unwrap();
+    let r = &outcome.report;
+    let statuses: Vec<UnitStatus> = r.units.iter().map(|u| u.status).collect();
+    assert_eq!(statuses, vec![UnitStatus::Succeeded, UnitStatus::Failed, UnitStatus::Succeeded]);
+    assert_eq!(r.failed_units.len(), 1);
+    assert_eq!(r.failed_units[0].index, 1);
+    assert_eq!(r.failed_units[0].error, "Beacon.Rejected");
+    assert!(r.failed_units[0].cause.contains("content refused"), "{}", r.failed_units[0].cause);
+    let mut ends = progress.ends.lock().unwrap().clone();
+    ends.sort_by_key(|e| e.0);
+    assert_eq!(ends, vec![(0, UnitEnd::Succeeded), (1, UnitEnd::Failed), (2, UnitEnd::Succeeded)]);
+}
+
+#[tokio::test]
+async fn unusable_documents_are_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = runner(dir.path(), Arc::new(OfflineAnalyzer), Arc::new(Recorder::default()));
+    for (name, bytes) in [("empty.txt", Vec::new()), ("junk.bin", vec![0u8, 159, 146, 150, 0, 1, 2, 3, 255, 254, 0, 7])] {
+        match runner.run_bytes(name, bytes).await {
+            Err(RunError::Input { path, message }) => {
+                assert_eq!(path, name);
+                assert!(!message.is_empty());
+            }
+            other => panic!("{name}: expected an input error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn thresholds_and_concurrency_are_substituted_into_the_state_machine() {
+    let mut config = Config::default();
+    config.strategy.inline_max_concurrency = 3;
+    config.strategy.distributed_threshold = 5;
+    config.strategy.batch_threshold = 7;
+    let subs = beacon_pipeline::flow::substitutions(&config);
+    let text = beacon_asl::substitute(beacon_pipeline::flow::STATE_MACHINE_DEFINITION, &subs).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["States"]["AnalyseUnitsInline"]["MaxConcurrency"], 3);
+    assert_eq!(v["States"]["ChooseStrategy"]["Choices"][0]["NumericGreaterThan"], 7);
+    assert_eq!(v["States"]["ChooseStrategy"]["Choices"][1]["NumericGreaterThan"], 5);
+    beacon_pipeline::flow::state_machine(&config).unwrap();
+}
