@@ -25,8 +25,10 @@ impl Display {
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let bar = (allow_bar && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("{spinner} {prefix} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} units {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template(
+                "{spinner} {prefix} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} units {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.set_prefix(name.clone());
             bar.set_message("splitting…");
@@ -62,10 +64,10 @@ impl Display {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                if let Some(bar) = &self.bar {
-                    if self.total.load(Ordering::Relaxed) > 0 {
-                        bar.set_message(self.status());
-                    }
+                if let Some(bar) = &self.bar
+                    && self.total.load(Ordering::Relaxed) > 0
+                {
+                    bar.set_message(self.status());
                 }
             }
         })

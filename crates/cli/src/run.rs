@@ -196,7 +196,8 @@ async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn Llm
         ProviderKind::Offline => Arc::new(Retrying::new(OfflineAnalyzer, policy, stats)),
         ProviderKind::Bedrock => {
             let model = config.provider.model.clone().unwrap_or_default();
-            let client = BedrockConverse::new(model, config.provider.endpoint.clone(), config.provider.region.clone()).await?;
+            let client =
+                BedrockConverse::new(model, config.provider.endpoint.clone(), config.provider.region.clone()).await?;
             Arc::new(Retrying::new(client, policy, stats))
         }
     })

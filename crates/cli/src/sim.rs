@@ -28,12 +28,7 @@ pub struct SimArgs {
 }
 
 pub async fn sim(args: SimArgs) -> u8 {
-    let config = SimConfig {
-        rpm: args.rpm,
-        burst: args.burst,
-        latency_ms: args.latency_ms,
-        ..SimConfig::default()
-    };
+    let config = SimConfig { rpm: args.rpm, burst: args.burst, latency_ms: args.latency_ms };
     let server = match SimServer::start(SocketAddr::new(args.host, args.port), config).await {
         Ok(s) => s,
         Err(e) => {
@@ -42,18 +37,25 @@ pub async fn sim(args: SimArgs) -> u8 {
         }
     };
     let addr = server.local_addr();
-    // The first line is machine-readable: tests and scripts read the address from it.
-    println!("beacon sim listening on http://{addr}");
+    // The first line is machine-readable: tests and scripts read the address from it. Writes
+    // ignore errors: a reader that closes our stdout must not stop the server.
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "beacon sim listening on http://{addr}");
     let quota = args.rpm.map(|r| format!("{r} requests/minute")).unwrap_or_else(|| "no quota".into());
-    println!("Converse API: POST http://{addr}/model/{{modelId}}/converse ({quota}, latency {} ms); stats: GET http://{addr}/sim/stats", args.latency_ms);
-    println!("Use it: beacon run FILE --provider bedrock --model any-model --endpoint http://{addr}");
-    let _ = std::io::stdout().flush();
+    let _ = writeln!(
+        out,
+        "Converse API: POST http://{addr}/model/{{modelId}}/converse ({quota}, latency {} ms); stats: GET http://{addr}/sim/stats",
+        args.latency_ms
+    );
+    let _ = writeln!(out, "Use it: beacon run FILE --provider bedrock --model any-model --endpoint http://{addr}");
+    let _ = out.flush();
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("error: cannot wait for Ctrl-C: {e}");
     }
     let stats = server.stats();
     server.shutdown().await;
-    println!(
+    let _ = writeln!(
+        out,
         "served {} requests: {} succeeded, {} throttled",
         stats.requests, stats.succeeded, stats.throttled
     );

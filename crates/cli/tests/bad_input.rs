@@ -82,7 +82,12 @@ fn directory() {
 #[test]
 fn file_over_the_size_limit() {
     let s = Scratch::new();
-    assert_input_error(&s, &repo_root().join("samples/operations-review.pdf"), &["--max-file-bytes", "1000"], "over the limit");
+    assert_input_error(
+        &s,
+        &repo_root().join("samples/operations-review.pdf"),
+        &["--max-file-bytes", "1000"],
+        "over the limit",
+    );
 }
 
 #[test]

@@ -12,6 +12,8 @@ use common::*;
 struct Sim {
     child: Child,
     addr: String,
+    /// Kept open so the simulator's later output has somewhere to go.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Sim {
@@ -24,14 +26,15 @@ impl Sim {
             .spawn()
             .expect("start beacon sim");
         let stdout = child.stdout.take().expect("sim stdout");
+        let mut stdout = BufReader::new(stdout);
         let mut first = String::new();
-        BufReader::new(stdout).read_line(&mut first).expect("sim prints its address");
+        stdout.read_line(&mut first).expect("sim prints its address");
         let addr = first
             .trim()
             .strip_prefix("beacon sim listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
             .to_string();
-        Sim { child, addr }
+        Sim { child, addr, _stdout: stdout }
     }
 
     fn endpoint(&self) -> String {
@@ -63,7 +66,8 @@ fn with_fake_aws(cmd: &mut Command) -> &mut Command {
 }
 
 /// Fast client retries so the test spends its time in the quota, not in long backoffs.
-const FAST_RETRY: &str = "[retry]\nbase_delay_ms = 50\nmax_delay_ms = 1000\nmax_attempts = 3\nthrottle_budget_secs = 120\n";
+const FAST_RETRY: &str =
+    "[retry]\nbase_delay_ms = 50\nmax_delay_ms = 1000\nmax_attempts = 3\nthrottle_budget_secs = 120\n";
 
 #[test]
 fn throttled_run_succeeds_and_reports_the_throttles() {

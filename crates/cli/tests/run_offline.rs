@@ -56,7 +56,8 @@ fn sample_pdf_in_the_repo_is_analysed_with_extracted_facts() {
 fn default_output_directory_is_beacon_out_file_stem() {
     let s = Scratch::new();
     let sample = s.path("notes.md");
-    std::fs::write(&sample, "# Notes\n\nThe meeting is on 2026-05-01. Budget: $1,200.\n\n# Actions\n\nShip it.\n").unwrap();
+    std::fs::write(&sample, "# Notes\n\nThe meeting is on 2026-05-01. Budget: $1,200.\n\n# Actions\n\nShip it.\n")
+        .unwrap();
     let out = s.beacon().arg("run").arg(&sample).output().unwrap();
     assert_exit(&out, 0);
     let dir = s.path("beacon-out/notes");
@@ -78,7 +79,8 @@ fn non_terminal_progress_is_plain_log_lines() {
 #[test]
 fn japanese_pdf_keeps_its_text_and_gets_a_japanese_report() {
     let Some(pdf) = corpus("ja/beacon-design-ja.pdf") else { return };
-    let files: Value = serde_json::from_str(&std::fs::read_to_string(corpus("ja/files.json").unwrap()).unwrap()).unwrap();
+    let files: Value =
+        serde_json::from_str(&std::fs::read_to_string(corpus("ja/files.json").unwrap()).unwrap()).unwrap();
     let expected = files["data"].as_array().unwrap().iter().find(|f| f["path"] == "beacon-design-ja.pdf").unwrap();
     let s = Scratch::new();
     let out = s.run(&pdf, &[]);
@@ -86,7 +88,8 @@ fn japanese_pdf_keeps_its_text_and_gets_a_japanese_report() {
     let report = s.report();
     assert_eq!(report["document"]["unit_count"], expected["pages"]);
     assert_eq!(report["document"]["language"], "ja");
-    let all_text: String = report["units"].as_array().unwrap().iter().map(|u| u["text"].as_str().unwrap_or_default()).collect();
+    let all_text: String =
+        report["units"].as_array().unwrap().iter().map(|u| u["text"].as_str().unwrap_or_default()).collect();
     for needle in expected["must_contain"].as_array().unwrap() {
         let needle = needle.as_str().unwrap();
         assert!(all_text.contains(needle), "unit texts lack {needle:?}");

@@ -18,11 +18,7 @@ pub enum AnswerError {
 pub fn parse_answer(text: &str, schema: &Value) -> Result<Value, AnswerError> {
     let value = first_json_object(text).ok_or(AnswerError::NoJson)?;
     let problems = crate::schema::violations(schema, &value);
-    if problems.is_empty() {
-        Ok(value)
-    } else {
-        Err(AnswerError::Schema(problems.join("; ")))
-    }
+    if problems.is_empty() { Ok(value) } else { Err(AnswerError::Schema(problems.join("; "))) }
 }
 
 /// The first `{...}` in `text` that parses as a JSON object.

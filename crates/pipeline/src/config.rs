@@ -68,11 +68,7 @@ pub struct StrategyConfig {
 
 impl Default for StrategyConfig {
     fn default() -> Self {
-        StrategyConfig {
-            distributed_threshold: 40,
-            batch_threshold: 100,
-            inline_max_concurrency: 10,
-        }
+        StrategyConfig { distributed_threshold: 40, batch_threshold: 100, inline_max_concurrency: 10 }
     }
 }
 
@@ -99,10 +95,7 @@ pub struct LlmConfig {
 
 impl Default for LlmConfig {
     fn default() -> Self {
-        LlmConfig {
-            max_tokens: 2048,
-            temperature: 0.0,
-        }
+        LlmConfig { max_tokens: 2048, temperature: 0.0 }
     }
 }
 
@@ -120,12 +113,7 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        RetryConfig {
-            base_delay_ms: 500,
-            max_delay_ms: 20_000,
-            max_attempts: 8,
-            throttle_budget_secs: 30 * 60,
-        }
+        RetryConfig { base_delay_ms: 500, max_delay_ms: 20_000, max_attempts: 8, throttle_budget_secs: 30 * 60 }
     }
 }
 
@@ -190,14 +178,10 @@ impl Config {
 
     /// Parse a TOML file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.display().to_string(), reason: e.to_string() })
     }
 
     /// Apply environment overrides; `get` reads one variable (injectable for tests).
@@ -206,19 +190,14 @@ impl Config {
         where
             T::Err: std::fmt::Display,
         {
-            value.parse().map_err(|e: T::Err| ConfigError::Env {
-                name: name.to_string(),
-                reason: e.to_string(),
-            })
+            value.parse().map_err(|e: T::Err| ConfigError::Env { name: name.to_string(), reason: e.to_string() })
         }
         if let Some(v) = get("BEACON_DATA_DIR").filter(|v| !v.is_empty()) {
             self.data_dir = PathBuf::from(v);
         }
         if let Some(v) = get("BEACON_PROVIDER") {
-            self.provider.kind = v.parse().map_err(|reason| ConfigError::Env {
-                name: "BEACON_PROVIDER".into(),
-                reason,
-            })?;
+            self.provider.kind =
+                v.parse().map_err(|reason| ConfigError::Env { name: "BEACON_PROVIDER".into(), reason })?;
         }
         if let Some(v) = get("BEACON_MODEL") {
             self.provider.model = Some(v);
@@ -241,9 +220,7 @@ impl Config {
     /// Check cross-field rules; call after all overrides are applied.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.strategy.inline_max_concurrency == 0 {
-            return Err(ConfigError::Invalid(
-                "strategy.inline_max_concurrency must be at least 1".into(),
-            ));
+            return Err(ConfigError::Invalid("strategy.inline_max_concurrency must be at least 1".into()));
         }
         if self.strategy.batch_threshold < self.strategy.distributed_threshold {
             return Err(ConfigError::Invalid(format!(
@@ -272,10 +249,7 @@ impl Config {
 
     /// The price of `model`, from the configured table or the built-in one.
     pub fn price_of(&self, model: &str) -> Option<Price> {
-        self.pricing
-            .get(model)
-            .copied()
-            .or_else(|| crate::pricing::builtin_price(model))
+        self.pricing.get(model).copied().or_else(|| crate::pricing::builtin_price(model))
     }
 }
 
@@ -314,9 +288,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.provider.kind, ProviderKind::Bedrock);
         assert_eq!(c.limits.max_file_bytes, 10);
-        let err = c
-            .apply_env(|n| (n == "BEACON_MAX_UNITS").then(|| "many".to_string()))
-            .unwrap_err();
+        let err = c.apply_env(|n| (n == "BEACON_MAX_UNITS").then(|| "many".to_string())).unwrap_err();
         assert!(err.to_string().contains("BEACON_MAX_UNITS"), "{err}");
     }
 

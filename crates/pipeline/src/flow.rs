@@ -36,11 +36,7 @@ pub enum RunError {
     Definition(String),
     /// The execution failed for another reason.
     #[error("execution {execution} failed: {error}: {cause}")]
-    Execution {
-        execution: String,
-        error: String,
-        cause: String,
-    },
+    Execution { execution: String, error: String, cause: String },
     #[error(transparent)]
     Store(#[from] beacon_store::StoreError),
 }
@@ -94,10 +90,7 @@ impl Runner {
     /// Check the file, upload it to the store and run the state machine on it.
     pub async fn run_file(&self, path: &Path) -> Result<RunOutcome, RunError> {
         let shown = path.display().to_string();
-        let input_error = |message: String| RunError::Input {
-            path: shown.clone(),
-            message,
-        };
+        let input_error = |message: String| RunError::Input { path: shown.clone(), message };
         let meta = std::fs::metadata(path).map_err(|e| input_error(describe_io_error(&e)))?;
         if meta.is_dir() {
             return Err(input_error("is a directory, not a file".into()));
@@ -110,10 +103,7 @@ impl Runner {
             )));
         }
         let bytes = std::fs::read(path).map_err(|e| input_error(describe_io_error(&e)))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| shown.clone());
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| shown.clone());
         self.run_bytes(&name, bytes).await.map_err(|e| match e {
             RunError::Input { message, .. } => input_error(message),
             other => other,
@@ -131,9 +121,7 @@ impl Runner {
             "options": { "model": self.services.config.model_name() },
         });
         info!(execution, document = name, "starting execution");
-        let observer = Arc::new(FailedUnitObserver {
-            progress: self.services.progress.clone(),
-        });
+        let observer = Arc::new(FailedUnitObserver { progress: self.services.progress.clone() });
         let interpreter = Interpreter::new(tasks::registry(&self.services)).with_observer(observer);
         let result = interpreter.execute(&self.machine, &execution, input).await;
         let history_events = result.history.len();
@@ -142,18 +130,13 @@ impl Runner {
                 let report_key = output_key(&output, "reportKey")?;
                 let markdown_key = output_key(&output, "markdownKey")?;
                 let report: Report = self.services.store.get_json(&report_key).await?;
-                let report_markdown = String::from_utf8_lossy(&self.services.store.get(&markdown_key).await?).into_owned();
-                Ok(RunOutcome {
-                    execution,
-                    report,
-                    report_markdown,
-                    history_events,
-                })
+                let report_markdown =
+                    String::from_utf8_lossy(&self.services.store.get(&markdown_key).await?).into_owned();
+                Ok(RunOutcome { execution, report, report_markdown, history_events })
             }
-            ExecutionStatus::Failed { error, cause } if error == errors::INVALID_DOCUMENT => Err(RunError::Input {
-                path: name.to_string(),
-                message: cause,
-            }),
+            ExecutionStatus::Failed { error, cause } if error == errors::INVALID_DOCUMENT => {
+                Err(RunError::Input { path: name.to_string(), message: cause })
+            }
             ExecutionStatus::Failed { error, cause } => Err(RunError::Execution { execution, error, cause }),
         }
     }

@@ -21,22 +21,14 @@ const PRICES: &[(&str, f64, f64)] = &[
 /// `global.` prefixes) are priced as their base model.
 pub fn builtin_price(model: &str) -> Option<Price> {
     if model == "offline" {
-        return Some(Price {
-            input_per_1k: 0.0,
-            output_per_1k: 0.0,
-        });
+        return Some(Price { input_per_1k: 0.0, output_per_1k: 0.0 });
     }
-    let base = ["us.", "eu.", "apac.", "global.", "jp.", "au."]
-        .iter()
-        .find_map(|p| model.strip_prefix(p))
-        .unwrap_or(model);
+    let base =
+        ["us.", "eu.", "apac.", "global.", "jp.", "au."].iter().find_map(|p| model.strip_prefix(p)).unwrap_or(model);
     PRICES
         .iter()
         .find(|(id, _, _)| *id == base)
-        .map(|&(_, input_per_1k, output_per_1k)| Price {
-            input_per_1k,
-            output_per_1k,
-        })
+        .map(|&(_, input_per_1k, output_per_1k)| Price { input_per_1k, output_per_1k })
 }
 
 /// Cost in USD of the given token counts at `price`.
@@ -58,10 +50,7 @@ mod tests {
 
     #[test]
     fn cost_is_per_thousand_tokens() {
-        let p = Price {
-            input_per_1k: 0.003,
-            output_per_1k: 0.015,
-        };
+        let p = Price { input_per_1k: 0.003, output_per_1k: 0.015 };
         let c = cost_usd(p, 2000, 1000);
         assert!((c - 0.021).abs() < 1e-12, "{c}");
     }

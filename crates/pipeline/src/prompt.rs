@@ -12,7 +12,12 @@ Use only information present in the content; never invent values. \
 Write every text value in the same language as the content (for Japanese content, answer in Japanese).";
 
 /// Build the request that analyses `unit`, asking for a result that follows `schema`.
-pub fn unit_request(unit: &Unit, language: Option<&str>, schema: &serde_json::Value, llm: &LlmConfig) -> CompletionRequest {
+pub fn unit_request(
+    unit: &Unit,
+    language: Option<&str>,
+    schema: &serde_json::Value,
+    llm: &LlmConfig,
+) -> CompletionRequest {
     let what = match unit.kind {
         UnitKind::Page => "a page of a document",
         UnitKind::Sheet => "a spreadsheet sheet (as a Markdown table)",

@@ -29,7 +29,9 @@ fn type_matches(name: &str, value: &Value) -> bool {
         "array" => value.is_array(),
         "string" => value.is_string(),
         "number" => value.is_number(),
-        "integer" => value.as_i64().is_some() || value.as_u64().is_some() || value.as_f64().is_some_and(|f| f.fract() == 0.0),
+        "integer" => {
+            value.as_i64().is_some() || value.as_u64().is_some() || value.as_f64().is_some_and(|f| f.fract() == 0.0)
+        }
         "boolean" => value.is_boolean(),
         "null" => value.is_null(),
         _ => true,
@@ -63,15 +65,15 @@ fn check(schema: &Value, value: &Value, pointer: &str, out: &mut Vec<String>) {
             return;
         }
     }
-    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-        if !options.contains(value) {
-            out.push(format!("{at}: value is not one of the allowed values"));
-        }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array)
+        && !options.contains(value)
+    {
+        out.push(format!("{at}: value is not one of the allowed values"));
     }
-    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), value.as_f64()) {
-        if n < min {
-            out.push(format!("{at}: {n} is below the minimum {min}"));
-        }
+    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), value.as_f64())
+        && n < min
+    {
+        out.push(format!("{at}: {n} is below the minimum {min}"));
     }
     if let Value::Object(map) = value {
         if let Some(required) = schema.get("required").and_then(Value::as_array) {
@@ -123,10 +125,7 @@ mod tests {
         );
         assert_eq!(
             v,
-            vec![
-                "/fields/0/value: expected string, found number",
-                "/tables/0/row_count: -1 is below the minimum 0"
-            ]
+            vec!["/fields/0/value: expected string, found number", "/tables/0/row_count: -1 is below the minimum 0"]
         );
     }
 

@@ -105,7 +105,8 @@ async fn a_refused_unit_fails_alone_and_is_listed_with_its_reason() {
 async fn unusable_documents_are_input_errors() {
     let dir = tempfile::tempdir().unwrap();
     let runner = runner(dir.path(), Arc::new(OfflineAnalyzer), Arc::new(Recorder::default()));
-    for (name, bytes) in [("empty.txt", Vec::new()), ("junk.bin", vec![0u8, 159, 146, 150, 0, 1, 2, 3, 255, 254, 0, 7])] {
+    for (name, bytes) in [("empty.txt", Vec::new()), ("junk.bin", vec![0u8, 159, 146, 150, 0, 1, 2, 3, 255, 254, 0, 7])]
+    {
         match runner.run_bytes(name, bytes).await {
             Err(RunError::Input { path, message }) => {
                 assert_eq!(path, name);

@@ -49,26 +49,16 @@ pub struct Store {
 impl Store {
     /// A store in a local directory, created if missing.
     pub fn local(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| StoreError::Open {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Ok(Store {
-            inner: Arc::new(fs),
-            description: format!("file://{}", dir.display()),
-        })
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Open { path: dir.display().to_string(), reason: e.to_string() })?;
+        let fs = LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| StoreError::Open { path: dir.display().to_string(), reason: e.to_string() })?;
+        Ok(Store { inner: Arc::new(fs), description: format!("file://{}", dir.display()) })
     }
 
     /// Wrap any `object_store` implementation (S3, in-memory, ...).
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, description: impl Into<String>) -> Store {
-        Store {
-            inner,
-            description: description.into(),
-        }
+        Store { inner, description: description.into() }
     }
 
     /// Where the store lives, for messages (`file:///...`, `s3://bucket`).
@@ -77,10 +67,7 @@ impl Store {
     }
 
     fn path(key: &str) -> Result<ObjectPath, StoreError> {
-        ObjectPath::parse(key).map_err(|e| StoreError::InvalidKey {
-            key: key.to_string(),
-            reason: e.to_string(),
-        })
+        ObjectPath::parse(key).map_err(|e| StoreError::InvalidKey { key: key.to_string(), reason: e.to_string() })
     }
 
     /// Write bytes under `key`, replacing what was there.
@@ -89,10 +76,7 @@ impl Store {
         self.inner
             .put(&path, PutPayload::from_bytes(bytes.into()))
             .await
-            .map_err(|source| StoreError::Backend {
-                key: key.to_string(),
-                source,
-            })?;
+            .map_err(|source| StoreError::Backend { key: key.to_string(), source })?;
         Ok(())
     }
 
@@ -100,18 +84,10 @@ impl Store {
     pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         let path = Self::path(key)?;
         let result = self.inner.get(&path).await.map_err(|source| match source {
-            object_store::Error::NotFound { .. } => StoreError::NotFound {
-                key: key.to_string(),
-            },
-            source => StoreError::Backend {
-                key: key.to_string(),
-                source,
-            },
+            object_store::Error::NotFound { .. } => StoreError::NotFound { key: key.to_string() },
+            source => StoreError::Backend { key: key.to_string(), source },
         })?;
-        result.bytes().await.map_err(|source| StoreError::Backend {
-            key: key.to_string(),
-            source,
-        })
+        result.bytes().await.map_err(|source| StoreError::Backend { key: key.to_string(), source })
     }
 
     /// Whether an object exists under `key`.
@@ -120,29 +96,21 @@ impl Store {
         match self.inner.head(&path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(source) => Err(StoreError::Backend {
-                key: key.to_string(),
-                source,
-            }),
+            Err(source) => Err(StoreError::Backend { key: key.to_string(), source }),
         }
     }
 
     /// Serialise `value` as pretty JSON under `key`.
     pub async fn put_json<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
-            key: key.to_string(),
-            source,
-        })?;
+        let bytes =
+            serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json { key: key.to_string(), source })?;
         self.put(key, bytes).await
     }
 
     /// Read and deserialise the JSON under `key`.
     pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T, StoreError> {
         let bytes = self.get(key).await?;
-        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
-            key: key.to_string(),
-            source,
-        })
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json { key: key.to_string(), source })
     }
 }
 
@@ -177,9 +145,6 @@ mod tests {
     async fn rejects_keys_that_escape() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::local(dir.path()).unwrap();
-        assert!(matches!(
-            store.put("../evil", Bytes::new()).await,
-            Err(StoreError::InvalidKey { .. })
-        ));
+        assert!(matches!(store.put("../evil", Bytes::new()).await, Err(StoreError::InvalidKey { .. })));
     }
 }

@@ -98,7 +98,26 @@ pub(crate) fn ingest_pdf(bytes: &[u8], limits: &Limits) -> Result<Document, Inge
     if unreadable_pages == units.len() {
         return Err(corrupt("no page could be read (the file is probably truncated or damaged)"));
     }
+    if !ends_with_eof_marker(bytes) {
+        // A file cut short (an interrupted download or copy) loses the objects at its end; its
+        // pages without text are missing content, not scans. Analysing the rest would give a
+        // report that silently lacks those pages.
+        let missing = units.iter().filter(|u| u.text.is_empty()).count();
+        if missing > 0 {
+            return Err(corrupt(&format!(
+                "the file is truncated (it ends without the %%EOF marker) and {missing} of {} pages cannot be read",
+                units.len()
+            )));
+        }
+    }
     Ok(Document { format: Format::Pdf, units, title: title(&doc), language: None, encoding: None })
+}
+
+/// Whether `%%EOF` appears near the end, where every complete PDF has it (some writers append
+/// a little junk after it, hence the window).
+fn ends_with_eof_marker(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    tail.windows(5).any(|w| w == b"%%EOF")
 }
 
 /// Pages when the page tree is lost: the page objects that survive, the first page of a
@@ -296,6 +315,20 @@ BT /F3 12 Tf 72 680 Td <0001000200030004> Tj ET";
     fn encrypted_with_an_empty_user_password_is_read() {
         let doc = ingest(&encrypted(""), &Limits::default()).unwrap();
         assert_eq!(doc.units[0].text, "Hello world\nSecond line");
+    }
+
+    #[test]
+    fn a_cut_file_whose_pages_lost_their_content_is_corrupt() {
+        // Content streams are written after the pages they belong to: cutting the file before
+        // the last stream leaves the last page empty. Without %%EOF that is truncation.
+        let bytes = save(&mut build_pdf(&[HELLO, b"BT /F1 12 Tf 72 700 Td (Lastpage) Tj ET"]));
+        let last_content = bytes.windows(8).position(|w| w == b"Lastpage").unwrap();
+        let before_stream = bytes[..last_content].windows(6).rposition(|w| w == b"stream").unwrap();
+        match ingest(&bytes[..before_stream], &Limits::default()) {
+            Err(IngestError::Corrupt { reason, .. }) => assert!(reason.contains("truncated"), "{reason}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(ends_with_eof_marker(&bytes), "a complete file has the marker");
     }
 
     #[test]

@@ -82,7 +82,17 @@ impl LlmClient for OfflineAnalyzer {
     }
 
     async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError> {
-        let result = analyze(&request.content, &request.content_label, request.language.as_deref());
+        // The analysis is CPU work (tens of milliseconds on a long unit): run it off the async
+        // workers so concurrent units and the rest of the flow keep moving.
+        let (content, label, language) =
+            (request.content.clone(), request.content_label.clone(), request.language.clone());
+        let result = tokio::task::spawn_blocking(move || analyze(&content, &label, language.as_deref()))
+            .await
+            .map_err(|e| LlmError::Rejected {
+                provider: "offline".into(),
+                kind: "AnalyzerCrashed".into(),
+                message: format!("the offline analyzer failed on {}: {e}", request.content_label),
+            })?;
         let text = serde_json::to_string(&result).map_err(|e| LlmError::Rejected {
             provider: "offline".into(),
             kind: "Serialization".into(),

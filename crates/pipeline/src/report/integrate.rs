@@ -7,20 +7,8 @@ use super::model::*;
 /// What happened to one unit, as the state machine's Map returns it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UnitOutcome {
-    Succeeded {
-        index: usize,
-        title: String,
-        text: String,
-        result: Value,
-        usage: UnitUsage,
-    },
-    Failed {
-        index: usize,
-        title: String,
-        text: String,
-        error: String,
-        cause: String,
-    },
+    Succeeded { index: usize, title: String, text: String, result: Value, usage: UnitUsage },
+    Failed { index: usize, title: String, text: String, error: String, cause: String },
 }
 
 impl UnitOutcome {
@@ -71,13 +59,7 @@ pub fn integrate(ctx: ReportContext, mut outcomes: Vec<UnitOutcome>) -> Report {
     let mut cost: Option<f64> = Some(0.0);
     for outcome in outcomes {
         match outcome {
-            UnitOutcome::Succeeded {
-                index,
-                title,
-                text,
-                result,
-                usage,
-            } => {
+            UnitOutcome::Succeeded { index, title, text, result, usage } => {
                 merge_result(&mut report, index, &result);
                 if let Some(s) = result.get("summary").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
                     summaries.push(s.trim().to_string());
@@ -102,13 +84,7 @@ pub fn integrate(ctx: ReportContext, mut outcomes: Vec<UnitOutcome>) -> Report {
                     usage,
                 });
             }
-            UnitOutcome::Failed {
-                index,
-                title,
-                text,
-                error,
-                cause,
-            } => {
+            UnitOutcome::Failed { index, title, text, error, cause } => {
                 report.usage.units_failed += 1;
                 report.failed_units.push(FailedUnit {
                     index,
@@ -176,7 +152,12 @@ fn merge<T: MentionedIn>(list: &mut Vec<T>, index: usize, same: impl Fn(&T) -> b
 
 fn merge_result(report: &mut Report, index: usize, result: &Value) {
     for heading in items(result, "headings").filter_map(Value::as_str).map(str::trim).filter(|h| !h.is_empty()) {
-        merge(&mut report.sections, index, |s| s.title == heading, || Section { title: heading.to_string(), units: vec![index] });
+        merge(
+            &mut report.sections,
+            index,
+            |s| s.title == heading,
+            || Section { title: heading.to_string(), units: vec![index] },
+        );
     }
     for field in items(result, "fields") {
         let (Some(name), Some(value)) = (str_field(field, "name"), str_field(field, "value")) else {
@@ -313,8 +294,16 @@ mod tests {
                 error: "Beacon.GaveUp".into(),
                 cause: "throttled".into(),
             },
-            ok(1, json!({"summary": "Second. More.", "headings": ["Intro"], "fields": [{"name": "Total", "value": "$5"}]}), Some(0.5)),
-            ok(0, json!({"summary": "First page is here. Then more.", "headings": ["Intro", "Scope"], "fields": [{"name": "Total", "value": "$5"}]}), Some(0.25)),
+            ok(
+                1,
+                json!({"summary": "Second. More.", "headings": ["Intro"], "fields": [{"name": "Total", "value": "$5"}]}),
+                Some(0.5),
+            ),
+            ok(
+                0,
+                json!({"summary": "First page is here. Then more.", "headings": ["Intro", "Scope"], "fields": [{"name": "Total", "value": "$5"}]}),
+                Some(0.25),
+            ),
         ];
         let r = integrate(ctx("en"), outcomes);
         assert_eq!(r.units.iter().map(|u| u.index).collect::<Vec<_>>(), vec![0, 1, 2]);
@@ -335,7 +324,8 @@ mod tests {
 
     #[test]
     fn unknown_price_makes_total_cost_unknown() {
-        let r = integrate(ctx("en"), vec![ok(0, json!({"summary": "a"}), None), ok(1, json!({"summary": "b"}), Some(1.0))]);
+        let r =
+            integrate(ctx("en"), vec![ok(0, json!({"summary": "a"}), None), ok(1, json!({"summary": "b"}), Some(1.0))]);
         assert_eq!(r.usage.cost_usd, None);
     }
 
@@ -343,7 +333,10 @@ mod tests {
     fn japanese_summaries_join_without_spaces() {
         let r = integrate(
             ctx("ja"),
-            vec![ok(0, json!({"summary": "売上は増加した。詳細は後述。"}), None), ok(1, json!({"summary": "社員は4名。"}), None)],
+            vec![
+                ok(0, json!({"summary": "売上は増加した。詳細は後述。"}), None),
+                ok(1, json!({"summary": "社員は4名。"}), None),
+            ],
         );
         assert_eq!(r.summary, "売上は増加した。社員は4名。");
     }

@@ -3,11 +3,11 @@
 use std::time::Instant;
 
 use beacon_asl::{TaskContext, TaskFailure};
-use beacon_ingest::Unit;
+use beacon_ingest::{FLAG_UNREADABLE, Unit};
 use beacon_store::keys;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tracing::{info_span, Instrument};
+use tracing::{Instrument, info_span};
 
 use super::{Services, errors, failure, store_failure, task_input};
 use crate::answer::parse_answer;
@@ -42,11 +42,14 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
     let input: Input = task_input("llm-processor", input)?;
     let span = info_span!("unit", index = input.unit.index, execution = %ctx.execution_name);
     async move {
-        let unit: Unit = services
-            .store
-            .get_json(&keys::unit(&input.document_id, input.unit.index))
-            .await
-            .map_err(store_failure)?;
+        let unit: Unit =
+            services.store.get_json(&keys::unit(&input.document_id, input.unit.index)).await.map_err(store_failure)?;
+        if unit.flags.iter().any(|f| f == FLAG_UNREADABLE) {
+            return Err(failure(
+                errors::UNREADABLE_UNIT,
+                format!("{} could not be read from the file (its content is damaged or missing)", unit.title),
+            ));
+        }
         let started = Instant::now();
         let (result, usage, model) = if unit.text.trim().is_empty() {
             // Nothing to read (a scanned page): asking a text model would only cost money.
@@ -55,18 +58,9 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
         } else {
             analyse(&services, &unit, input.language.as_deref()).await?
         };
-        let usage = UnitUsage {
-            duration_ms: started.elapsed().as_millis() as u64,
-            ..usage
-        };
+        let usage = UnitUsage { duration_ms: started.elapsed().as_millis() as u64, ..usage };
         let key = keys::unit_result(&input.document_id, &ctx.execution_name, unit.index);
-        let record = UnitResultRecord {
-            index: unit.index,
-            title: unit.title.clone(),
-            model,
-            result,
-            usage,
-        };
+        let record = UnitResultRecord { index: unit.index, title: unit.title.clone(), model, result, usage };
         services.store.put_json(&key, &record).await.map_err(store_failure)?;
         services.progress.unit_finished(unit.index, UnitEnd::Succeeded);
         Ok(json!({
@@ -80,14 +74,15 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
     .await
 }
 
-async fn analyse(services: &Services, unit: &Unit, language: Option<&str>) -> Result<(Value, UnitUsage, String), TaskFailure> {
+async fn analyse(
+    services: &Services,
+    unit: &Unit,
+    language: Option<&str>,
+) -> Result<(Value, UnitUsage, String), TaskFailure> {
     let request = crate::prompt::unit_request(unit, language, &services.unit_schema, &services.config.llm);
-    let completion = services
-        .llm
-        .complete(&request)
-        .await
-        .map_err(|e| failure(e.error_name(), e))?;
-    let result = parse_answer(&completion.text, &services.unit_schema).map_err(|e| failure(errors::INVALID_ANSWER, e))?;
+    let completion = services.llm.complete(&request).await.map_err(|e| failure(e.error_name(), e))?;
+    let result =
+        parse_answer(&completion.text, &services.unit_schema).map_err(|e| failure(errors::INVALID_ANSWER, e))?;
     let cost_usd = services
         .config
         .price_of(&completion.model)

@@ -28,6 +28,8 @@ pub mod errors {
     pub const INVALID_DOCUMENT: &str = "Beacon.InvalidDocument";
     /// The task's input is not what the state machine should pass.
     pub const INVALID_INPUT: &str = "Beacon.InvalidInput";
+    /// The unit's content could not be read from the document (damaged page, unreadable sheet).
+    pub const UNREADABLE_UNIT: &str = "Beacon.UnreadableUnit";
     /// The model's answer did not follow the unit schema.
     pub const INVALID_ANSWER: &str = "Beacon.InvalidAnswer";
     /// The object store failed.
@@ -54,10 +56,7 @@ pub struct Services {
 }
 
 fn failure(error: &str, cause: impl std::fmt::Display) -> TaskFailure {
-    TaskFailure {
-        error: error.to_string(),
-        cause: cause.to_string(),
-    }
+    TaskFailure { error: error.to_string(), cause: cause.to_string() }
 }
 
 fn store_failure(e: beacon_store::StoreError) -> TaskFailure {
@@ -103,13 +102,7 @@ pub fn registry(services: &Services) -> TaskRegistry {
         (resources::RESULT_INTEGRATOR, |s, i, c| Box::pin(integrate_results(s, i, c))),
     ];
     for (resource, run) in tasks {
-        registry.register(
-            resource,
-            Arc::new(Task {
-                services: services.clone(),
-                run,
-            }),
-        );
+        registry.register(resource, Arc::new(Task { services: services.clone(), run }));
     }
     registry
 }

@@ -55,11 +55,8 @@ pub async fn integrate_results(services: Services, input: Value, _ctx: TaskConte
     let mut outcomes = Vec::with_capacity(input.unit_results.len());
     for entry in input.unit_results {
         let title = entry.title.unwrap_or_else(|| format!("Unit {}", entry.index + 1));
-        let unit: Unit = services
-            .store
-            .get_json(&keys::unit(&doc.document_id, entry.index))
-            .await
-            .map_err(store_failure)?;
+        let unit: Unit =
+            services.store.get_json(&keys::unit(&doc.document_id, entry.index)).await.map_err(store_failure)?;
         match (entry.status.as_str(), entry.result_key) {
             ("succeeded", Some(key)) => {
                 let record: UnitResultRecord = services.store.get_json(&key).await.map_err(store_failure)?;
@@ -101,11 +98,7 @@ pub async fn integrate_results(services: Services, input: Value, _ctx: TaskConte
     let json_key = keys::report_json(&doc.document_id, &input.execution);
     let md_key = keys::report_markdown(&doc.document_id, &input.execution);
     services.store.put_json(&json_key, &report).await.map_err(store_failure)?;
-    services
-        .store
-        .put(&md_key, markdown::render(&report).into_bytes())
-        .await
-        .map_err(store_failure)?;
+    services.store.put(&md_key, markdown::render(&report).into_bytes()).await.map_err(store_failure)?;
     Ok(json!({
         "reportKey": json_key,
         "markdownKey": md_key,

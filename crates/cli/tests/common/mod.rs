@@ -28,9 +28,7 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        Scratch { dir: tempfile::tempdir().expect("tempdir") }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -46,7 +44,9 @@ impl Scratch {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_beacon"));
         cmd.current_dir(self.dir.path());
         cmd.env("BEACON_DATA_DIR", self.path("data"));
-        for var in ["BEACON_PROVIDER", "BEACON_MODEL", "BEACON_ENDPOINT", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"] {
+        for var in
+            ["BEACON_PROVIDER", "BEACON_MODEL", "BEACON_ENDPOINT", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"]
+        {
             cmd.env_remove(var);
         }
         cmd.env("AWS_CONFIG_FILE", self.path("no-aws-config"));
@@ -78,11 +78,5 @@ pub fn stdout(o: &Output) -> String {
 
 /// Assert the exit code, showing the output when it differs.
 pub fn assert_exit(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "exit code\n--- stdout\n{}\n--- stderr\n{}",
-        stdout(o),
-        stderr(o)
-    );
+    assert_eq!(o.status.code(), Some(code), "exit code\n--- stdout\n{}\n--- stderr\n{}", stdout(o), stderr(o));
 }
