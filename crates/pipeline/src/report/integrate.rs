@@ -104,6 +104,7 @@ pub fn integrate(ctx: ReportContext, mut outcomes: Vec<UnitOutcome>) -> Report {
             }
         }
     }
+    drop_running_headers(&mut report.sections, report.usage.units_succeeded);
     report.usage.total_tokens = report.usage.input_tokens + report.usage.output_tokens;
     report.usage.cost_usd = cost.map(|c| (c * 1e6).round() / 1e6);
     let cjk = report.document.language.as_deref().is_some_and(|l| matches!(l, "ja" | "zh" | "ko"));
@@ -206,6 +207,15 @@ fn merge_result(report: &mut Report, index: usize, result: &Value) {
             columns,
             row_count: table.get("row_count").and_then(Value::as_u64),
         });
+    }
+}
+
+/// A "heading" found on every page of a longer document is a running header (the document
+/// title printed at the top of each page), not a section.
+fn drop_running_headers(sections: &mut Vec<Section>, units_succeeded: usize) {
+    const MIN_UNITS: usize = 3;
+    if units_succeeded >= MIN_UNITS {
+        sections.retain(|s| s.units.len() < units_succeeded);
     }
 }
 
@@ -320,6 +330,16 @@ mod tests {
         assert_eq!(r.usage.total_tokens, 30);
         assert_eq!(r.usage.cost_usd, Some(0.75));
         assert_eq!(r.summary, "First page is here. Second.");
+    }
+
+    #[test]
+    fn headings_on_every_page_are_running_headers_not_sections() {
+        let page = |i: usize, h: &str| ok(i, json!({"summary": "s", "headings": ["ACME Annual Report", h]}), None);
+        let r = integrate(ctx("en"), vec![page(0, "Intro"), page(1, "Results"), page(2, "Outlook")]);
+        let titles: Vec<&str> = r.sections.iter().map(|s| s.title.as_str()).collect();
+        assert_eq!(titles, vec!["Intro", "Results", "Outlook"]);
+        let short = integrate(ctx("en"), vec![page(0, "Intro"), page(1, "Results")]);
+        assert_eq!(short.sections.len(), 3, "two pages are too few to call anything a running header");
     }
 
     #[test]
