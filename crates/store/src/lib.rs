@@ -4,6 +4,7 @@
 //! so the same task code works on a local directory (the embedded engine) and on S3 (AWS).
 //! [`keys`] holds the one place where object key layout is decided.
 
+pub mod journal;
 pub mod keys;
 
 use std::path::Path;

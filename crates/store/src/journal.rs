@@ -1,0 +1,535 @@
+//! The execution journal: every local execution, its history events and its task outcomes in one
+//! SQLite file (WAL mode), so executions can be listed, inspected and resumed after a crash.
+//!
+//! Writes go through one writer thread that commits in batches (group commit): history events
+//! are queued and written without waiting, while task outcomes wait for their commit, because a
+//! resumed execution trusts them instead of calling the task again. WAL with
+//! `synchronous=NORMAL` keeps every committed transaction across a process crash (`kill -9`);
+//! only an operating-system crash or power loss can lose the last few.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+/// How many queued writes one transaction takes at most.
+const MAX_BATCH: usize = 4096;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS executions (
+    name        TEXT PRIMARY KEY,
+    definition  TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    label       TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    cause       TEXT,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    attempt     INTEGER NOT NULL,
+    options     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    execution   TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    id          INTEGER NOT NULL,
+    previous_id INTEGER NOT NULL,
+    timestamp   TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    details     TEXT NOT NULL,
+    PRIMARY KEY (execution, attempt, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tasks (
+    execution   TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    ok          INTEGER NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    cause       TEXT,
+    PRIMARY KEY (execution, key)
+) WITHOUT ROWID;
+";
+
+/// Why a journal operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot open the execution journal {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("execution journal error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("no execution named '{0}' in the journal")]
+    UnknownExecution(String),
+    #[error("an execution named '{0}' already exists in the journal")]
+    Duplicate(String),
+    #[error("the execution journal's writer stopped")]
+    WriterStopped,
+}
+
+/// The status of an execution as journaled. `Running` also covers executions whose process died:
+/// those are the ones to resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionState {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+impl ExecutionState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ExecutionState::Running => "RUNNING",
+            ExecutionState::Succeeded => "SUCCEEDED",
+            ExecutionState::Failed => "FAILED",
+            ExecutionState::TimedOut => "TIMED_OUT",
+            ExecutionState::Aborted => "ABORTED",
+        }
+    }
+
+    fn parse(s: &str) -> ExecutionState {
+        match s {
+            "SUCCEEDED" => ExecutionState::Succeeded,
+            "FAILED" => ExecutionState::Failed,
+            "TIMED_OUT" => ExecutionState::TimedOut,
+            "ABORTED" => ExecutionState::Aborted,
+            _ => ExecutionState::Running,
+        }
+    }
+}
+
+/// A new execution to journal.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    pub name: String,
+    /// The state machine definition as executed (after substitutions).
+    pub definition: String,
+    /// The execution input (JSON text).
+    pub input: String,
+    /// What the execution is about, for listings (e.g. the document's file name).
+    pub label: String,
+    /// Embedder-specific settings needed to resume (JSON text), e.g. the output directory.
+    pub options: String,
+    pub started_at: String,
+}
+
+/// An execution as journaled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    pub name: String,
+    pub label: String,
+    pub status: ExecutionState,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// How many times the execution was run (1 + resumes).
+    pub attempt: u32,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    #[serde(skip)]
+    pub definition: String,
+    #[serde(skip)]
+    pub input: String,
+    #[serde(skip)]
+    pub options: String,
+    /// Task outcomes journaled so far.
+    pub tasks_recorded: u64,
+}
+
+/// One history event as journaled (details as JSON text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: u64,
+    pub previous_id: u64,
+    pub timestamp: String,
+    pub event_type: String,
+    pub details: String,
+}
+
+/// The outcome of one task invocation (output or error as JSON text / strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskRecord {
+    Succeeded { output: String },
+    Failed { error: String, cause: String },
+}
+
+enum Write {
+    Event { execution: String, attempt: u32, event: EventRecord },
+    Task { execution: String, key: String, record: TaskRecord, done: oneshot::Sender<Result<(), String>> },
+    Finish { execution: String, status: ExecutionState, output: Option<String>, error: Option<String>, cause: Option<String>, finished_at: String, done: oneshot::Sender<Result<(), String>> },
+    Flush { done: oneshot::Sender<Result<(), String>> },
+}
+
+/// The journal. Cheap to clone; all clones share the writer thread.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writes: Mutex<Option<mpsc::Sender<Write>>>,
+    reader: Mutex<Connection>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer drain what is queued and stop.
+        if let Ok(mut w) = self.writes.lock() {
+            w.take();
+        }
+        if let Some(handle) = self.writer.lock().ok().and_then(|mut h| h.take()) {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, JournalError> {
+    let open_error = |reason: String| JournalError::Open { path: path.display().to_string(), reason };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+    }
+    let conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl Journal {
+    /// Open (or create) the journal file at `path`.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        let writer_conn = open_connection(path)?;
+        writer_conn.execute_batch(SCHEMA)?;
+        let reader = open_connection(path)?;
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("beacon-journal".into())
+            .spawn(move || write_loop(writer_conn, rx))
+            .map_err(|e| JournalError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+        Ok(Journal {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writes: Mutex::new(Some(tx)),
+                reader: Mutex::new(reader),
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// Where the journal file is.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn send(&self, write: Write) -> Result<(), JournalError> {
+        let guard = self.inner.writes.lock().map_err(|_| JournalError::WriterStopped)?;
+        guard.as_ref().ok_or(JournalError::WriterStopped)?.send(write).map_err(|_| JournalError::WriterStopped)
+    }
+
+    fn reader(&self) -> Result<std::sync::MutexGuard<'_, Connection>, JournalError> {
+        self.inner.reader.lock().map_err(|_| JournalError::WriterStopped)
+    }
+
+    /// Record a new execution (durably, before it starts).
+    pub async fn start_execution(&self, new: &NewExecution) -> Result<(), JournalError> {
+        {
+            let conn = self.reader()?;
+            let inserted = conn.execute(
+                "INSERT OR IGNORE INTO executions (name, definition, input, label, status, started_at, attempt, options)
+                 VALUES (?1, ?2, ?3, ?4, 'RUNNING', ?5, 1, ?6)",
+                params![new.name, new.definition, new.input, new.label, new.started_at, new.options],
+            )?;
+            if inserted == 0 {
+                return Err(JournalError::Duplicate(new.name.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Start another attempt of an unfinished execution; returns the attempt number. Events of
+    /// earlier attempts are kept; task outcomes carry over.
+    pub async fn begin_attempt(&self, name: &str) -> Result<u32, JournalError> {
+        self.flush().await?;
+        let conn = self.reader()?;
+        let attempt: Option<u32> = conn
+            .query_row(
+                "UPDATE executions SET attempt = attempt + 1, status = 'RUNNING', finished_at = NULL,
+                 output = NULL, error = NULL, cause = NULL WHERE name = ?1 RETURNING attempt",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        attempt.ok_or_else(|| JournalError::UnknownExecution(name.to_string()))
+    }
+
+    /// Queue a history event (written with the next batch; does not wait).
+    pub fn record_event(&self, execution: &str, attempt: u32, event: EventRecord) -> Result<(), JournalError> {
+        self.send(Write::Event { execution: execution.to_string(), attempt, event })
+    }
+
+    /// Record a task outcome and wait until it is committed.
+    pub async fn record_task(&self, execution: &str, key: &str, record: TaskRecord) -> Result<(), JournalError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Write::Task { execution: execution.to_string(), key: key.to_string(), record, done })?;
+        wait.await.map_err(|_| JournalError::WriterStopped)?.map_err(|e| JournalError::Open { path: self.inner.path.display().to_string(), reason: e })
+    }
+
+    /// Record how an execution ended (after every queued event), and wait for the commit.
+    pub async fn finish_execution(
+        &self,
+        execution: &str,
+        status: ExecutionState,
+        output: Option<String>,
+        error: Option<String>,
+        cause: Option<String>,
+        finished_at: String,
+    ) -> Result<(), JournalError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Write::Finish { execution: execution.to_string(), status, output, error, cause, finished_at, done })?;
+        wait.await.map_err(|_| JournalError::WriterStopped)?.map_err(|e| JournalError::Open { path: self.inner.path.display().to_string(), reason: e })
+    }
+
+    /// Wait until everything queued so far is committed.
+    pub async fn flush(&self) -> Result<(), JournalError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Write::Flush { done })?;
+        wait.await.map_err(|_| JournalError::WriterStopped)?.map_err(|e| JournalError::Open { path: self.inner.path.display().to_string(), reason: e })
+    }
+
+    /// The most recent executions, newest first.
+    pub fn list(&self, limit: usize) -> Result<Vec<ExecutionRecord>, JournalError> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions e ORDER BY started_at DESC, name DESC LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map(params![limit as i64], execution_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// One execution.
+    pub fn get(&self, name: &str) -> Result<ExecutionRecord, JournalError> {
+        let conn = self.reader()?;
+        conn.query_row(&format!("SELECT {EXECUTION_COLUMNS} FROM executions e WHERE name = ?1"), params![name], execution_from_row)
+            .optional()?
+            .ok_or_else(|| JournalError::UnknownExecution(name.to_string()))
+    }
+
+    /// The history events of one attempt of an execution (the latest when `attempt` is None).
+    pub fn events(&self, name: &str, attempt: Option<u32>) -> Result<Vec<EventRecord>, JournalError> {
+        let record = self.get(name)?;
+        let attempt = attempt.unwrap_or(record.attempt);
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, previous_id, timestamp, type, details FROM events WHERE execution = ?1 AND attempt = ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![name, attempt], |r| {
+            Ok(EventRecord {
+                id: r.get::<_, i64>(0)? as u64,
+                previous_id: r.get::<_, i64>(1)? as u64,
+                timestamp: r.get(2)?,
+                event_type: r.get(3)?,
+                details: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Every task outcome journaled for an execution, by invocation key.
+    pub fn tasks(&self, name: &str) -> Result<HashMap<String, TaskRecord>, JournalError> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare("SELECT key, ok, output, error, cause FROM tasks WHERE execution = ?1")?;
+        let rows = stmt.query_map(params![name], |r| {
+            let key: String = r.get(0)?;
+            let ok: bool = r.get(1)?;
+            let record = if ok {
+                TaskRecord::Succeeded { output: r.get::<_, Option<String>>(2)?.unwrap_or_default() }
+            } else {
+                TaskRecord::Failed {
+                    error: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    cause: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                }
+            };
+            Ok((key, record))
+        })?;
+        Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
+    }
+}
+
+const EXECUTION_COLUMNS: &str = "name, label, status, started_at, finished_at, attempt, output, error, cause, definition, input, options,
+    (SELECT COUNT(*) FROM tasks t WHERE t.execution = e.name)";
+
+fn execution_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
+    Ok(ExecutionRecord {
+        name: r.get(0)?,
+        label: r.get(1)?,
+        status: ExecutionState::parse(&r.get::<_, String>(2)?),
+        started_at: r.get(3)?,
+        finished_at: r.get(4)?,
+        attempt: r.get(5)?,
+        output: r.get(6)?,
+        error: r.get(7)?,
+        cause: r.get(8)?,
+        definition: r.get(9)?,
+        input: r.get(10)?,
+        options: r.get(11)?,
+        tasks_recorded: r.get::<_, i64>(12)? as u64,
+    })
+}
+
+/// The writer thread: take what is queued, write it in one transaction, then acknowledge.
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Write>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&mut conn, &batch).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "cannot write to the execution journal");
+        }
+        for write in batch {
+            let done = match write {
+                Write::Task { done, .. } | Write::Finish { done, .. } | Write::Flush { done } => done,
+                Write::Event { .. } => continue,
+            };
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut event = tx.prepare_cached(
+            "INSERT OR REPLACE INTO events (execution, attempt, id, previous_id, timestamp, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        let mut task = tx.prepare_cached(
+            "INSERT OR REPLACE INTO tasks (execution, key, ok, output, error, cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut finish = tx.prepare_cached(
+            "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, finished_at = ?6 WHERE name = ?1",
+        )?;
+        for write in batch {
+            match write {
+                Write::Event { execution, attempt, event: e } => {
+                    event.execute(params![execution, attempt, e.id as i64, e.previous_id as i64, e.timestamp, e.event_type, e.details])?;
+                }
+                Write::Task { execution, key, record, .. } => match record {
+                    TaskRecord::Succeeded { output } => {
+                        task.execute(params![execution, key, true, output, None::<String>, None::<String>])?;
+                    }
+                    TaskRecord::Failed { error, cause } => {
+                        task.execute(params![execution, key, false, None::<String>, error, cause])?;
+                    }
+                },
+                Write::Finish { execution, status, output, error, cause, finished_at, .. } => {
+                    finish.execute(params![execution, status.as_str(), output, error, cause, finished_at])?;
+                }
+                Write::Flush { .. } => {}
+            }
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_execution(name: &str) -> NewExecution {
+        NewExecution {
+            name: name.into(),
+            definition: "{}".into(),
+            input: "{\"a\":1}".into(),
+            label: "doc.pdf".into(),
+            options: "{}".into(),
+            started_at: format!("2026-01-01T00:00:0{}Z", name.len() % 10),
+        }
+    }
+
+    fn event(id: u64) -> EventRecord {
+        EventRecord { id, previous_id: id.saturating_sub(1), timestamp: "t".into(), event_type: "PassStateEntered".into(), details: "{}".into() }
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        {
+            let j = Journal::open(&path).unwrap();
+            j.start_execution(&new_execution("e1")).await.unwrap();
+            for id in 1..=3 {
+                j.record_event("e1", 1, event(id)).unwrap();
+            }
+            j.record_task("e1", "A#1", TaskRecord::Succeeded { output: "{\"x\":1}".into() }).await.unwrap();
+            j.record_task("e1", "B#1", TaskRecord::Failed { error: "E".into(), cause: "c".into() }).await.unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let e = j.get("e1").unwrap();
+        assert_eq!(e.status, ExecutionState::Running, "never finished: resumable");
+        assert_eq!(e.tasks_recorded, 2);
+        assert_eq!(j.events("e1", None).unwrap().len(), 3);
+        let tasks = j.tasks("e1").unwrap();
+        assert_eq!(tasks["A#1"], TaskRecord::Succeeded { output: "{\"x\":1}".into() });
+        assert_eq!(tasks["B#1"], TaskRecord::Failed { error: "E".into(), cause: "c".into() });
+    }
+
+    #[tokio::test]
+    async fn attempts_and_finishing() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        j.start_execution(&new_execution("run")).await.unwrap();
+        assert!(matches!(j.start_execution(&new_execution("run")).await, Err(JournalError::Duplicate(_))));
+        j.record_event("run", 1, event(1)).unwrap();
+        assert_eq!(j.begin_attempt("run").await.unwrap(), 2);
+        j.record_event("run", 2, event(1)).unwrap();
+        j.record_event("run", 2, event(2)).unwrap();
+        j.finish_execution("run", ExecutionState::Succeeded, Some("{}".into()), None, None, "end".into()).await.unwrap();
+        let e = j.get("run").unwrap();
+        assert_eq!((e.status, e.attempt, e.finished_at.as_deref()), (ExecutionState::Succeeded, 2, Some("end")));
+        assert_eq!(j.events("run", None).unwrap().len(), 2, "the latest attempt's history");
+        assert_eq!(j.events("run", Some(1)).unwrap().len(), 1);
+        assert!(matches!(j.begin_attempt("nope").await, Err(JournalError::UnknownExecution(_))));
+        assert!(matches!(j.get("nope"), Err(JournalError::UnknownExecution(_))));
+    }
+
+    #[tokio::test]
+    async fn lists_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        for name in ["a", "bb", "ccc"] {
+            j.start_execution(&new_execution(name)).await.unwrap();
+        }
+        let names: Vec<String> = j.list(10).unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, vec!["ccc", "bb", "a"]);
+        assert_eq!(j.list(1).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn many_concurrent_task_records_commit_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        j.start_execution(&new_execution("m")).await.unwrap();
+        let writes = (0..500).map(|i| {
+            let j = j.clone();
+            async move { j.record_task("m", &format!("T[{i}]#1"), TaskRecord::Succeeded { output: i.to_string() }).await }
+        });
+        for r in futures::future::join_all(writes).await {
+            r.unwrap();
+        }
+        assert_eq!(j.tasks("m").unwrap().len(), 500);
+    }
+}
