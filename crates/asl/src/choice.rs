@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::definition::Problems;
 use crate::json::numbers_equal;
-use crate::path::ValuePath;
+use crate::path::{Sources, ValuePath};
 
 /// One rule of a Choice state (top level or nested in `And`/`Or`/`Not`).
 #[derive(Debug, Clone, PartialEq)]
@@ -110,12 +110,14 @@ impl ChoiceRule {
         };
         for key in obj.keys() {
             let known = matches!(key.as_str(), "And" | "Or" | "Not" | "Variable" | "Comment")
-                || (key == "Next" && top_level)
+                || ((key == "Next" || key == "Assign") && top_level)
                 || is_operator(key);
             if !known {
                 let msg = if key == "Next" {
                     "'Next' is only allowed on top-level choice rules, not inside And/Or/Not".to_string()
-                } else if key == "Condition" || key == "Assign" {
+                } else if key == "Assign" {
+                    "'Assign' is only allowed on top-level choice rules, not inside And/Or/Not".to_string()
+                } else if key == "Condition" {
                     format!("'{key}' is not supported (it belongs to JSONata or variables)")
                 } else {
                     format!("unknown field '{key}' in a choice rule")
@@ -200,11 +202,11 @@ impl ChoiceRule {
     }
 
     /// Evaluates the rule; an error is the cause of a `States.Runtime` failure.
-    pub(crate) fn evaluate(&self, input: &Value, context: &Value) -> Result<bool, String> {
+    pub(crate) fn evaluate(&self, src: &Sources<'_>) -> Result<bool, String> {
         match self {
             ChoiceRule::And(rules) => {
                 for r in rules {
-                    if !r.evaluate(input, context)? {
+                    if !r.evaluate(src)? {
                         return Ok(false);
                     }
                 }
@@ -212,19 +214,19 @@ impl ChoiceRule {
             }
             ChoiceRule::Or(rules) => {
                 for r in rules {
-                    if r.evaluate(input, context)? {
+                    if r.evaluate(src)? {
                         return Ok(true);
                     }
                 }
                 Ok(false)
             }
-            ChoiceRule::Not(r) => r.evaluate(input, context).map(|b| !b),
+            ChoiceRule::Not(r) => r.evaluate(src).map(|b| !b),
             ChoiceRule::Test { variable, test } => {
                 if let Test::IsPresent(expected) = test {
-                    return Ok(variable.exists_in(input, context) == *expected);
+                    return Ok(variable.exists_in_sources(src) == *expected);
                 }
-                let value = variable.select(input, context).map_err(|_| undefined_path(variable))?;
-                test.apply(&value, input, context)
+                let value = variable.select_in(src).map_err(|_| undefined_path(variable))?;
+                test.apply(&value, src)
             }
         }
     }
@@ -296,7 +298,7 @@ fn compile_test(op: &str, val: &Value, pointer: &str, problems: &mut Problems) -
 }
 
 impl Test {
-    fn apply(&self, value: &Value, input: &Value, context: &Value) -> Result<bool, String> {
+    fn apply(&self, value: &Value, src: &Sources<'_>) -> Result<bool, String> {
         Ok(match self {
             Test::IsPresent(expected) => *expected,
             Test::IsNull(expected) => value.is_null() == *expected,
@@ -308,7 +310,7 @@ impl Test {
             Test::Compare { kind, ord, operand } => {
                 let other = match operand {
                     Operand::Literal(v) => v.clone(),
-                    Operand::Path(p) => p.select(input, context).map_err(|_| undefined_path(p))?,
+                    Operand::Path(p) => p.select_in(src).map_err(|_| undefined_path(p))?,
                 };
                 compare(*kind, *ord, value, &other)
             }
@@ -413,7 +415,8 @@ mod tests {
     }
 
     fn eval(v: Value, input: Value) -> Result<bool, String> {
-        rule(v).evaluate(&input, &json!({}))
+        let vars = crate::variables::Variables::default();
+        rule(v).evaluate(&Sources::new(&input, &json!({}), &vars))
     }
 
     #[test]
@@ -522,7 +525,20 @@ mod tests {
     #[test]
     fn context_variables() {
         let r = rule(json!({"Variable": "$$.Execution.Name", "StringEquals": "e1", "Next": "X"}));
-        assert!(r.evaluate(&json!({}), &json!({"Execution": {"Name": "e1"}})).unwrap());
+        let vars = crate::variables::Variables::default();
+        assert!(r.evaluate(&Sources::new(&json!({}), &json!({"Execution": {"Name": "e1"}}), &vars)).unwrap());
+    }
+
+    #[test]
+    fn workflow_variables() {
+        let mut vars = crate::variables::Variables::default();
+        vars.assign(json!({"limit": 3, "order": {"n": 5}}).as_object().unwrap().clone());
+        let empty = json!({});
+        let src = Sources::new(&empty, &empty, &vars);
+        let r = rule(json!({"Variable": "$order.n", "NumericGreaterThanPath": "$limit", "Next": "X"}));
+        assert!(r.evaluate(&src).unwrap());
+        let r = rule(json!({"Variable": "$missing", "IsPresent": false, "Next": "X"}));
+        assert!(r.evaluate(&src).unwrap());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::path::{JsonPath, ValuePath};
 use crate::payload::PayloadTemplate;
 use crate::retry::{Catcher, Retrier, compile_catch, compile_retry};
 use crate::task::TaskRegistry;
+use crate::variables::compile_assign;
 
 /// A definition that is not a valid state machine, with every problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -112,6 +113,7 @@ pub struct StateMachine {
 #[derive(Debug)]
 struct Definition {
     comment: Option<String>,
+    timeout_seconds: Option<u64>,
     scope: Scope,
 }
 
@@ -155,11 +157,12 @@ impl StateMachine {
             problems.push("/TimeoutSeconds", "'TimeoutSeconds' must be a positive integer");
         }
         let comment = obj.get("Comment").and_then(Value::as_str).map(str::to_string);
+        let timeout_seconds = obj.get("TimeoutSeconds").and_then(Value::as_u64);
         let mut names = HashMap::new();
         let scope = compile_scope(obj, "", &mut problems, &mut names);
         match scope {
             Some(scope) if problems.is_empty() => Ok(StateMachine {
-                inner: Arc::new(Definition { comment, scope }),
+                inner: Arc::new(Definition { comment, timeout_seconds, scope }),
                 name: DEFAULT_STATE_MACHINE_NAME.to_string(),
             }),
             _ => Err(DefinitionError { issues: problems.into_issues() }),
@@ -180,6 +183,11 @@ impl StateMachine {
     /// The definition's top-level `Comment`.
     pub fn comment(&self) -> Option<&str> {
         self.inner.comment.as_deref()
+    }
+
+    /// The machine-level `TimeoutSeconds`: an execution running longer ends `TIMED_OUT`.
+    pub fn timeout_seconds(&self) -> Option<u64> {
+        self.inner.timeout_seconds
     }
 
     /// The first state.
@@ -257,6 +265,8 @@ pub(crate) struct State {
     pub(crate) name: String,
     pub(crate) pointer: String,
     pub(crate) kind: StateKind,
+    /// `Assign`: the variables the state sets when it exits normally.
+    pub(crate) assign: Option<PayloadTemplate>,
 }
 
 #[derive(Debug)]
@@ -297,8 +307,8 @@ pub(crate) enum Transition {
 /// `InputPath` and `OutputPath`; `None` means the field was `null` (the state sees `{}`).
 #[derive(Debug)]
 pub(crate) struct IoPaths {
-    pub(crate) input_path: Option<JsonPath>,
-    pub(crate) output_path: Option<JsonPath>,
+    pub(crate) input_path: Option<ValuePath>,
+    pub(crate) output_path: Option<ValuePath>,
 }
 
 #[derive(Debug)]
@@ -314,7 +324,7 @@ pub(crate) struct PassState {
 #[derive(Debug, Clone)]
 pub(crate) enum Setting<T> {
     Fixed(T),
-    Path(JsonPath),
+    Path(ValuePath),
 }
 
 #[derive(Debug)]
@@ -327,22 +337,31 @@ pub(crate) struct TaskState {
     pub(crate) retry: Vec<Retrier>,
     pub(crate) catch: Vec<Catcher>,
     pub(crate) timeout: Option<Setting<u64>>,
+    pub(crate) heartbeat: Option<Setting<u64>>,
     pub(crate) transition: Transition,
+}
+
+/// A top-level choice rule with where it leads and what it assigns.
+#[derive(Debug)]
+pub(crate) struct ChoiceBranch {
+    pub(crate) rule: ChoiceRule,
+    pub(crate) next: String,
+    pub(crate) assign: Option<PayloadTemplate>,
 }
 
 #[derive(Debug)]
 pub(crate) struct ChoiceState {
     pub(crate) io: IoPaths,
-    pub(crate) choices: Vec<(ChoiceRule, String)>,
+    pub(crate) choices: Vec<ChoiceBranch>,
     pub(crate) default: Option<String>,
 }
 
 #[derive(Debug)]
 pub(crate) enum WaitFor {
     Seconds(u64),
-    SecondsPath(JsonPath),
+    SecondsPath(ValuePath),
     Timestamp(DateTime<FixedOffset>),
-    TimestampPath(JsonPath),
+    TimestampPath(ValuePath),
 }
 
 #[derive(Debug)]
@@ -369,9 +388,12 @@ pub(crate) struct FailState {
 #[derive(Debug)]
 pub(crate) struct MapState {
     pub(crate) io: IoPaths,
-    pub(crate) items_path: JsonPath,
+    pub(crate) items_path: ValuePath,
     pub(crate) item_selector: Option<PayloadTemplate>,
     pub(crate) processor: Scope,
+    /// `ProcessorConfig.Mode` is `DISTRIBUTED`: iterations are child executions (run inline
+    /// here), which see none of the parent's variables.
+    pub(crate) distributed: bool,
     pub(crate) max_concurrency: Setting<u64>,
     pub(crate) tolerated_count: Option<Setting<Value>>,
     pub(crate) tolerated_percentage: Option<Setting<Value>>,
@@ -454,7 +476,8 @@ fn compile_scope(
             problems.push(&ptr, "a state name must be 1 to 80 characters long");
         }
         if let Some(kind) = compile_state(v, &ptr, problems, names) {
-            states.push(State { name: name.clone(), pointer: ptr, kind });
+            let assign = v.get("Assign").and_then(|a| compile_assign(a, &format!("{ptr}/Assign"), problems));
+            states.push(State { name: name.clone(), pointer: ptr, kind, assign });
         }
         problems.enter_state(outer);
     }
@@ -487,8 +510,8 @@ fn check_transitions(
             StateKind::Map(s) => (Some(&s.transition), Some(&s.catch)),
             StateKind::Parallel(s) => (Some(&s.transition), Some(&s.catch)),
             StateKind::Choice(c) => {
-                for (i, (_, next)) in c.choices.iter().enumerate() {
-                    targets.push((format!("/Choices/{i}/Next"), next.as_str()));
+                for (i, branch) in c.choices.iter().enumerate() {
+                    targets.push((format!("/Choices/{i}/Next"), branch.next.as_str()));
                 }
                 if let Some(d) = &c.default {
                     targets.push(("/Default".to_string(), d.as_str()));
@@ -544,17 +567,19 @@ const TRANSITION_FIELDS: &[&str] = &["Next", "End"];
 const RESULT_FIELDS: &[&str] = &["ResultPath", "ResultSelector", "Retry", "Catch"];
 /// Fields of newer ASL features this interpreter does not run.
 const UNSUPPORTED_FIELDS: &[&str] =
-    &["Assign", "Output", "Arguments", "Credentials", "ItemReader", "ItemBatcher", "ResultWriter"];
+    &["Output", "Arguments", "Credentials", "ItemReader", "ItemBatcher", "ResultWriter"];
 
 fn allowed_fields(type_name: &str) -> Option<Vec<&'static str>> {
     let mut f: Vec<&'static str> = COMMON_FIELDS.to_vec();
     match type_name {
         "Pass" => {
+            f.push("Assign");
             f.extend(IO_FIELDS);
             f.extend(TRANSITION_FIELDS);
             f.extend(["Parameters", "Result", "ResultPath"]);
         }
         "Task" => {
+            f.push("Assign");
             f.extend(IO_FIELDS);
             f.extend(TRANSITION_FIELDS);
             f.extend(RESULT_FIELDS);
@@ -568,10 +593,12 @@ fn allowed_fields(type_name: &str) -> Option<Vec<&'static str>> {
             ]);
         }
         "Choice" => {
+            f.push("Assign");
             f.extend(IO_FIELDS);
             f.extend(["Choices", "Default"]);
         }
         "Wait" => {
+            f.push("Assign");
             f.extend(IO_FIELDS);
             f.extend(TRANSITION_FIELDS);
             f.extend(["Seconds", "SecondsPath", "Timestamp", "TimestampPath"]);
@@ -579,6 +606,7 @@ fn allowed_fields(type_name: &str) -> Option<Vec<&'static str>> {
         "Succeed" => f.extend(IO_FIELDS),
         "Fail" => f.extend(["Error", "ErrorPath", "Cause", "CausePath"]),
         "Map" => {
+            f.push("Assign");
             f.extend(IO_FIELDS);
             f.extend(TRANSITION_FIELDS);
             f.extend(RESULT_FIELDS);
@@ -598,6 +626,7 @@ fn allowed_fields(type_name: &str) -> Option<Vec<&'static str>> {
             ]);
         }
         "Parallel" => {
+            f.push("Assign");
             f.extend(IO_FIELDS);
             f.extend(TRANSITION_FIELDS);
             f.extend(RESULT_FIELDS);
@@ -691,6 +720,7 @@ fn compile_state(
                 retry: compile_retry(obj.get("Retry"), &c.ptr("Retry"), problems),
                 catch: compile_catch(obj.get("Catch"), &c.ptr("Catch"), problems),
                 timeout,
+                heartbeat,
                 transition: c.transition(problems),
             }))
         }
@@ -702,7 +732,9 @@ fn compile_state(
                         let ptr = format!("{}/{i}", c.ptr("Choices"));
                         if let Some(rule) = ChoiceRule::compile(item, &ptr, true, problems) {
                             let next = item.get("Next").and_then(Value::as_str).unwrap_or_default().to_string();
-                            choices.push((rule, next));
+                            let assign =
+                                item.get("Assign").and_then(|a| compile_assign(a, &format!("{ptr}/Assign"), problems));
+                            choices.push(ChoiceBranch { rule, next, assign });
                         }
                     }
                 }
@@ -761,7 +793,10 @@ fn compile_state(
             cause: c.fail_text("Cause", "CausePath", problems),
         }),
         "Map" => {
-            let processor = c.map_processor(problems, names);
+            let (processor, distributed) = match c.map_processor(problems, names) {
+                Some((scope, distributed)) => (Some(scope), distributed),
+                None => (None, false),
+            };
             let item_selector = match (obj.contains_key("ItemSelector"), obj.contains_key("Parameters")) {
                 (true, true) => {
                     problems.push(
@@ -775,7 +810,7 @@ fn compile_state(
                 (false, false) => None,
             };
             let items_path = match obj.get("ItemsPath") {
-                None => Some(JsonPath::root()),
+                None => Some(ValuePath::Input(JsonPath::root())),
                 Some(_) => c.reference_path("ItemsPath", problems),
             };
             let max_concurrency =
@@ -796,9 +831,10 @@ fn compile_state(
             );
             StateKind::Map(Box::new(MapState {
                 io: io_paths,
-                items_path: items_path.unwrap_or_else(JsonPath::root),
+                items_path: items_path.unwrap_or_else(|| ValuePath::Input(JsonPath::root())),
                 item_selector,
                 processor: processor?,
+                distributed,
                 max_concurrency,
                 tolerated_count,
                 tolerated_percentage,
@@ -879,6 +915,19 @@ pub(crate) fn result_path_field(value: Option<&Value>, pointer: &str, problems: 
     }
 }
 
+/// A path that selects from the state's input or a variable (`InputPath`, `ItemsPath`,
+/// `...Path` settings); the context object is not available there.
+fn selector_path(text: &str) -> Result<ValuePath, String> {
+    match ValuePath::parse(text) {
+        Ok(ValuePath::Context(_)) => Err(format!(
+            "'{text}' reads the context object, which is not available here; use a path into the input ('$...') \
+             or a variable ('$name...')"
+        )),
+        Ok(p) => Ok(p),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Field accessors for one state object, reporting problems at the right pointer.
 struct Fields<'a> {
     obj: &'a Map<String, Value>,
@@ -890,42 +939,43 @@ impl Fields<'_> {
         format!("{}/{field}", self.pointer)
     }
 
-    fn io_path(&self, field: &str, problems: &mut Problems) -> Option<JsonPath> {
+    fn io_path(&self, field: &str, problems: &mut Problems) -> Option<ValuePath> {
+        let root = || Some(ValuePath::Input(JsonPath::root()));
         match self.obj.get(field) {
-            None => Some(JsonPath::root()),
+            None => root(),
             Some(Value::Null) => None,
-            Some(Value::String(s)) => match JsonPath::parse(s) {
+            Some(Value::String(s)) => match selector_path(s) {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    problems.push(self.ptr(field), e.to_string());
-                    Some(JsonPath::root())
+                    problems.push(self.ptr(field), e);
+                    root()
                 }
             },
             Some(_) => {
                 problems.push(self.ptr(field), format!("'{field}' must be a path string or null"));
-                Some(JsonPath::root())
+                root()
             }
         }
     }
 
-    fn reference_path(&self, field: &str, problems: &mut Problems) -> Option<JsonPath> {
+    fn reference_path(&self, field: &str, problems: &mut Problems) -> Option<ValuePath> {
         match self.obj.get(field) {
-            Some(Value::String(s)) => {
-                match JsonPath::parse(s) {
-                    Ok(p) if p.is_reference() => Some(p),
-                    Ok(_) => {
-                        problems.push(
+            Some(Value::String(s)) => match selector_path(s) {
+                Ok(p) if p.is_reference() => Some(p),
+                Ok(_) => {
+                    problems.push(
                         self.ptr(field),
-                        format!("'{s}' is not a reference path: only '.name', ['name'] and [index] steps are allowed here"),
+                        format!(
+                            "'{s}' is not a reference path: only '.name', ['name'] and [index] steps are allowed here"
+                        ),
                     );
-                        None
-                    }
-                    Err(e) => {
-                        problems.push(self.ptr(field), e.to_string());
-                        None
-                    }
+                    None
                 }
-            }
+                Err(e) => {
+                    problems.push(self.ptr(field), e);
+                    None
+                }
+            },
             Some(_) => {
                 problems.push(self.ptr(field), format!("'{field}' must be a path string"));
                 None
@@ -1046,7 +1096,8 @@ impl Fields<'_> {
         }
     }
 
-    fn map_processor(&self, problems: &mut Problems, names: &mut HashMap<String, String>) -> Option<Scope> {
+    /// The Map's `ItemProcessor` (or `Iterator`), and whether it runs in DISTRIBUTED mode.
+    fn map_processor(&self, problems: &mut Problems, names: &mut HashMap<String, String>) -> Option<(Scope, bool)> {
         let (field, value) = match (self.obj.get("ItemProcessor"), self.obj.get("Iterator")) {
             (Some(_), Some(_)) => {
                 problems.push(self.pointer, "use either 'ItemProcessor' or its older name 'Iterator', not both");
@@ -1069,6 +1120,7 @@ impl Fields<'_> {
                 problems.push(format!("{ptr}/{}", escape_pointer(key)), format!("unknown field '{key}' in '{field}'"));
             }
         }
+        let mut distributed = false;
         if let Some(config) = pobj.get("ProcessorConfig") {
             let cptr = format!("{ptr}/ProcessorConfig");
             match config.as_object() {
@@ -1077,7 +1129,8 @@ impl Fields<'_> {
                         None => {}
                         // DISTRIBUTED runs inline locally: same semantics for the states inside,
                         // without child executions.
-                        Some(Value::String(m)) if m == "INLINE" || m == "DISTRIBUTED" => {}
+                        Some(Value::String(m)) if m == "INLINE" => {}
+                        Some(Value::String(m)) if m == "DISTRIBUTED" => distributed = true,
                         Some(_) => {
                             problems.push(format!("{cptr}/Mode"), "'Mode' must be \"INLINE\" or \"DISTRIBUTED\"")
                         }
@@ -1102,7 +1155,7 @@ impl Fields<'_> {
                 None => problems.push(cptr, "'ProcessorConfig' must be an object"),
             }
         }
-        compile_scope(pobj, &ptr, problems, names)
+        compile_scope(pobj, &ptr, problems, names).map(|scope| (scope, distributed))
     }
 }
 

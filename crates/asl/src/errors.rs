@@ -9,6 +9,8 @@ pub const RUNTIME: &str = "States.Runtime";
 pub const TASK_FAILED: &str = "States.TaskFailed";
 /// A task ran longer than its `TimeoutSeconds`.
 pub const TIMEOUT: &str = "States.Timeout";
+/// A `.waitForTaskToken` task heard no heartbeat for longer than its `HeartbeatSeconds`.
+pub const HEARTBEAT_TIMEOUT: &str = "States.HeartbeatTimeout";
 /// A Choice state matched no rule and has no `Default`.
 pub const NO_CHOICE_MATCHED: &str = "States.NoChoiceMatched";
 /// An intrinsic function failed on its arguments.
@@ -17,12 +19,13 @@ pub const INTRINSIC_FAILURE: &str = "States.IntrinsicFailure";
 pub const RESULT_PATH_MATCH_FAILURE: &str = "States.ResultPathMatchFailure";
 /// A Map state had more failed iterations than it tolerates.
 pub const EXCEED_TOLERATED_FAILURE_THRESHOLD: &str = "States.ExceedToleratedFailureThreshold";
-/// Output too large (never produced locally; listed because `States.ALL` does not match it).
+/// A state's input or output, or a task's result, is larger than the payload limit.
 pub const DATA_LIMIT_EXCEEDED: &str = "States.DataLimitExceeded";
 
-/// True when a retrier or catcher with `error_equals` handles `error`.
+/// True when a retrier or catcher with `error_equals` handles `error` (terminal errors such as
+/// an oversized state output are decided by the interpreter, which knows where they came from).
 pub(crate) fn matches(error_equals: &[String], error: &str) -> bool {
-    if error == RUNTIME || error == DATA_LIMIT_EXCEEDED {
+    if error == RUNTIME {
         return false;
     }
     error_equals.iter().any(|name| name == error || name == ALL || (name == TASK_FAILED && error != TIMEOUT))

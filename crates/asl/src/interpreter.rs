@@ -1,7 +1,8 @@
 //! The interpreter: runs a [`StateMachine`] with task handlers from a [`TaskRegistry`],
 //! recording the history AWS would record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,21 +10,27 @@ use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use futures::future::BoxFuture;
 use futures::stream::{self, FuturesUnordered, StreamExt};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tracing::Instrument;
 
 use crate::choice::parse_timestamp;
 use crate::definition::{
-    FailText, IoPaths, MapState, ParallelState, PassState, Scope, Setting, State, StateKind, StateMachine, TaskState,
-    Transition, WaitFor, WaitState,
+    ChoiceState, FailText, IoPaths, MapState, ParallelState, PassState, Scope, Setting, State, StateKind, StateMachine,
+    TaskState, Transition, WaitFor, WaitState,
 };
 use crate::errors;
 use crate::history::{ExecutionObserver, History, HistoryEvent};
 use crate::json::{as_integer, to_compact};
 use crate::path::JsonPath;
+use crate::path::{Sources, ValuePath};
 use crate::payload::{PayloadError, PayloadTemplate};
 use crate::retry::{Catcher, Retrier};
-use crate::task::{TaskContext, TaskFailure, TaskRegistry};
+use crate::task::{TaskContext, TaskFailure, TaskJournal, TaskRegistry};
+use crate::task_token::{Callback, TaskTokens, Waiting};
+
+/// The `Resource` suffix of Task states that wait for a callback with their task token.
+const WAIT_FOR_TASK_TOKEN: &str = ".waitForTaskToken";
+use crate::variables::Variables;
 
 /// Waits for a duration. Retry delays and Wait states go through it, so tests can record the
 /// delays instead of sleeping.
@@ -60,6 +67,8 @@ pub enum ExecutionStatus {
         /// The explanation.
         cause: String,
     },
+    /// The execution ran longer than the machine-level `TimeoutSeconds` and was stopped.
+    TimedOut,
 }
 
 /// The outcome of [`Interpreter::execute`].
@@ -76,7 +85,7 @@ impl ExecutionResult {
     pub fn output(&self) -> Option<&Value> {
         match &self.status {
             ExecutionStatus::Succeeded { output } => Some(output),
-            ExecutionStatus::Failed { .. } => None,
+            ExecutionStatus::Failed { .. } | ExecutionStatus::TimedOut => None,
         }
     }
 
@@ -113,13 +122,21 @@ pub struct Interpreter {
     registry: TaskRegistry,
     sleeper: Arc<dyn Sleeper>,
     observer: Option<Arc<dyn ExecutionObserver>>,
+    task_journal: Option<Arc<dyn TaskJournal>>,
+    payload_limit: usize,
+    tokens: TaskTokens,
 }
+
+/// AWS's quota for a state's or a task's input or output: 256 KiB of UTF-8 JSON text.
+pub const DEFAULT_PAYLOAD_LIMIT: usize = 256 * 1024;
 
 impl std::fmt::Debug for Interpreter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Interpreter")
             .field("registry", &self.registry)
             .field("observer", &self.observer.is_some())
+            .field("task_journal", &self.task_journal.is_some())
+            .field("payload_limit", &self.payload_limit)
             .finish()
     }
 }
@@ -131,7 +148,14 @@ const LOCAL_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/beacon-local";
 impl Interpreter {
     /// An interpreter that runs tasks from `registry` and sleeps with tokio.
     pub fn new(registry: TaskRegistry) -> Self {
-        Interpreter { registry, sleeper: Arc::new(TokioSleeper), observer: None }
+        Interpreter {
+            registry,
+            sleeper: Arc::new(TokioSleeper),
+            observer: None,
+            task_journal: None,
+            payload_limit: DEFAULT_PAYLOAD_LIMIT,
+            tokens: TaskTokens::default(),
+        }
     }
 
     /// Replaces the sleeper used for retry delays and Wait states.
@@ -144,6 +168,29 @@ impl Interpreter {
     pub fn with_observer(mut self, o: Arc<dyn ExecutionObserver>) -> Self {
         self.observer = Some(o);
         self
+    }
+
+    /// Records every task outcome in `j`, and takes outcomes `j` already has from it instead of
+    /// calling the task again (resuming an execution after a crash).
+    pub fn with_task_journal(mut self, j: Arc<dyn TaskJournal>) -> Self {
+        self.task_journal = Some(j);
+        self
+    }
+
+    /// Sets the largest state input, state output and task result, in bytes of compact JSON
+    /// text ([`DEFAULT_PAYLOAD_LIMIT`], AWS's 256 KiB, unless set). A larger task result fails
+    /// the task with `States.DataLimitExceeded`, which `Retry` and `Catch` handle like any task
+    /// error; a larger state output, or state input after `Parameters`, fails the state with
+    /// `States.DataLimitExceeded` that only a `Catch` naming it handles (`States.ALL` does not).
+    pub fn with_payload_limit(mut self, bytes: usize) -> Self {
+        self.payload_limit = bytes;
+        self
+    }
+
+    /// The handle for completing `.waitForTaskToken` tasks (`SendTaskSuccess`,
+    /// `SendTaskFailure`, `SendTaskHeartbeat`) of this interpreter's executions.
+    pub fn task_tokens(&self) -> TaskTokens {
+        self.tokens.clone()
     }
 
     /// The task handlers this interpreter calls.
@@ -188,7 +235,37 @@ impl Interpreter {
                 "stateMachineArn": run.context_base["StateMachine"]["Id"],
             }),
         );
-        let outcome = run.run_scope(machine.scope(), input, &mut cursor).await;
+        let input_size = to_compact(&input).len();
+        let outcome = if input_size > self.payload_limit {
+            Err(Failure::new(
+                errors::DATA_LIMIT_EXCEEDED,
+                format!(
+                    "The execution input has {input_size} bytes, more than the maximum number of bytes service limit \
+                     ({}).",
+                    self.payload_limit
+                ),
+            ))
+        } else {
+            let states = run.run_scope(machine.scope(), input, &mut cursor, String::new(), Variables::default());
+            match machine.timeout_seconds() {
+                None => states.await,
+                Some(secs) => match tokio::time::timeout(Duration::from_secs(secs), states).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        // The states still running were cancelled with the future.
+                        run.history.record(
+                            run.history.last_id(),
+                            "ExecutionTimedOut",
+                            json!({"error": errors::TIMEOUT, "cause": format!(
+                                "The execution ran longer than the state machine's TimeoutSeconds ({secs})."
+                            )}),
+                        );
+                        tracing::info!(timeout_seconds = secs, "execution timed out");
+                        return ExecutionResult { status: ExecutionStatus::TimedOut, history: run.history.take() };
+                    }
+                },
+            }
+        };
         let status = match outcome {
             Ok(output) => {
                 run.history.record(
@@ -214,16 +291,56 @@ impl Interpreter {
 struct Failure {
     error: String,
     cause: String,
+    handling: Handling,
+}
+
+/// Which `Retry` and `Catch` entries may handle a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handling {
+    /// Those whose `ErrorEquals` matches, wildcards included.
+    Any,
+    /// Only those that name the error: a terminal error such as `States.DataLimitExceeded`.
+    ByName,
+    /// None: `States.Runtime` ends the execution.
+    Never,
 }
 
 impl Failure {
     fn new(error: impl Into<String>, cause: impl Into<String>) -> Failure {
-        Failure { error: error.into(), cause: cause.into() }
+        let error = error.into();
+        let handling = match error.as_str() {
+            errors::RUNTIME => Handling::Never,
+            errors::DATA_LIMIT_EXCEEDED => Handling::ByName,
+            _ => Handling::Any,
+        };
+        Failure { error, cause: cause.into(), handling }
     }
 
-    /// `States.Runtime` and friends skip Retry and Catch and end the execution.
+    /// A task returned more than the payload limit. AWS reports it as the task's failure, which
+    /// `States.ALL` catches (unlike an oversized state output).
+    fn task_result_too_large(resource: &str) -> Failure {
+        Failure {
+            error: errors::DATA_LIMIT_EXCEEDED.to_string(),
+            cause: format!(
+                "The state/task '{resource}' returned a result with a size exceeding the maximum number of bytes \
+                 service limit."
+            ),
+            handling: Handling::Any,
+        }
+    }
+
+    /// False for `States.Runtime` and friends, which skip Retry and Catch and end the execution.
     fn is_catchable(&self) -> bool {
-        self.error != errors::RUNTIME && self.error != errors::DATA_LIMIT_EXCEEDED
+        self.handling != Handling::Never
+    }
+
+    /// True when a retrier or catcher with `error_equals` handles this failure.
+    fn handled_by(&self, error_equals: &[String]) -> bool {
+        match self.handling {
+            Handling::Never => false,
+            Handling::ByName => error_equals.contains(&self.error),
+            Handling::Any => errors::matches(error_equals, &self.error),
+        }
     }
 
     fn details(&self) -> Value {
@@ -256,19 +373,26 @@ impl From<TaskFailure> for Failure {
     }
 }
 
-enum Step<'s> {
-    Next(&'s str, Value),
-    End(Value),
+/// How a state ended: where control goes, its output, and the variables it assigned.
+struct Step<'s> {
+    /// `None` at the end of the scope.
+    next: Option<&'s str>,
+    output: Value,
+    assigned: Option<Map<String, Value>>,
 }
 
 /// What a state knows about its own run, for the context object and error messages.
-struct StateRun<'s> {
+struct StateRun<'s, 'v> {
     state: &'s State,
     entered_id: u64,
     entered_time: String,
+    /// The state's place in the execution (see [`TaskJournal`]): scope path, name and visit.
+    key: String,
+    /// The variables in scope, as they were when the state was entered.
+    vars: &'v Variables,
 }
 
-impl StateRun<'_> {
+impl StateRun<'_, '_> {
     /// A failure whose cause carries AWS's prefix naming the state and its entered event.
     fn fail(&self, error: &str, message: impl std::fmt::Display) -> Failure {
         Failure::new(
@@ -298,7 +422,16 @@ struct Run<'i> {
 }
 
 impl Run<'_> {
-    fn context(&self, sr: &StateRun<'_>, retry_count: u32) -> Value {
+    /// The task token of the invocation `key`: opaque, and the same when a resumed execution
+    /// runs the invocation again, so a callback sent to the first run still finds the task.
+    fn task_token(&self, key: &str) -> String {
+        use sha2::Digest;
+        let execution = self.context_base["Execution"]["Id"].as_str().unwrap_or_default();
+        let digest = sha2::Sha256::digest(format!("{execution}\n{key}"));
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn context(&self, sr: &StateRun<'_, '_>, retry_count: u32) -> Value {
         let mut ctx = self.context_base.clone();
         ctx["State"] = json!({
             "EnteredTime": sr.entered_time,
@@ -308,32 +441,53 @@ impl Run<'_> {
         ctx
     }
 
+    /// Runs the states of `scope`; `path` is the scope's place in the execution (empty at the
+    /// top, `Map@1#1[3]/` for a Map iteration), the prefix of its states' keys; `vars` are the
+    /// variables the scope starts with.
     fn run_scope<'s>(
         &'s self,
         scope: &'s Scope,
         input: Value,
         cursor: &'s mut u64,
+        path: String,
+        vars: Variables,
     ) -> BoxFuture<'s, Result<Value, Failure>> {
         Box::pin(async move {
+            let mut vars = vars;
             let mut name = scope.start_at.as_str();
             let mut input = input;
+            let mut visits: HashMap<&str, u32> = HashMap::new();
             loop {
                 let Some(state) = scope.get(name) else {
                     // Validation guarantees every target exists; this keeps a bug from panicking.
                     return Err(Failure::new(errors::RUNTIME, format!("the state '{name}' does not exist")));
                 };
-                match self.run_state(state, input, cursor).await? {
-                    Step::Next(next, output) => {
+                let visit = visits.entry(name).or_insert(0);
+                *visit += 1;
+                let key = format!("{path}{name}@{visit}");
+                let step = self.run_state(state, input, cursor, key, &vars).await?;
+                if let Some(assigned) = step.assigned {
+                    vars.assign(assigned);
+                }
+                match step.next {
+                    Some(next) => {
                         name = next;
-                        input = output;
+                        input = step.output;
                     }
-                    Step::End(output) => return Ok(output),
+                    None => return Ok(step.output),
                 }
             }
         })
     }
 
-    async fn run_state<'s>(&'s self, state: &'s State, input: Value, cursor: &mut u64) -> Result<Step<'s>, Failure> {
+    async fn run_state<'s>(
+        &'s self,
+        state: &'s State,
+        input: Value,
+        cursor: &mut u64,
+        key: String,
+        vars: &Variables,
+    ) -> Result<Step<'s>, Failure> {
         let prefix = state.kind.event_prefix();
         let entered_id = self.history.record(
             *cursor,
@@ -346,47 +500,36 @@ impl Run<'_> {
         );
         *cursor = entered_id;
         tracing::debug!(state = %state.name, "state entered");
-        let sr = StateRun { state, entered_id, entered_time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true) };
+        let sr = StateRun {
+            state,
+            entered_id,
+            entered_time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            key,
+            vars,
+        };
         match &state.kind {
             StateKind::Pass(p) => self.run_pass(&sr, p, input, cursor),
             StateKind::Task(t) => self.run_task(&sr, t, input, cursor).await,
-            StateKind::Choice(c) => {
-                let effective = input_path(&sr, &c.io, &input)?;
-                let ctx = self.context(&sr, 0);
-                let mut target = None;
-                for (rule, next) in &c.choices {
-                    if rule.evaluate(&effective, &ctx).map_err(|m| sr.runtime(m))? {
-                        target = Some(next.as_str());
-                        break;
-                    }
-                }
-                let Some(target) = target.or(c.default.as_deref()) else {
-                    return Err(
-                        sr.fail(errors::NO_CHOICE_MATCHED, "No Choice Rules matched and no Default was specified.")
-                    );
-                };
-                let output = output_path(&sr, &c.io, effective)?;
-                self.exit(&sr, &output, cursor);
-                Ok(Step::Next(target, output))
-            }
+            StateKind::Choice(c) => self.run_choice(&sr, c, input, cursor),
             StateKind::Wait(w) => self.run_wait(&sr, w, input, cursor).await,
             StateKind::Succeed(io) => {
                 let effective = input_path(&sr, io, &input)?;
                 let output = output_path(&sr, io, effective)?;
-                self.exit(&sr, &output, cursor);
-                Ok(Step::End(output))
+                self.exit(&sr, &output, None, cursor)?;
+                Ok(Step { next: None, output, assigned: None })
             }
             StateKind::Fail(f) => {
                 let ctx = self.context(&sr, 0);
+                let src = Sources::new(&input, &ctx, sr.vars);
                 let text = |t: &Option<FailText>, field: &str| -> Result<String, Failure> {
                     let v = match t {
                         None => return Ok(String::new()),
                         Some(FailText::Literal(s)) => return Ok(s.clone()),
                         Some(FailText::Path(p)) => {
-                            p.select(&input, &ctx).map_err(|e| sr.runtime(format!("Invalid path '{p}' : {e}")))?
+                            p.select_in(&src).map_err(|e| sr.runtime(format!("Invalid path '{p}' : {e}")))?
                         }
                         Some(FailText::Intrinsic(call)) => {
-                            call.evaluate(&input, &ctx).map_err(|e| sr.fail(errors::INTRINSIC_FAILURE, e))?
+                            call.evaluate_in(&src).map_err(|e| sr.fail(errors::INTRINSIC_FAILURE, e))?
                         }
                     };
                     match v {
@@ -405,59 +548,179 @@ impl Run<'_> {
         }
     }
 
-    fn exit(&self, sr: &StateRun<'_>, output: &Value, cursor: &mut u64) {
-        *cursor = self.history.record(
-            *cursor,
-            &format!("{}StateExited", sr.state.kind.event_prefix()),
-            json!({
-                "name": sr.state.name,
-                "output": to_compact(output),
-                "outputDetails": {"truncated": false},
-            }),
-        );
+    /// Records the state's exit with its output and the variables it assigned. A state whose
+    /// output exceeds the payload limit fails instead.
+    fn exit(
+        &self,
+        sr: &StateRun<'_, '_>,
+        output: &Value,
+        assigned: Option<&Map<String, Value>>,
+        cursor: &mut u64,
+    ) -> Result<(), Failure> {
+        let text = to_compact(output);
+        if text.len() > self.interp.payload_limit {
+            return Err(Failure::new(
+                errors::DATA_LIMIT_EXCEEDED,
+                format!(
+                    "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service \
+                     limit.",
+                    sr.state.name
+                ),
+            ));
+        }
+        let mut details = json!({
+            "name": sr.state.name,
+            "output": text,
+            "outputDetails": {"truncated": false},
+        });
+        if let Some(assigned) = assigned.filter(|a| !a.is_empty()) {
+            let texts: Map<String, Value> =
+                assigned.iter().map(|(k, v)| (k.clone(), Value::String(to_compact(v)))).collect();
+            details["assignedVariables"] = Value::Object(texts);
+            details["assignedVariablesDetails"] = json!({"truncated": false});
+        }
+        *cursor = self.history.record(*cursor, &format!("{}StateExited", sr.state.kind.event_prefix()), details);
         tracing::debug!(state = %sr.state.name, "state exited");
+        Ok(())
     }
 
-    fn finish<'s>(&self, sr: &StateRun<'_>, transition: &'s Transition, output: Value, cursor: &mut u64) -> Step<'s> {
-        self.exit(sr, &output, cursor);
-        match transition {
-            Transition::Next(n) => Step::Next(n.as_str(), output),
-            Transition::End => Step::End(output),
+    fn finish<'s>(
+        &self,
+        sr: &StateRun<'_, '_>,
+        transition: &'s Transition,
+        output: Value,
+        assigned: Option<Map<String, Value>>,
+        cursor: &mut u64,
+    ) -> Result<Step<'s>, Failure> {
+        self.exit(sr, &output, assigned.as_ref(), cursor)?;
+        let next = match transition {
+            Transition::Next(n) => Some(n.as_str()),
+            Transition::End => None,
+        };
+        Ok(Step { next, output, assigned })
+    }
+
+    /// A state's input after `Parameters` (or a Map item's after `ItemSelector`) must fit the
+    /// payload limit.
+    fn check_input_size(&self, sr: &StateRun<'_, '_>, input: &Value) -> Result<(), Failure> {
+        if json_size(input) > self.interp.payload_limit {
+            return Err(Failure::new(
+                errors::DATA_LIMIT_EXCEEDED,
+                format!(
+                    "The state/task '{}' has an input with a size exceeding the maximum number of bytes service limit.",
+                    sr.state.name
+                ),
+            ));
         }
+        Ok(())
+    }
+
+    /// Evaluates an `Assign` block; `dollar` is what `$` refers to in it.
+    fn assign(
+        &self,
+        sr: &StateRun<'_, '_>,
+        template: Option<&PayloadTemplate>,
+        dollar: &Value,
+        retry_count: u32,
+    ) -> Result<Option<Map<String, Value>>, Failure> {
+        let Some(template) = template else {
+            return Ok(None);
+        };
+        let ctx = self.context(sr, retry_count);
+        let values = match template.evaluate_in(&Sources::new(dollar, &ctx, sr.vars)).map_err(|e| sr.payload(e))? {
+            Value::Object(values) => values,
+            // Assign is compiled from an object, so it evaluates to one.
+            other => return Err(sr.runtime(format!("Assign evaluated to {}, not an object", to_compact(&other)))),
+        };
+        if let Some(name) = sr.vars.outer_name(&values) {
+            return Err(sr.runtime(format!(
+                "Cannot assign the variable '{name}': it belongs to an outer scope, which states inside a Map or \
+                 Parallel state can read but not assign."
+            )));
+        }
+        Ok(Some(values))
     }
 
     fn run_pass<'s>(
         &self,
-        sr: &StateRun<'_>,
+        sr: &StateRun<'_, '_>,
         p: &'s PassState,
         input: Value,
         cursor: &mut u64,
     ) -> Result<Step<'s>, Failure> {
         let effective = input_path(sr, &p.io, &input)?;
-        let effective = self.apply_template(sr, p.parameters.as_ref(), effective, 0)?;
+        let effective = match &p.parameters {
+            None => effective,
+            Some(t) => {
+                let v = self.apply_template(sr, Some(t), effective, 0)?;
+                self.check_input_size(sr, &v)?;
+                v
+            }
+        };
         let result = p.result.clone().unwrap_or(effective);
+        let assigned = self.assign(sr, sr.state.assign.as_ref(), &result, 0)?;
         let combined = result_path(sr, p.result_path.as_ref(), &input, result)?;
         let output = output_path(sr, &p.io, combined)?;
-        Ok(self.finish(sr, &p.transition, output, cursor))
+        self.finish(sr, &p.transition, output, assigned, cursor)
+    }
+
+    /// Rules are tried in order; the first that matches decides. The state's `Assign` applies
+    /// whichever way the state goes, a matching rule's own `Assign` on top of it.
+    fn run_choice<'s>(
+        &self,
+        sr: &StateRun<'_, '_>,
+        c: &'s ChoiceState,
+        input: Value,
+        cursor: &mut u64,
+    ) -> Result<Step<'s>, Failure> {
+        let effective = input_path(sr, &c.io, &input)?;
+        let ctx = self.context(sr, 0);
+        let src = Sources::new(&effective, &ctx, sr.vars);
+        let mut matched = None;
+        for branch in &c.choices {
+            if branch.rule.evaluate(&src).map_err(|m| sr.runtime(m))? {
+                matched = Some(branch);
+                break;
+            }
+        }
+        let target = match (matched, c.default.as_deref()) {
+            (Some(branch), _) => branch.next.as_str(),
+            (None, Some(default)) => default,
+            (None, None) => {
+                return Err(sr.fail(errors::NO_CHOICE_MATCHED, "No Choice Rules matched and no Default was specified."));
+            }
+        };
+        let mut assigned = self.assign(sr, sr.state.assign.as_ref(), &effective, 0)?;
+        if let Some(branch) = matched
+            && let Some(values) = self.assign(sr, branch.assign.as_ref(), &effective, 0)?
+        {
+            assigned.get_or_insert_with(Map::new).extend(values);
+        }
+        let output = output_path(sr, &c.io, effective)?;
+        self.exit(sr, &output, assigned.as_ref(), cursor)?;
+        Ok(Step { next: Some(target), output, assigned })
     }
 
     fn apply_template(
         &self,
-        sr: &StateRun<'_>,
+        sr: &StateRun<'_, '_>,
         template: Option<&PayloadTemplate>,
         input: Value,
         retry_count: u32,
     ) -> Result<Value, Failure> {
         match template {
             None => Ok(input),
-            Some(t) => t.evaluate(&input, &self.context(sr, retry_count)).map_err(|e| sr.payload(e)),
+            Some(t) => {
+                let ctx = self.context(sr, retry_count);
+                t.evaluate_in(&Sources::new(&input, &ctx, sr.vars)).map_err(|e| sr.payload(e))
+            }
         }
     }
 
     /// ResultSelector, ResultPath and OutputPath, in that order.
     fn process_result(
         &self,
-        sr: &StateRun<'_>,
+        sr: &StateRun<'_, '_>,
         spec: ResultSpec<'_>,
         raw_input: &Value,
         result: Value,
@@ -470,37 +733,41 @@ impl Run<'_> {
 
     async fn run_task<'s>(
         &self,
-        sr: &StateRun<'_>,
+        sr: &StateRun<'_, '_>,
         t: &'s TaskState,
         input: Value,
         cursor: &mut u64,
     ) -> Result<Step<'s>, Failure> {
         let selected = input_path(sr, &t.io, &input)?;
-        let Some(handler) = self.interp.registry.get(&t.resource) else {
+        // A callback task's handler may be registered under the resource without the suffix:
+        // it sends the token on, the same as the plain integration does.
+        let base_resource = t.resource.strip_suffix(WAIT_FOR_TASK_TOKEN);
+        let callback = base_resource.is_some();
+        let registry = &self.interp.registry;
+        let Some(handler) = registry.get(&t.resource).or_else(|| base_resource.and_then(|b| registry.get(b))) else {
             return Err(sr.runtime(format!("No task handler is registered for the resource '{}'.", t.resource)));
         };
-        let timeout = match &t.timeout {
-            None => None,
-            Some(Setting::Fixed(s)) => Some(*s),
-            Some(Setting::Path(p)) => {
-                let v = p.select(&selected).map_err(|e| sr.runtime(format!("Invalid path '{p}' : {e}")))?;
-                match v.as_u64() {
-                    Some(s) if s > 0 => Some(s),
-                    _ => {
-                        return Err(sr.runtime(format!(
-                            "The TimeoutSecondsPath field refers to value \"{}\" which is not a valid positive integer: {p}",
-                            display_raw(&v)
-                        )));
-                    }
-                }
-            }
-        };
+        let timeout = seconds_setting(sr, t.timeout.as_ref(), &selected, "TimeoutSecondsPath")?;
+        let heartbeat = seconds_setting(sr, t.heartbeat.as_ref(), &selected, "HeartbeatSecondsPath")?;
         let (resource_type, resource) = resource_parts(&t.resource);
+        // How AWS names the task in the cause of an oversized result: the service for
+        // `arn:aws:states:::service:action`, the resource itself otherwise.
+        let shown_resource = if resource_type == "local" { resource.clone() } else { resource_type.clone() };
         let mut retry_counts = vec![0u32; t.retry.len()];
         let mut retries = 0u32;
         loop {
+            let key = task_key(sr, retries);
+            let token = callback.then(|| self.task_token(&key));
+            let mut ctx = self.context(sr, retries);
+            if let Some(token) = &token {
+                ctx["Task"] = json!({"Token": token});
+            }
             // Parameters are filled in for every attempt, so `$$.State.RetryCount` is current.
-            let effective = match self.apply_template(sr, t.parameters.as_ref(), selected.clone(), retries) {
+            let effective = match t.parameters.as_ref() {
+                None => Ok(selected.clone()),
+                Some(p) => p.evaluate_in(&Sources::new(&selected, &ctx, sr.vars)).map_err(|e| sr.payload(e)),
+            };
+            let effective = match effective.and_then(|v| self.check_input_size(sr, &v).map(|()| v)) {
                 Ok(v) => v,
                 // An intrinsic that fails on its arguments is an error the state's Catch may
                 // handle; retrying would compute the same thing again.
@@ -516,51 +783,102 @@ impl Run<'_> {
             if let Some(secs) = timeout {
                 scheduled["timeoutInSeconds"] = json!(secs);
             }
+            if let Some(secs) = heartbeat {
+                scheduled["heartbeatInSeconds"] = json!(secs);
+            }
             *cursor = self.history.record(*cursor, "TaskScheduled", scheduled);
             *cursor = self.history.record(
                 *cursor,
                 "TaskStarted",
                 json!({"resourceType": resource_type, "resource": resource}),
             );
-            let ctx = TaskContext {
-                execution_name: self.execution_name.clone(),
-                state_name: sr.state.name.clone(),
-                attempt: retries + 1,
-                context: self.context(sr, retries),
+            let journal = self.interp.task_journal.as_ref();
+            let outcome = match journal.and_then(|j| j.recorded(&key)) {
+                Some(recorded) => {
+                    if callback && recorded.is_ok() {
+                        *cursor = self.history.record(
+                            *cursor,
+                            "TaskSubmitted",
+                            json!({"resourceType": resource_type, "resource": resource}),
+                        );
+                    }
+                    recorded.map_err(Failure::from)
+                }
+                None => {
+                    let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+                    // Registered before the handler runs, which may already pass the token on.
+                    let mut waiting = token.as_deref().map(|t| self.interp.tokens.register(t));
+                    let task_ctx = TaskContext {
+                        execution_name: self.execution_name.clone(),
+                        state_name: sr.state.name.clone(),
+                        attempt: retries + 1,
+                        key: key.clone(),
+                        context: ctx,
+                    };
+                    let started = tokio::time::Instant::now();
+                    let call = handler.invoke(effective.clone(), task_ctx);
+                    let submitted = before(deadline, async { call.await.map_err(Failure::from) }).await;
+                    let outcome = match (submitted, waiting.as_mut()) {
+                        (Err(f), _) => Err(f),
+                        (Ok(result), None) => Ok(result),
+                        (Ok(sent), Some(waiting)) => {
+                            *cursor = self.history.record(
+                                *cursor,
+                                "TaskSubmitted",
+                                json!({
+                                    "resourceType": resource_type,
+                                    "resource": resource,
+                                    "output": to_compact(&sent),
+                                    "outputDetails": {"truncated": false},
+                                }),
+                            );
+                            before(deadline, await_callback(waiting, heartbeat, started)).await
+                        }
+                    };
+                    drop(waiting);
+                    if let Some(j) = journal {
+                        let record = match &outcome {
+                            Ok(v) => Ok(v.clone()),
+                            Err(f) => Err(TaskFailure::new(f.error.clone(), f.cause.clone())),
+                        };
+                        j.record(&key, &record).await;
+                    }
+                    outcome
+                }
             };
-            let call = handler.invoke(effective.clone(), ctx);
-            let outcome = match timeout {
-                None => call.await.map_err(Failure::from),
-                Some(secs) => match tokio::time::timeout(Duration::from_secs(secs), call).await {
-                    Ok(r) => r.map_err(Failure::from),
-                    Err(_) => Err(Failure::new(errors::TIMEOUT, "")),
-                },
-            };
+            let outcome = outcome.and_then(|result| {
+                let text = to_compact(&result);
+                if text.len() > self.interp.payload_limit {
+                    Err(Failure::task_result_too_large(&shown_resource))
+                } else {
+                    Ok((result, text))
+                }
+            });
             let failure = match outcome {
-                Ok(result) => {
+                Ok((result, text)) => {
                     *cursor = self.history.record(
                         *cursor,
                         "TaskSucceeded",
                         json!({
                             "resourceType": resource_type,
                             "resource": resource,
-                            "output": to_compact(&result),
+                            "output": text,
                             "outputDetails": {"truncated": false},
                         }),
                     );
-                    match self.process_result(
-                        sr,
-                        ResultSpec::of(t.result_selector.as_ref(), t.result_path.as_ref(), &t.io),
-                        &input,
-                        result,
-                        retries,
-                    ) {
-                        Ok(output) => return Ok(self.finish(sr, &t.transition, output, cursor)),
+                    // Assign sees the task's result before ResultSelector.
+                    let done = self.assign(sr, sr.state.assign.as_ref(), &result, retries).and_then(|assigned| {
+                        let spec = ResultSpec::of(t.result_selector.as_ref(), t.result_path.as_ref(), &t.io);
+                        Ok((self.process_result(sr, spec, &input, result, retries)?, assigned))
+                    });
+                    match done {
+                        Ok((output, assigned)) => return self.finish(sr, &t.transition, output, assigned, cursor),
                         Err(f) => f,
                     }
                 }
                 Err(f) => {
-                    let event = if f.error == errors::TIMEOUT { "TaskTimedOut" } else { "TaskFailed" };
+                    let timed_out = f.error == errors::TIMEOUT || f.error == errors::HEARTBEAT_TIMEOUT;
+                    let event = if timed_out { "TaskTimedOut" } else { "TaskFailed" };
                     let mut details = json!({"resourceType": resource_type, "resource": resource});
                     if let (Value::Object(d), Value::Object(e)) = (&mut details, f.details()) {
                         d.extend(e);
@@ -575,7 +893,15 @@ impl Run<'_> {
             }
             match self.retry_delay(&t.retry, &mut retry_counts, &failure) {
                 Some(delay) => {
-                    self.interp.sleeper.sleep(delay).await;
+                    // A resumed execution does not wait again for an attempt it already made.
+                    let next_recorded = self
+                        .interp
+                        .task_journal
+                        .as_ref()
+                        .is_some_and(|j| j.recorded(&task_key(sr, retries + 1)).is_some());
+                    if !next_recorded {
+                        self.interp.sleeper.sleep(delay).await;
+                    }
                     retries += 1;
                 }
                 None => return self.catch(sr, &t.catch, &input, failure, cursor),
@@ -586,7 +912,7 @@ impl Run<'_> {
     /// The delay before the next attempt, or `None` when no retrier applies any more. The
     /// first retrier whose `ErrorEquals` matches decides, with its own attempt count.
     fn retry_delay(&self, retriers: &[Retrier], counts: &mut [u32], f: &Failure) -> Option<Duration> {
-        let i = retriers.iter().position(|r| errors::matches(&r.error_equals, &f.error))?;
+        let i = retriers.iter().position(|r| f.handled_by(&r.error_equals))?;
         if u64::from(counts[i]) >= retriers[i].max_attempts {
             return None;
         }
@@ -596,28 +922,28 @@ impl Run<'_> {
 
     fn catch<'s>(
         &self,
-        sr: &StateRun<'_>,
+        sr: &StateRun<'_, '_>,
         catchers: &'s [Catcher],
         raw_input: &Value,
         failure: Failure,
         cursor: &mut u64,
     ) -> Result<Step<'s>, Failure> {
-        if !failure.is_catchable() {
-            return Err(failure);
-        }
-        let Some(c) = catchers.iter().find(|c| errors::matches(&c.error_equals, &failure.error)) else {
+        let Some(c) = catchers.iter().find(|c| failure.handled_by(&c.error_equals)) else {
             return Err(failure);
         };
+        let error_output = failure.error_output();
+        // The catcher's Assign sees the error output as `$`.
+        let assigned = self.assign(sr, c.assign.as_ref(), &error_output, 0)?;
         // A catcher's output is the error placed into the raw input; OutputPath does not apply.
-        let output = result_path(sr, c.result_path.as_ref(), raw_input, failure.error_output())?;
-        self.exit(sr, &output, cursor);
+        let output = result_path(sr, c.result_path.as_ref(), raw_input, error_output)?;
+        self.exit(sr, &output, assigned.as_ref(), cursor)?;
         tracing::debug!(state = %sr.state.name, error = %failure.error, next = %c.next, "error caught");
-        Ok(Step::Next(c.next.as_str(), output))
+        Ok(Step { next: Some(c.next.as_str()), output, assigned })
     }
 
     async fn run_wait<'s>(
         &self,
-        sr: &StateRun<'_>,
+        sr: &StateRun<'_, '_>,
         w: &'s WaitState,
         input: Value,
         cursor: &mut u64,
@@ -630,7 +956,7 @@ impl Run<'_> {
             WaitFor::Seconds(s) => Duration::from_secs(*s),
             WaitFor::Timestamp(t) => until(*t),
             WaitFor::SecondsPath(p) => {
-                let v = p.select(&effective).map_err(|e| sr.runtime(format!("Invalid path '{p}' : {e}")))?;
+                let v = select(sr, p, &effective)?;
                 match v.as_i64().or_else(|| v.as_u64().map(|_| i64::MAX)) {
                     Some(s) if s < 0 => {
                         return Err(sr.runtime(format!(
@@ -648,7 +974,7 @@ impl Run<'_> {
                 }
             }
             WaitFor::TimestampPath(p) => {
-                let v = p.select(&effective).map_err(|e| sr.runtime(format!("Invalid path '{p}' : {e}")))?;
+                let v = select(sr, p, &effective)?;
                 match v.as_str().and_then(parse_timestamp) {
                     Some(t) => until(t),
                     None => {
@@ -660,23 +986,29 @@ impl Run<'_> {
                 }
             }
         };
-        self.interp.sleeper.sleep(duration).await;
+        // A Wait is journaled like a task (key without an attempt number), so a resumed
+        // execution does not wait again for a Wait it already finished.
+        let journal = self.interp.task_journal.as_ref();
+        if journal.and_then(|j| j.recorded(&sr.key)).is_none() {
+            self.interp.sleeper.sleep(duration).await;
+            if let Some(j) = journal {
+                j.record(&sr.key, &Ok(Value::Null)).await;
+            }
+        }
+        let assigned = self.assign(sr, sr.state.assign.as_ref(), &effective, 0)?;
         let output = output_path(sr, &w.io, effective)?;
-        Ok(self.finish(sr, &w.transition, output, cursor))
+        self.finish(sr, &w.transition, output, assigned, cursor)
     }
 
     async fn run_map<'s>(
         &self,
-        sr: &StateRun<'_>,
+        sr: &StateRun<'_, '_>,
         m: &'s MapState,
         input: Value,
         cursor: &mut u64,
     ) -> Result<Step<'s>, Failure> {
         let effective = input_path(sr, &m.io, &input)?;
-        let items = m
-            .items_path
-            .select(&effective)
-            .map_err(|e| sr.runtime(format!("Invalid path '{}' : {e}", m.items_path)))?;
+        let items = select(sr, &m.items_path, &effective)?;
         let Value::Array(items) = items else {
             return Err(sr.runtime(format!(
                 "The ItemsPath field refers to value \"{}\" which is not a valid JSON array: {}",
@@ -687,7 +1019,7 @@ impl Run<'_> {
         let max_concurrency = match &m.max_concurrency {
             Setting::Fixed(n) => *n,
             Setting::Path(p) => {
-                let v = p.select(&effective).map_err(|e| sr.runtime(format!("Invalid path '{p}' : {e}")))?;
+                let v = select(sr, p, &effective)?;
                 match as_integer(&v) {
                     Some(n) if n >= 0 => n.unsigned_abs(),
                     Some(_) => return Err(sr.runtime("MaxConcurrency cannot be negative.")),
@@ -712,14 +1044,16 @@ impl Run<'_> {
             let failure = match outcome {
                 Ok(results) => {
                     *cursor = self.history.record(*cursor, "MapStateSucceeded", Value::Null);
+                    let results = Value::Array(results);
+                    let assigned = self.assign(sr, sr.state.assign.as_ref(), &results, retries)?;
                     let output = self.process_result(
                         sr,
                         ResultSpec::of(m.result_selector.as_ref(), m.result_path.as_ref(), &m.io),
                         &input,
-                        Value::Array(results),
+                        results,
                         retries,
                     )?;
-                    return Ok(self.finish(sr, &m.transition, output, cursor));
+                    return self.finish(sr, &m.transition, output, assigned, cursor);
                 }
                 Err(f) => f,
             };
@@ -739,14 +1073,15 @@ impl Run<'_> {
         }
     }
 
-    fn tolerance(&self, sr: &StateRun<'_>, m: &MapState, effective: &Value) -> Result<Tolerance, Failure> {
+    fn tolerance(&self, sr: &StateRun<'_, '_>, m: &MapState, effective: &Value) -> Result<Tolerance, Failure> {
         let resolve = |setting: &Option<Setting<Value>>, field: &str| -> Result<Option<Value>, Failure> {
             match setting {
                 None => Ok(None),
                 Some(Setting::Fixed(v)) => Ok(Some(v.clone())),
-                Some(Setting::Path(p)) => {
-                    p.select(effective).map(Some).map_err(|e| sr.runtime(format!("Invalid path '{p}' : {e} ({field})")))
-                }
+                Some(Setting::Path(p)) => p
+                    .select_in(&Sources::new(effective, &Value::Null, sr.vars))
+                    .map(Some)
+                    .map_err(|e| sr.runtime(format!("Invalid path '{p}' : {e} ({field})"))),
             }
         };
         let path_text = |setting: &Option<Setting<Value>>| match setting {
@@ -789,7 +1124,7 @@ impl Run<'_> {
     #[allow(clippy::too_many_arguments)]
     async fn run_iterations(
         &self,
-        sr: &StateRun<'_>,
+        sr: &StateRun<'_, '_>,
         m: &MapState,
         effective: &Value,
         items: &[Value],
@@ -816,11 +1151,16 @@ impl Run<'_> {
                 let mut inputs = Vec::with_capacity(total);
                 for (index, item) in items.iter().enumerate() {
                     ctx["Map"] = json!({"Item": {"Index": index, "Value": item}});
-                    inputs.push(t.evaluate(effective, &ctx).map_err(|e| sr.payload(e))?);
+                    let item_input =
+                        t.evaluate_in(&Sources::new(effective, &ctx, sr.vars)).map_err(|e| sr.payload(e))?;
+                    self.check_input_size(sr, &item_input)?;
+                    inputs.push(item_input);
                 }
                 inputs
             }
         };
+        // A Distributed Map's iterations are child executions, which see no outer variables.
+        let scope_vars = if m.distributed { Variables::default() } else { sr.vars.nested() };
         // Boxed so the compiler does not have to prove the closure general over lifetimes,
         // which it cannot for a future that must be Send.
         let iterations: Vec<BoxFuture<'_, (usize, Result<Value, Failure>)>> = inputs
@@ -828,11 +1168,13 @@ impl Run<'_> {
             .enumerate()
             .map(|(index, item_input)| {
                 let in_flight = &in_flight;
+                let vars = scope_vars.clone();
                 let fut = async move {
                     let mut cur =
                         self.history.record(started_id, "MapIterationStarted", json!({"name": name, "index": index}));
                     lock(in_flight).insert(index, cur);
-                    let outcome = self.run_scope(&m.processor, item_input, &mut cur).await;
+                    let path = format!("{}#{}[{index}]/", sr.key, retries + 1);
+                    let outcome = self.run_scope(&m.processor, item_input, &mut cur, path, vars).await;
                     lock(in_flight).remove(&index);
                     let event = if outcome.is_ok() { "MapIterationSucceeded" } else { "MapIterationFailed" };
                     self.history.record(cur, event, json!({"name": name, "index": index}));
@@ -848,7 +1190,9 @@ impl Run<'_> {
         while let Some((index, outcome)) = running.next().await {
             match outcome {
                 Ok(v) => results[index] = v,
-                Err(f) if !f.is_catchable() => {
+                // Runtime and terminal errors end the Map at once; only Map's own Catch (by
+                // name) may still handle a terminal one.
+                Err(f) if f.handling != Handling::Any => {
                     first_failure = Some(f);
                     break;
                 }
@@ -883,13 +1227,21 @@ impl Run<'_> {
 
     async fn run_parallel<'s>(
         &self,
-        sr: &StateRun<'_>,
+        sr: &StateRun<'_, '_>,
         p: &'s ParallelState,
         input: Value,
         cursor: &mut u64,
     ) -> Result<Step<'s>, Failure> {
         let effective = input_path(sr, &p.io, &input)?;
-        let effective = self.apply_template(sr, p.parameters.as_ref(), effective, 0)?;
+        let effective = match &p.parameters {
+            None => effective,
+            Some(t) => {
+                let v = self.apply_template(sr, Some(t), effective, 0)?;
+                self.check_input_size(sr, &v)?;
+                v
+            }
+        };
+        let branch_vars = sr.vars.nested();
         let mut retry_counts = vec![0u32; p.retry.len()];
         let mut retries = 0u32;
         loop {
@@ -900,9 +1252,11 @@ impl Run<'_> {
                 .enumerate()
                 .map(|(i, scope)| {
                     let branch_input = effective.clone();
+                    let vars = branch_vars.clone();
+                    let path = format!("{}#{}{{{i}}}/", sr.key, retries + 1);
                     let fut = async move {
                         let mut cur = started;
-                        (i, self.run_scope(scope, branch_input, &mut cur).await)
+                        (i, self.run_scope(scope, branch_input, &mut cur, path, vars).await)
                     };
                     Box::pin(fut) as BoxFuture<'_, _>
                 })
@@ -923,14 +1277,16 @@ impl Run<'_> {
             let Some(failure) = failure else {
                 // AWS's recorded histories have no ParallelStateSucceeded event: the state goes
                 // straight to ParallelStateExited.
+                let results = Value::Array(results);
+                let assigned = self.assign(sr, sr.state.assign.as_ref(), &results, retries)?;
                 let output = self.process_result(
                     sr,
                     ResultSpec::of(p.result_selector.as_ref(), p.result_path.as_ref(), &p.io),
                     &input,
-                    Value::Array(results),
+                    results,
                     retries,
                 )?;
-                return Ok(self.finish(sr, &p.transition, output, cursor));
+                return self.finish(sr, &p.transition, output, assigned, cursor);
             };
             let delay =
                 if failure.is_catchable() { self.retry_delay(&p.retry, &mut retry_counts, &failure) } else { None };
@@ -988,24 +1344,53 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn input_path(sr: &StateRun<'_>, io: &IoPaths, raw: &Value) -> Result<Value, Failure> {
+/// Selects with a path that reads the input or a variable (the `...Path` fields).
+fn select(sr: &StateRun<'_, '_>, p: &ValuePath, doc: &Value) -> Result<Value, Failure> {
+    // Validation keeps context paths out of these fields, so no context object is needed.
+    p.select_in(&Sources::new(doc, &Value::Null, sr.vars)).map_err(|e| sr.runtime(format!("Invalid path '{p}' : {e}")))
+}
+
+fn input_path(sr: &StateRun<'_, '_>, io: &IoPaths, raw: &Value) -> Result<Value, Failure> {
     match &io.input_path {
         None => Ok(json!({})),
         Some(p) if p.is_root() => Ok(raw.clone()),
-        Some(p) => p.select(raw).map_err(|e| sr.runtime(format!("Invalid path '{p}' : {e}"))),
+        Some(p) => select(sr, p, raw),
     }
 }
 
-fn output_path(sr: &StateRun<'_>, io: &IoPaths, combined: Value) -> Result<Value, Failure> {
+fn output_path(sr: &StateRun<'_, '_>, io: &IoPaths, combined: Value) -> Result<Value, Failure> {
     match &io.output_path {
         None => Ok(json!({})),
         Some(p) if p.is_root() => Ok(combined),
-        Some(p) => p.select(&combined).map_err(|e| sr.runtime(format!("Invalid path '{p}' : {e}"))),
+        Some(p) => select(sr, p, &combined),
     }
 }
 
+/// The length of `v` as compact JSON text, without building the text.
+fn json_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
+}
+
 /// Places `result` into the raw state input as `ResultPath` says.
-fn result_path(sr: &StateRun<'_>, path: Option<&JsonPath>, raw_input: &Value, result: Value) -> Result<Value, Failure> {
+fn result_path(
+    sr: &StateRun<'_, '_>,
+    path: Option<&JsonPath>,
+    raw_input: &Value,
+    result: Value,
+) -> Result<Value, Failure> {
     match path {
         None => Ok(raw_input.clone()),
         Some(p) if p.is_root() => Ok(result),
@@ -1023,6 +1408,72 @@ fn display_raw(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => to_compact(other),
     }
+}
+
+/// `TimeoutSeconds`/`TimeoutSecondsPath` and `HeartbeatSeconds`/`HeartbeatSecondsPath`.
+fn seconds_setting(
+    sr: &StateRun<'_, '_>,
+    setting: Option<&Setting<u64>>,
+    input: &Value,
+    path_field: &str,
+) -> Result<Option<u64>, Failure> {
+    match setting {
+        None => Ok(None),
+        Some(Setting::Fixed(s)) => Ok(Some(*s)),
+        Some(Setting::Path(p)) => {
+            let v = select(sr, p, input)?;
+            match v.as_u64() {
+                Some(s) if s > 0 => Ok(Some(s)),
+                _ => Err(sr.runtime(format!(
+                    "The {path_field} field refers to value \"{}\" which is not a valid positive integer: {p}",
+                    display_raw(&v)
+                ))),
+            }
+        }
+    }
+}
+
+/// Runs `work` until `deadline`, after which the task has timed out (`States.Timeout`).
+async fn before(
+    deadline: Option<tokio::time::Instant>,
+    work: impl Future<Output = Result<Value, Failure>>,
+) -> Result<Value, Failure> {
+    match deadline {
+        None => work.await,
+        Some(d) => tokio::time::timeout_at(d, work).await.unwrap_or_else(|_| Err(Failure::new(errors::TIMEOUT, ""))),
+    }
+}
+
+/// Waits for the callback that completes a `.waitForTaskToken` task. With `heartbeat`, a
+/// heartbeat (or the result) must arrive that many seconds after the task started or after the
+/// previous heartbeat, or the task fails with `States.HeartbeatTimeout`.
+async fn await_callback(
+    waiting: &mut Waiting,
+    heartbeat: Option<u64>,
+    started: tokio::time::Instant,
+) -> Result<Value, Failure> {
+    let mut last_beat = started;
+    loop {
+        let next = match heartbeat {
+            None => waiting.next().await,
+            Some(secs) => match tokio::time::timeout_at(last_beat + Duration::from_secs(secs), waiting.next()).await {
+                Ok(next) => next,
+                Err(_) => return Err(Failure::new(errors::HEARTBEAT_TIMEOUT, "")),
+            },
+        };
+        match next {
+            Some(Callback::Success(output)) => return Ok(output),
+            Some(Callback::Failure { error, cause }) => return Err(Failure::new(error, cause)),
+            Some(Callback::Heartbeat) => last_beat = tokio::time::Instant::now(),
+            // The sender lives in the interpreter's token table until the wait ends.
+            None => return Err(Failure::new(errors::RUNTIME, "the task token was withdrawn")),
+        }
+    }
+}
+
+/// The key of attempt `retries + 1` of the task state `sr` (see [`TaskJournal`]).
+fn task_key(sr: &StateRun<'_, '_>, retries: u32) -> String {
+    format!("{}#{}", sr.key, retries + 1)
 }
 
 /// `resourceType` and `resource` of task events: AWS splits `arn:aws:states:::lambda:invoke`

@@ -5,14 +5,15 @@
 //! `States.Format`, `States.StringToJson`, `States.JsonToString`, `States.Array`,
 //! `States.ArrayPartition`, `States.ArrayContains`, `States.ArrayRange`, `States.ArrayGetItem`,
 //! `States.ArrayLength`, `States.ArrayUnique`, `States.Base64Encode`, `States.Base64Decode`,
-//! `States.JsonMerge`, `States.MathRandom`, `States.MathAdd`, `States.StringSplit`, `States.UUID`.
-//! `States.Hash` is recognised and rejected at validation time (it needs digest crates).
+//! `States.Hash`, `States.JsonMerge`, `States.MathRandom`, `States.MathAdd`, `States.StringSplit`,
+//! `States.UUID`.
 
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value};
 
 use crate::json::{as_integer, json_equal, to_compact, type_name};
-use crate::path::{PathError, ValuePath};
+use crate::path::{PathError, Sources, ValuePath};
+use crate::variables::Variables;
 
 /// Why an intrinsic function could not be parsed or evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -184,15 +185,20 @@ impl IntrinsicCall {
 
     /// Evaluates the call; `input` is what `$` refers to, `context` what `$$` refers to.
     pub fn evaluate(&self, input: &Value, context: &Value) -> Result<Value, IntrinsicError> {
+        self.evaluate_in(&Sources::new(input, context, &Variables::default()))
+    }
+
+    /// Evaluates the call with workflow variables in scope.
+    pub(crate) fn evaluate_in(&self, src: &Sources<'_>) -> Result<Value, IntrinsicError> {
         let mut values = Vec::with_capacity(self.args.len());
         for arg in &self.args {
             values.push(match arg {
                 Arg::Str { value, .. } => Value::String(value.clone()),
                 Arg::Literal(v) => v.clone(),
                 Arg::Path(p) => p
-                    .select(input, context)
+                    .select_in(src)
                     .map_err(|source| IntrinsicError::PathNotFound { path: p.as_str().to_string(), source })?,
-                Arg::Call(c) => c.evaluate(input, context)?,
+                Arg::Call(c) => c.evaluate_in(src)?,
             });
         }
         let f = self.function;
@@ -261,7 +267,11 @@ impl IntrinsicCall {
                     .map(Value::String)
                     .map_err(|_| invalid("the decoded bytes are not UTF-8 text".to_string()))
             }
-            Function::Hash => Err(invalid("States.Hash is not supported by this interpreter".to_string())),
+            Function::Hash => {
+                let data = want_str(&values[0], "the data to hash").map_err(invalid)?;
+                let algorithm = want_str(&values[1], "the hashing algorithm").map_err(invalid)?;
+                hash(data, algorithm).map(Value::String).map_err(invalid)
+            }
             Function::JsonMerge => {
                 let (Value::Object(a), Value::Object(b)) = (&values[0], &values[1]) else {
                     return Err(invalid(format!(
@@ -359,6 +369,31 @@ impl IntrinsicCall {
         }
         Ok(Value::String(out))
     }
+}
+
+/// Longest input `States.Hash` accepts, in characters.
+const HASH_MAX_CHARS: usize = 10_000;
+
+/// `States.Hash`: the lowercase hex digest of the UTF-8 bytes of `data`.
+fn hash(data: &str, algorithm: &str) -> Result<String, String> {
+    use sha2::Digest;
+    let chars = data.chars().count();
+    if chars > HASH_MAX_CHARS {
+        return Err(format!("the data to hash must be at most {HASH_MAX_CHARS} characters long, got {chars}"));
+    }
+    let digest: Vec<u8> = match algorithm {
+        "MD5" => md5::Md5::digest(data).to_vec(),
+        "SHA-1" => sha1::Sha1::digest(data).to_vec(),
+        "SHA-256" => sha2::Sha256::digest(data).to_vec(),
+        "SHA-384" => sha2::Sha384::digest(data).to_vec(),
+        "SHA-512" => sha2::Sha512::digest(data).to_vec(),
+        other => {
+            return Err(format!(
+                "the hashing algorithm must be one of MD5, SHA-1, SHA-256, SHA-384, SHA-512, got '{other}'"
+            ));
+        }
+    };
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn want_str<'v>(v: &'v Value, what: &str) -> Result<&'v str, String> {
@@ -519,9 +554,6 @@ impl CallParser<'_> {
                 format!("{min} to {max}")
             };
             return self.err(format!("{name} takes {expected} argument(s), {} given", args.len()));
-        }
-        if function == Function::Hash {
-            return self.err("States.Hash is not supported by this interpreter");
         }
         let text: String = self.chars[start..self.pos].iter().collect();
         Ok(IntrinsicCall { function, args, text })
@@ -735,10 +767,38 @@ mod tests {
             "States.UUID(1)",
             "States.Array(foo)",
             "States.Array(1) x",
-            "States.Hash('a', 'SHA-256')",
+            "States.Hash('a')",
         ] {
             assert!(IntrinsicCall::parse(bad).is_err(), "{bad} should not parse");
         }
+    }
+
+    // The expected digests are those AWS returned for "input data" (the recorded conformance
+    // cases) and the standard test vectors for "abc".
+    #[test]
+    fn hash_algorithms() {
+        let h = |data: &str, alg: &str| eval(&format!("States.Hash('{data}', '{alg}')"), json!({})).unwrap();
+        assert_eq!(h("input data", "MD5"), json!("812f45842bc6d66ee14572ce20db8e86"));
+        assert_eq!(h("input data", "SHA-1"), json!("aaff4a450a104cd177d28d18d74485e8cae074b7"));
+        assert_eq!(h("abc", "SHA-256"), json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+        assert_eq!(
+            h("abc", "SHA-384"),
+            json!("cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca134c825a7")
+        );
+        assert_eq!(
+            h("abc", "SHA-512"),
+            json!(
+                "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+            )
+        );
+        let err = |text: &str, input: Value| eval(text, input).unwrap_err().to_string();
+        assert!(err("States.Hash('a', 'sha-256')", json!({})).contains("must be one of MD5, SHA-1"));
+        assert!(err("States.Hash($.n, 'MD5')", json!({"n": 1})).contains("must be a string"));
+        assert!(err("States.Hash('a', $.n)", json!({"n": 1})).contains("must be a string"));
+        let long = "x".repeat(HASH_MAX_CHARS + 1);
+        assert!(err("States.Hash($.s, 'MD5')", json!({"s": long})).contains("at most 10000 characters"));
+        let limit = "é".repeat(HASH_MAX_CHARS);
+        assert!(eval("States.Hash($.s, 'MD5')", json!({"s": limit})).is_ok());
     }
 
     #[test]

@@ -17,11 +17,20 @@
 //! * [`Interpreter`]: runs an execution and returns an [`ExecutionResult`] with the history.
 //! * [`JsonPath`]: the path language; [`intrinsics`] for `States.Format` and friends.
 //!
+//! # Resuming, limits, variables
+//!
+//! * [`TaskJournal`] ([`Interpreter::with_task_journal`]): task outcomes are recorded under a key
+//!   stable across runs, and a resumed run takes them from the journal instead of calling the
+//!   task again.
+//! * Payload quota ([`Interpreter::with_payload_limit`], [`DEFAULT_PAYLOAD_LIMIT`]):
+//!   `States.DataLimitExceeded` as AWS raises it.
+//! * Workflow variables: `Assign` on Pass, Task, Choice (and its rules), Wait, Map, Parallel and
+//!   catchers; `$name` wherever a path is read.
+//!
 //! # Not supported
 //!
-//! JSONata, variables (`Assign`), `ItemReader`/`ResultWriter`/`ItemBatcher`, `States.Hash`,
-//! heartbeats and task tokens, and the machine-level `TimeoutSeconds` (accepted, not enforced).
-//! A `DISTRIBUTED` Map runs inline.
+//! JSONata, `ItemReader`/`ResultWriter`/`ItemBatcher`, heartbeats and task tokens, and the
+//! machine-level `TimeoutSeconds` (accepted, not enforced). A `DISTRIBUTED` Map runs inline.
 
 #![warn(missing_docs)]
 
@@ -37,10 +46,13 @@ mod payload;
 mod retry;
 mod substitute;
 mod task;
+mod task_token;
+mod variables;
 
 pub use definition::{DEFAULT_STATE_MACHINE_NAME, DefinitionError, DefinitionIssue, StateMachine};
 pub use history::{ExecutionObserver, HistoryEvent};
-pub use interpreter::{ExecutionResult, ExecutionStatus, Interpreter, Sleeper, TokioSleeper};
+pub use interpreter::{DEFAULT_PAYLOAD_LIMIT, ExecutionResult, ExecutionStatus, Interpreter, Sleeper, TokioSleeper};
 pub use path::{JsonPath, PathError, ValuePath};
 pub use substitute::substitute;
-pub use task::{TaskContext, TaskFailure, TaskHandler, TaskRegistry};
+pub use task::{TaskContext, TaskFailure, TaskHandler, TaskJournal, TaskRegistry};
+pub use task_token::{TaskTokenError, TaskTokens};

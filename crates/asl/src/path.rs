@@ -25,6 +25,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::json::{json_equal, type_name};
+use crate::variables::Variables;
 
 /// A path that failed to parse or that selected nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -847,44 +848,103 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// A path that reads either the state's input (`$...`) or the context object (`$$...`).
+/// What a [`ValuePath`] reads: the state's (effective) input as `$`, the context object as `$$`
+/// and the workflow variables as `$name`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sources<'a> {
+    pub(crate) input: &'a Value,
+    pub(crate) context: &'a Value,
+    pub(crate) vars: &'a Variables,
+}
+
+impl<'a> Sources<'a> {
+    pub(crate) fn new(input: &'a Value, context: &'a Value, vars: &'a Variables) -> Sources<'a> {
+        Sources { input, context, vars }
+    }
+}
+
+/// A path that reads the state's input (`$...`), the context object (`$$...`) or a workflow
+/// variable (`$name...`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ValuePath {
     /// `$...`: evaluated against the (effective) input.
     Input(JsonPath),
     /// `$$...`: evaluated against the context object.
     Context(JsonPath),
+    /// `$name...`: the value of the variable `name` (set by `Assign`), then the path's steps
+    /// into it, e.g. `$order.items[0]`.
+    Variable {
+        /// The variable's name, without `$`.
+        name: String,
+        /// The steps into its value, as a path from `$` (its text is the whole path as written).
+        path: JsonPath,
+    },
 }
 
 impl ValuePath {
-    /// Parses `$...` or `$$...`.
+    /// Parses `$...`, `$$...` or `$name...`.
     pub fn parse(text: &str) -> Result<ValuePath, PathError> {
         match text.strip_prefix('$') {
             Some(rest) if rest.starts_with('$') => JsonPath::parse(rest).map(|p| ValuePath::Context(p.with_text(text))),
+            Some(rest) if rest.starts_with(|c: char| c.is_alphabetic() || c == '_') => {
+                let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+                let (name, steps) = rest.split_at(end);
+                match JsonPath::parse(&format!("${steps}")) {
+                    Ok(p) => Ok(ValuePath::Variable { name: name.to_string(), path: p.with_text(text) }),
+                    Err(PathError::Syntax { reason, .. }) => Err(PathError::Syntax { path: text.to_string(), reason }),
+                    Err(e) => Err(e),
+                }
+            }
             _ => JsonPath::parse(text).map(ValuePath::Input),
         }
     }
 
-    /// Evaluates against `input` or `context`, whichever the path names.
+    /// Evaluates against `input` or `context`, whichever the path names. A variable path finds
+    /// no variables here: variables exist only inside an execution.
     pub fn select(&self, input: &Value, context: &Value) -> Result<Value, PathError> {
-        match self {
-            ValuePath::Input(p) => p.select(input),
-            ValuePath::Context(p) => p.select(context),
-        }
+        self.select_in(&Sources::new(input, context, &Variables::default()))
     }
 
-    /// True when the path resolves.
+    /// True when the path resolves (never for a variable path; see [`ValuePath::select`]).
     pub fn exists_in(&self, input: &Value, context: &Value) -> bool {
+        self.exists_in_sources(&Sources::new(input, context, &Variables::default()))
+    }
+
+    pub(crate) fn select_in(&self, src: &Sources<'_>) -> Result<Value, PathError> {
         match self {
-            ValuePath::Input(p) => p.exists_in(input),
-            ValuePath::Context(p) => p.exists_in(context),
+            ValuePath::Input(p) => p.select(src.input),
+            ValuePath::Context(p) => p.select(src.context),
+            ValuePath::Variable { name, path } => match src.vars.get(name) {
+                Some(v) => path.select(v),
+                None => Err(PathError::NotFound { message: format!("The variable '${name}' is not defined") }),
+            },
         }
     }
 
-    /// The path as written (with `$$` for context paths).
+    pub(crate) fn exists_in_sources(&self, src: &Sources<'_>) -> bool {
+        match self {
+            ValuePath::Input(p) => p.exists_in(src.input),
+            ValuePath::Context(p) => p.exists_in(src.context),
+            ValuePath::Variable { name, path } => src.vars.get(name).is_some_and(|v| path.exists_in(v)),
+        }
+    }
+
+    /// The path as written (with `$$` for context paths, `$name` for variables).
     pub fn as_str(&self) -> &str {
         match self {
-            ValuePath::Input(p) | ValuePath::Context(p) => p.as_str(),
+            ValuePath::Input(p) | ValuePath::Context(p) | ValuePath::Variable { path: p, .. } => p.as_str(),
+        }
+    }
+
+    /// True for `$` alone.
+    pub fn is_root(&self) -> bool {
+        matches!(self, ValuePath::Input(p) if p.is_root())
+    }
+
+    /// True when the path selects at most one value (see [`JsonPath::is_reference`]).
+    pub fn is_reference(&self) -> bool {
+        match self {
+            ValuePath::Input(p) | ValuePath::Context(p) | ValuePath::Variable { path: p, .. } => p.is_reference(),
         }
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::definition::Problems;
 use crate::intrinsics::{IntrinsicCall, IntrinsicError};
 use crate::json::to_compact;
-use crate::path::ValuePath;
+use crate::path::{Sources, ValuePath};
 
 /// A payload template compiled from the definition.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +36,9 @@ pub(crate) enum PayloadError {
     /// A path selected nothing; the message is AWS's wording.
     #[error("The JSONPath '{path}' specified for the field '{field}' could not be found in the input '{input}'")]
     PathNotFound { path: String, field: String, input: String },
+    /// A variable reference did not resolve.
+    #[error("The variable reference '{path}' specified for the field '{field}' could not be resolved: {reason}")]
+    Variable { path: String, field: String, reason: String },
     /// An intrinsic function failed.
     #[error("The function '{call}' specified for the field '{field}' failed: {source}")]
     Intrinsic { call: String, field: String, source: IntrinsicError },
@@ -45,7 +48,7 @@ impl PayloadError {
     /// Missing paths are `States.Runtime`; failing functions are `States.IntrinsicFailure`.
     pub(crate) fn error_name(&self) -> &'static str {
         match self {
-            PayloadError::PathNotFound { .. } => crate::errors::RUNTIME,
+            PayloadError::PathNotFound { .. } | PayloadError::Variable { .. } => crate::errors::RUNTIME,
             PayloadError::Intrinsic { source: IntrinsicError::PathNotFound { .. }, .. } => crate::errors::RUNTIME,
             PayloadError::Intrinsic { .. } => crate::errors::INTRINSIC_FAILURE,
         }
@@ -98,38 +101,59 @@ impl PayloadTemplate {
     }
 
     /// Fills in the template from `input` (`$`) and `context` (`$$`).
+    #[cfg(test)]
     pub(crate) fn evaluate(&self, input: &Value, context: &Value) -> Result<Value, PayloadError> {
+        self.evaluate_in(&Sources::new(input, context, &crate::variables::Variables::default()))
+    }
+
+    /// Fills in the template from the input (`$`), the context object (`$$`) and the variables.
+    pub(crate) fn evaluate_in(&self, src: &Sources<'_>) -> Result<Value, PayloadError> {
         match self {
             PayloadTemplate::Static(v) => Ok(v.clone()),
             PayloadTemplate::Array(items) => {
-                items.iter().map(|t| t.evaluate(input, context)).collect::<Result<Vec<_>, _>>().map(Value::Array)
+                items.iter().map(|t| t.evaluate_in(src)).collect::<Result<Vec<_>, _>>().map(Value::Array)
             }
             PayloadTemplate::Object(fields) => {
                 let mut out = Map::with_capacity(fields.len());
                 for (key, field) in fields {
                     let v = match field {
-                        Field::Template(t) => t.evaluate(input, context)?,
-                        Field::Path(written_key, path) => path.select(input, context).map_err(|_| {
-                            let source = match path {
-                                ValuePath::Input(_) => input,
-                                ValuePath::Context(_) => context,
-                            };
-                            PayloadError::PathNotFound {
+                        Field::Template(t) => t.evaluate_in(src)?,
+                        Field::Path(written_key, path) => path.select_in(src).map_err(|e| match path {
+                            ValuePath::Input(_) => PayloadError::PathNotFound {
                                 path: path.as_str().to_string(),
                                 field: written_key.clone(),
-                                input: to_compact(source),
-                            }
+                                input: to_compact(src.input),
+                            },
+                            ValuePath::Context(_) => PayloadError::PathNotFound {
+                                path: path.as_str().to_string(),
+                                field: written_key.clone(),
+                                input: to_compact(src.context),
+                            },
+                            ValuePath::Variable { .. } => PayloadError::Variable {
+                                path: path.as_str().to_string(),
+                                field: written_key.clone(),
+                                reason: e.to_string(),
+                            },
                         })?,
                         Field::Intrinsic(written_key, call) => {
-                            call.evaluate(input, context).map_err(|source| match source {
-                                IntrinsicError::PathNotFound { path, .. } => {
-                                    let source = if path.starts_with("$$") { context } else { input };
-                                    PayloadError::PathNotFound {
+                            call.evaluate_in(src).map_err(|source| match source {
+                                IntrinsicError::PathNotFound { path, source } => match ValuePath::parse(&path) {
+                                    Ok(ValuePath::Variable { .. }) => PayloadError::Variable {
                                         path,
                                         field: written_key.clone(),
-                                        input: to_compact(source),
-                                    }
-                                }
+                                        reason: source.to_string(),
+                                    },
+                                    Ok(ValuePath::Context(_)) => PayloadError::PathNotFound {
+                                        path,
+                                        field: written_key.clone(),
+                                        input: to_compact(src.context),
+                                    },
+                                    _ => PayloadError::PathNotFound {
+                                        path,
+                                        field: written_key.clone(),
+                                        input: to_compact(src.input),
+                                    },
+                                },
                                 other => PayloadError::Intrinsic {
                                     call: call.as_str().to_string(),
                                     field: written_key.clone(),

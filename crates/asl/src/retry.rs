@@ -8,6 +8,8 @@ use serde_json::Value;
 use crate::definition::{Problems, result_path_field};
 use crate::errors;
 use crate::path::JsonPath;
+use crate::payload::PayloadTemplate;
+use crate::variables::compile_assign;
 
 /// Largest value AWS accepts for `IntervalSeconds`, `MaxAttempts` and the like.
 const MAX_COUNT: u64 = 99_999_999;
@@ -59,6 +61,8 @@ pub(crate) struct Catcher {
     pub(crate) next: String,
     /// `None` when `ResultPath` is `null`: the error output is discarded.
     pub(crate) result_path: Option<JsonPath>,
+    /// `Assign`: the variables set when this catcher handles an error (`$` is the error output).
+    pub(crate) assign: Option<PayloadTemplate>,
 }
 
 pub(crate) fn compile_retry(value: Option<&Value>, pointer: &str, problems: &mut Problems) -> Vec<Retrier> {
@@ -140,8 +144,8 @@ pub(crate) fn compile_catch(value: Option<&Value>, pointer: &str, problems: &mut
             continue;
         };
         for key in obj.keys() {
-            if !matches!(key.as_str(), "ErrorEquals" | "Next" | "ResultPath" | "Comment") {
-                let msg = if key == "Assign" || key == "Output" {
+            if !matches!(key.as_str(), "ErrorEquals" | "Next" | "ResultPath" | "Comment" | "Assign") {
+                let msg = if key == "Output" {
                     format!("'{key}' is not supported by this interpreter")
                 } else {
                     format!("unknown field '{key}' in a catcher")
@@ -162,7 +166,8 @@ pub(crate) fn compile_catch(value: Option<&Value>, pointer: &str, problems: &mut
             }
         };
         let result_path = result_path_field(obj.get("ResultPath"), &format!("{ptr}/ResultPath"), problems);
-        out.push(Catcher { error_equals, next, result_path });
+        let assign = obj.get("Assign").and_then(|a| compile_assign(a, &format!("{ptr}/Assign"), problems));
+        out.push(Catcher { error_equals, next, result_path, assign });
     }
     out
 }

@@ -27,8 +27,36 @@ pub struct TaskContext {
     pub state_name: String,
     /// 1 for the first attempt, 2 for the first retry, and so on.
     pub attempt: u32,
+    /// This invocation's key: stable across runs of the same execution (see [`TaskJournal`]),
+    /// so it can serve as an idempotency key.
+    pub key: String,
     /// The context object, as `$$` sees it in this state.
     pub context: Value,
+}
+
+/// A durable record of task outcomes, which lets an execution resume after its process died.
+///
+/// Every task invocation has a key built from its path through the execution: the state names,
+/// how many times each state was entered in its scope (`@visit`), Map item indexes (`[i]`),
+/// Parallel branch indexes (`{i}`) and attempt numbers (`#n`), e.g.
+/// `AnalyseUnitsInline@1#1[3]/ProcessUnit@1#2`. Running the same definition on the same input
+/// walks the same keys as long as tasks return the same outcomes — which the journal makes sure
+/// of, by answering from its records instead of calling the task again.
+///
+/// On a resumed run the history still shows `TaskScheduled`, `TaskStarted` and `TaskSucceeded`
+/// or `TaskFailed` for a recorded invocation, so it matches the history of an uninterrupted run;
+/// the retry delay before a recorded attempt is skipped.
+///
+/// Wait states are journaled too, under their state key without an attempt number (e.g.
+/// `Pause@1`) and with the outcome `Ok(null)`, so that a resumed run does not wait again for a
+/// Wait it already finished.
+#[async_trait]
+pub trait TaskJournal: Send + Sync {
+    /// The recorded outcome of the invocation with this key, if there is one.
+    fn recorded(&self, key: &str) -> Option<Result<Value, TaskFailure>>;
+    /// An invocation finished. The interpreter waits for this before the execution moves on, so
+    /// the journal can make the outcome durable first.
+    async fn record(&self, key: &str, outcome: &Result<Value, TaskFailure>);
 }
 
 /// A task's error, with an error name that `Retry` and `Catch` match on.
@@ -136,7 +164,13 @@ mod tests {
         let out = h
             .invoke(
                 json!(1),
-                TaskContext { execution_name: "e".into(), state_name: "S".into(), attempt: 1, context: json!({}) },
+                TaskContext {
+                    execution_name: "e".into(),
+                    state_name: "S".into(),
+                    attempt: 1,
+                    key: "S@1#1".into(),
+                    context: json!({}),
+                },
             )
             .await
             .unwrap();

@@ -1,7 +1,6 @@
 //! Progress on the terminal: a bar when stderr is a terminal, plain log lines otherwise.
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -21,8 +20,8 @@ pub struct Display {
 }
 
 impl Display {
-    pub fn new(file: &Path, stats: ClientStats, allow_bar: bool) -> Display {
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    pub fn new(label: &str, stats: ClientStats, allow_bar: bool) -> Display {
+        let name = label.to_string();
         let bar = (allow_bar && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
@@ -36,7 +35,7 @@ impl Display {
             bar
         });
         if bar.is_none() {
-            eprintln!("[beacon] {name}: splitting the document");
+            eprintln!("[beacon] {name}: starting");
         }
         Display {
             bar,

@@ -3,9 +3,12 @@
 //! This binary only parses arguments and wires the library crates together; see
 //! `ARCHITECTURE.md` for where the work happens.
 
+mod asl;
 mod display;
+mod executions;
 mod exit;
 mod run;
+mod session;
 mod sim;
 
 use std::path::PathBuf;
@@ -32,6 +35,12 @@ enum Command {
     Run(run::RunArgs),
     /// Start a local Amazon Bedrock-compatible simulator (Converse API) with quotas and latency.
     Sim(sim::SimArgs),
+    /// Validate or run any ASL state machine locally (a local Step Functions).
+    #[command(subcommand)]
+    Asl(asl::AslCommand),
+    /// List, inspect and resume executions (the local journal).
+    #[command(subcommand)]
+    Executions(executions::ExecutionsCommand),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +57,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(cli.config.as_deref(), args).await,
             Command::Sim(args) => sim::sim(args).await,
+            Command::Asl(command) => asl::asl(cli.config.as_deref(), command).await,
+            Command::Executions(command) => executions::executions(cli.config.as_deref(), command).await,
         }
     });
     ExitCode::from(code)

@@ -2,68 +2,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-
 use common::*;
-
-/// A running `beacon sim`, killed (by PID) when dropped.
-struct Sim {
-    child: Child,
-    addr: String,
-    /// Kept open so the simulator's later output has somewhere to go.
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Sim {
-    fn start(args: &[&str]) -> Sim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_beacon"))
-            .args(["sim", "--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start beacon sim");
-        let stdout = child.stdout.take().expect("sim stdout");
-        let mut stdout = BufReader::new(stdout);
-        let mut first = String::new();
-        stdout.read_line(&mut first).expect("sim prints its address");
-        let addr = first
-            .trim()
-            .strip_prefix("beacon sim listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-            .to_string();
-        Sim { child, addr, _stdout: stdout }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// GET /sim/stats over a plain HTTP/1.0 request.
-    fn stats(&self) -> serde_json::Value {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect to sim");
-        write!(stream, "GET /sim/stats HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let body = response.split("\r\n\r\n").nth(1).expect("HTTP body");
-        serde_json::from_str(body).expect("stats JSON")
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn with_fake_aws(cmd: &mut Command) -> &mut Command {
-    cmd.env("AWS_ACCESS_KEY_ID", "AKIDBEACONTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "beacon-test-secret")
-        .env("AWS_REGION", "us-east-1")
-}
 
 /// Fast client retries so the test spends its time in the quota, not in long backoffs.
 const FAST_RETRY: &str =

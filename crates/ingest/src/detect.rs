@@ -48,9 +48,10 @@ pub fn detect_format(bytes: &[u8]) -> Result<Format, IngestError> {
     Ok(classify_text(&decoded.text))
 }
 
-/// Text is CSV, Markdown or plain text.
+/// Text is CSV, Markdown or plain text. Form feeds mark pages (as pdftotext writes them), which
+/// a CSV export never has, so paginated text is never taken for a table.
 pub(crate) fn classify_text(text: &str) -> Format {
-    if delimited::sniff(text).is_some() {
+    if !text.contains('\x0c') && delimited::sniff(text).is_some() {
         Format::Csv
     } else if has_atx_heading(text) {
         Format::Markdown
@@ -163,6 +164,9 @@ mod tests {
     fn text_kinds() {
         assert_eq!(detect_format(b"name\tqty\napple\t3\npear\t5\n").unwrap(), Format::Csv);
         assert_eq!(detect_format(b"a;b;c\n1;2;3\n").unwrap(), Format::Csv);
+        // Numbers with thousands separators on every page of a paginated text are not columns.
+        let pages = b"Page 1 costs $1,000 in total.\n\x0cPage 2 costs $2,000 in total.\n\x0cPage 3 costs $3,000.\n";
+        assert_eq!(detect_format(pages).unwrap(), Format::Text);
         assert_eq!(detect_format(b"Intro\n\n## Part\n\nbody").unwrap(), Format::Markdown);
         assert_eq!(detect_format(b"Just a note.\nIt has, well, some commas, here and there.\n").unwrap(), Format::Text);
         assert_eq!(detect_format(b"one line").unwrap(), Format::Text);

@@ -52,6 +52,18 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Prices per model id (USD per 1,000 tokens), on top of the built-in table.
     pub pricing: BTreeMap<String, Price>,
+    /// `beacon asl run`: local handlers for task resources.
+    pub asl: AslConfig,
+}
+
+/// Settings of `beacon asl run`, the local Step Functions.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AslConfig {
+    /// Task resources served by a local command: resource ARN → argv. The command gets the task
+    /// input as JSON on stdin and prints the output as JSON on stdout; a non-zero exit fails the
+    /// task (stdout `{"errorType": ..., "errorMessage": ...}` names the error, as Lambda does).
+    pub resources: BTreeMap<String, Vec<String>>,
 }
 
 /// How the state machine chooses and runs its parallel strategy.
@@ -135,6 +147,7 @@ impl Default for Config {
             llm: LlmConfig::default(),
             retry: RetryConfig::default(),
             pricing: BTreeMap::new(),
+            asl: AslConfig::default(),
         }
     }
 }

@@ -7,22 +7,22 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use beacon_asl::{ExecutionObserver, ExecutionStatus, HistoryEvent, Interpreter, StateMachine};
+use beacon_asl::{ExecutionStatus, Interpreter, Sleeper, StateMachine};
+use beacon_store::journal::{ExecutionRecord, ExecutionState, Journal, JournalError, NewExecution};
 use beacon_store::{Store, keys};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::config::Config;
-use crate::progress::{Progress, UnitEnd};
+use crate::journal::{EventJournal, FlowObserver, JournaledTasks};
+use crate::progress::Progress;
 use crate::report::Report;
 use crate::tasks::{self, Services, errors, resources};
 
 /// The state machine definition, with placeholders.
 pub const STATE_MACHINE_DEFINITION: &str = include_str!("../../../deploy/statemachine/beacon.asl.json");
-
-/// The name of the Map iteration state that records a failed unit.
-const UNIT_FAILED_STATE: &str = "UnitFailed";
 
 /// Why a run did not produce a report.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +37,13 @@ pub enum RunError {
     /// The execution failed for another reason.
     #[error("execution {execution} failed: {error}: {cause}")]
     Execution { execution: String, error: String, cause: String },
+    /// The execution cannot be resumed (finished, or still running elsewhere).
+    #[error("{0}")]
+    NotResumable(String),
     #[error(transparent)]
     Store(#[from] beacon_store::StoreError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// A finished run.
@@ -66,29 +71,53 @@ pub fn substitutions(config: &Config) -> BTreeMap<String, String> {
 
 /// The state machine with this configuration's substitutions, parsed and validated.
 pub fn state_machine(config: &Config) -> Result<StateMachine, RunError> {
-    let text = beacon_asl::substitute(STATE_MACHINE_DEFINITION, &substitutions(config))
-        .map_err(|e| RunError::Definition(format!("state machine definition: {e}")))?;
-    StateMachine::parse(&text).map_err(|e| RunError::Definition(format!("state machine definition: {e}")))
+    StateMachine::parse(&definition_text(config)?)
+        .map_err(|e| RunError::Definition(format!("state machine definition: {e}")))
 }
 
-/// Runs documents through the state machine.
+/// What a run needs to remember to be resumed by another process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunOptions {
+    /// Where the CLI writes report.json and report.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_dir: Option<String>,
+    /// The provider the execution was started with (a resume uses it unless told otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<crate::config::ProviderConfig>,
+    /// The process that runs (or ran) the execution.
+    #[serde(default)]
+    pub pid: u32,
+}
+
+/// Runs documents through the state machine, journaling every execution.
 pub struct Runner {
     services: Services,
-    machine: StateMachine,
+    journal: Journal,
+    progress: Arc<dyn Progress>,
+    sleeper: Option<Arc<dyn Sleeper>>,
 }
 
 impl Runner {
-    pub fn new(services: Services) -> Result<Runner, RunError> {
-        let machine = state_machine(&services.config)?;
-        Ok(Runner { services, machine })
+    pub fn new(services: Services, journal: Journal, progress: Arc<dyn Progress>) -> Runner {
+        Runner { services, journal, progress, sleeper: None }
+    }
+
+    /// Use `sleeper` for the state machine's Retry intervals and Wait states (tests).
+    pub fn with_sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Runner {
+        self.sleeper = Some(sleeper);
+        self
     }
 
     pub fn store(&self) -> &Store {
         &self.services.store
     }
 
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
     /// Check the file, upload it to the store and run the state machine on it.
-    pub async fn run_file(&self, path: &Path) -> Result<RunOutcome, RunError> {
+    pub async fn run_file(&self, path: &Path, options: RunOptions) -> Result<RunOutcome, RunError> {
         let shown = path.display().to_string();
         let input_error = |message: String| RunError::Input { path: shown.clone(), message };
         let meta = std::fs::metadata(path).map_err(|e| input_error(describe_io_error(&e)))?;
@@ -104,14 +133,14 @@ impl Runner {
         }
         let bytes = std::fs::read(path).map_err(|e| input_error(describe_io_error(&e)))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| shown.clone());
-        self.run_bytes(&name, bytes).await.map_err(|e| match e {
+        self.run_bytes(&name, bytes, options).await.map_err(|e| match e {
             RunError::Input { message, .. } => input_error(message),
             other => other,
         })
     }
 
     /// Upload `bytes` as document `name` and run the state machine on it.
-    pub async fn run_bytes(&self, name: &str, bytes: Vec<u8>) -> Result<RunOutcome, RunError> {
+    pub async fn run_bytes(&self, name: &str, bytes: Vec<u8>, options: RunOptions) -> Result<RunOutcome, RunError> {
         let document_id = hex::encode(Sha256::digest(&bytes));
         let source_key = keys::document_source(&document_id);
         self.services.store.put(&source_key, bytes).await?;
@@ -120,11 +149,77 @@ impl Runner {
             "document": { "key": source_key, "name": name },
             "options": { "model": self.services.config.model_name() },
         });
+        let definition = definition_text(&self.services.config)?;
+        let options = RunOptions {
+            pid: std::process::id(),
+            provider: options.provider.or_else(|| Some(self.services.config.provider.clone())),
+            ..options
+        };
+        self.journal
+            .start_execution(&NewExecution {
+                name: execution.clone(),
+                definition: definition.clone(),
+                input: input.to_string(),
+                label: name.to_string(),
+                options: serde_json::to_string(&options).unwrap_or_default(),
+                started_at: now(),
+            })
+            .await?;
         info!(execution, document = name, "starting execution");
-        let observer = Arc::new(FailedUnitObserver { progress: self.services.progress.clone() });
-        let interpreter = Interpreter::new(tasks::registry(&self.services)).with_observer(observer);
-        let result = interpreter.execute(&self.machine, &execution, input).await;
+        self.execute(&execution, &definition, input, 1, name).await
+    }
+
+    /// The options an unfinished execution was started with, and whether it can be resumed now.
+    pub fn resumable(&self, execution: &str) -> Result<RunOptions, RunError> {
+        let record = self.journal.get(execution)?;
+        resumable(execution, &record)
+    }
+
+    /// Continue an execution whose process died: tasks journaled before are not run again.
+    pub async fn resume(&self, execution: &str) -> Result<RunOutcome, RunError> {
+        let record = self.journal.get(execution)?;
+        resumable(execution, &record)?;
+        let input: Value = serde_json::from_str(&record.input)
+            .map_err(|e| RunError::Definition(format!("journaled input of {execution} is not JSON: {e}")))?;
+        let attempt = self.journal.begin_attempt(execution).await?;
+        info!(execution, attempt, "resuming execution");
+        self.execute(execution, &record.definition, input, attempt, &record.label).await
+    }
+
+    async fn execute(
+        &self,
+        execution: &str,
+        definition: &str,
+        input: Value,
+        attempt: u32,
+        document: &str,
+    ) -> Result<RunOutcome, RunError> {
+        let machine = StateMachine::parse(definition)
+            .map_err(|e| RunError::Definition(format!("state machine definition: {e}")))?;
+        let tasks = Arc::new(JournaledTasks::load(&self.journal, execution)?);
+        if attempt > 1 {
+            info!(execution, recorded = tasks.recorded_count(), "task outcomes taken from the journal");
+        }
+        let observer = Arc::new(FlowObserver {
+            events: EventJournal { journal: self.journal.clone(), execution: execution.to_string(), attempt },
+            progress: self.progress.clone(),
+        });
+        let mut interpreter =
+            Interpreter::new(tasks::registry(&self.services)).with_observer(observer).with_task_journal(tasks);
+        if let Some(sleeper) = &self.sleeper {
+            interpreter = interpreter.with_sleeper(sleeper.clone());
+        }
+        let result = interpreter.execute(&machine, execution, input).await;
         let history_events = result.history.len();
+        let (state, output, error, cause) = match &result.status {
+            ExecutionStatus::Succeeded { output } => (ExecutionState::Succeeded, Some(output.to_string()), None, None),
+            ExecutionStatus::Failed { error, cause } => {
+                (ExecutionState::Failed, None, Some(error.clone()), Some(cause.clone()))
+            }
+            ExecutionStatus::TimedOut => (ExecutionState::TimedOut, None, Some(errors::TIMED_OUT.to_string()), None),
+        };
+        self.journal.finish_execution(execution, state, output, error, cause, now()).await?;
+        let execution = execution.to_string();
         match result.status {
             ExecutionStatus::Succeeded { output } => {
                 let report_key = output_key(&output, "reportKey")?;
@@ -135,11 +230,48 @@ impl Runner {
                 Ok(RunOutcome { execution, report, report_markdown, history_events })
             }
             ExecutionStatus::Failed { error, cause } if error == errors::INVALID_DOCUMENT => {
-                Err(RunError::Input { path: name.to_string(), message: cause })
+                Err(RunError::Input { path: document.to_string(), message: cause })
             }
             ExecutionStatus::Failed { error, cause } => Err(RunError::Execution { execution, error, cause }),
+            ExecutionStatus::TimedOut => Err(RunError::Execution {
+                execution,
+                error: errors::TIMED_OUT.to_string(),
+                cause: "the execution ran longer than the state machine's TimeoutSeconds".to_string(),
+            }),
         }
     }
+}
+
+fn resumable(execution: &str, record: &ExecutionRecord) -> Result<RunOptions, RunError> {
+    if record.status != ExecutionState::Running {
+        return Err(RunError::NotResumable(format!(
+            "execution {execution} already finished ({}); there is nothing to resume",
+            record.status.as_str()
+        )));
+    }
+    let options: RunOptions = serde_json::from_str(&record.options).unwrap_or_default();
+    if options.pid != std::process::id() && process_is_running(options.pid) {
+        return Err(RunError::NotResumable(format!(
+            "execution {execution} is still running in process {}; resume it only after that process stopped",
+            options.pid
+        )));
+    }
+    Ok(options)
+}
+
+/// The state machine definition with this configuration's substitutions.
+pub fn definition_text(config: &Config) -> Result<String, RunError> {
+    beacon_asl::substitute(STATE_MACHINE_DEFINITION, &substitutions(config))
+        .map_err(|e| RunError::Definition(format!("state machine definition: {e}")))
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Whether a process with this id exists (Linux: /proc; elsewhere assume it does not).
+fn process_is_running(pid: u32) -> bool {
+    pid != 0 && Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn output_key(output: &Value, name: &str) -> Result<String, RunError> {
@@ -162,31 +294,5 @@ fn describe_io_error(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such file".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied (cannot read the file)".to_string(),
         _ => format!("cannot read the file: {e}"),
-    }
-}
-
-/// Tells the progress display about units that end in the `UnitFailed` state.
-struct FailedUnitObserver {
-    progress: Arc<dyn Progress>,
-}
-
-impl ExecutionObserver for FailedUnitObserver {
-    fn on_event(&self, event: &HistoryEvent) {
-        if event.event_type != "PassStateEntered" {
-            return;
-        }
-        let details = &event.details;
-        if details.get("name").and_then(Value::as_str) != Some(UNIT_FAILED_STATE) {
-            return;
-        }
-        // AWS records the state input as a JSON string; accept an object too.
-        let input = match details.get("input") {
-            Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
-            Some(v) => v.clone(),
-            None => Value::Null,
-        };
-        if let Some(index) = input.pointer("/unit/index").and_then(Value::as_u64) {
-            self.progress.unit_finished(index as usize, UnitEnd::Failed);
-        }
     }
 }

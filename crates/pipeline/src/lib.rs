@@ -7,6 +7,7 @@
 pub mod answer;
 pub mod config;
 pub mod flow;
+pub mod journal;
 pub mod pricing;
 pub mod progress;
 pub mod prompt;
@@ -15,6 +16,6 @@ pub mod schema;
 pub mod tasks;
 
 pub use config::{Config, ProviderKind};
-pub use flow::{RunError, RunOutcome, Runner};
+pub use flow::{RunError, RunOptions, RunOutcome, Runner};
 pub use progress::{NoProgress, Progress, UnitEnd};
 pub use tasks::Services;

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use beacon_llm::offline::OfflineAnalyzer;
 use beacon_llm::{Completion, CompletionRequest, LlmClient, LlmError};
 use beacon_pipeline::report::UnitStatus;
-use beacon_pipeline::{Config, Progress, RunError, Runner, Services, UnitEnd};
+use beacon_pipeline::{Config, Progress, RunError, RunOptions, Runner, Services, UnitEnd};
 use beacon_store::Store;
+use beacon_store::journal::{ExecutionState, Journal};
 use serde_json::Value;
 
 #[derive(Default)]
@@ -48,14 +49,13 @@ impl LlmClient for Picky {
 
 fn runner(dir: &std::path::Path, llm: Arc<dyn LlmClient>, progress: Arc<Recorder>) -> Runner {
     let config = Config { data_dir: dir.to_path_buf(), ..Config::default() };
-    Runner::new(Services {
+    let services = Services {
         store: Store::local(&dir.join("store")).unwrap(),
         llm,
         config: Arc::new(config),
-        progress,
         unit_schema: Arc::new(beacon_pipeline::schema::default_unit_schema()),
-    })
-    .unwrap()
+    };
+    Runner::new(services, Journal::open(&dir.join("journal.sqlite")).unwrap(), progress)
 }
 
 fn report_schema() -> Value {
@@ -69,7 +69,7 @@ async fn every_page_is_analysed_and_the_report_follows_its_schema() {
     let progress = Arc::new(Recorder::default());
     let runner = runner(dir.path(), Arc::new(OfflineAnalyzer), progress.clone());
     let text = "Invoice No: INV-7\nTotal: $1,234.56\n\x0cDelivery on 2026-04-30.\n\x0cThanks for your order.\n";
-    let outcome = runner.run_bytes("pages.txt", text.as_bytes().to_vec()).await.unwrap();
+    let outcome = runner.run_bytes("pages.txt", text.as_bytes().to_vec(), RunOptions::default()).await.unwrap();
     let report = serde_json::to_value(&outcome.report).unwrap();
     let problems = beacon_pipeline::schema::violations(&report_schema(), &report);
     assert!(problems.is_empty(), "report.json follows docs/report.schema.json: {problems:?}");
@@ -88,7 +88,7 @@ async fn a_refused_unit_fails_alone_and_is_listed_with_its_reason() {
     let progress = Arc::new(Recorder::default());
     let runner = runner(dir.path(), Arc::new(Picky), progress.clone());
     let text = "Page one is fine.\n\x0cPage two: REJECT me.\n\x0cPage three is fine.\n";
-    let outcome = runner.run_bytes("mixed.txt", text.as_bytes().to_vec()).await.unwrap();
+    let outcome = runner.run_bytes("mixed.txt", text.as_bytes().to_vec(), RunOptions::default()).await.unwrap();
     let r = &outcome.report;
     let statuses: Vec<UnitStatus> = r.units.iter().map(|u| u.status).collect();
     assert_eq!(statuses, vec![UnitStatus::Succeeded, UnitStatus::Failed, UnitStatus::Succeeded]);
@@ -107,7 +107,7 @@ async fn unusable_documents_are_input_errors() {
     let runner = runner(dir.path(), Arc::new(OfflineAnalyzer), Arc::new(Recorder::default()));
     for (name, bytes) in [("empty.txt", Vec::new()), ("junk.bin", vec![0u8, 159, 146, 150, 0, 1, 2, 3, 255, 254, 0, 7])]
     {
-        match runner.run_bytes(name, bytes).await {
+        match runner.run_bytes(name, bytes, RunOptions::default()).await {
             Err(RunError::Input { path, message }) => {
                 assert_eq!(path, name);
                 assert!(!message.is_empty());
@@ -130,4 +130,115 @@ fn thresholds_and_concurrency_are_substituted_into_the_state_machine() {
     assert_eq!(v["States"]["ChooseStrategy"]["Choices"][0]["NumericGreaterThan"], 7);
     assert_eq!(v["States"]["ChooseStrategy"]["Choices"][1]["NumericGreaterThan"], 5);
     beacon_pipeline::flow::state_machine(&config).unwrap();
+}
+
+/// Answers like the offline analyzer, counts calls per unit, and never answers for units whose
+/// content contains the `hang_on` marker (a process that dies while waiting for the model).
+struct Counting {
+    calls: Mutex<Vec<String>>,
+    hang_on: Option<&'static str>,
+}
+
+#[async_trait]
+impl LlmClient for Counting {
+    fn name(&self) -> String {
+        "counting".into()
+    }
+    async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError> {
+        self.calls.lock().unwrap().push(request.content_label.clone());
+        if let Some(marker) = self.hang_on
+            && request.content.contains(marker)
+        {
+            std::future::pending::<()>().await;
+        }
+        OfflineAnalyzer.complete(request).await
+    }
+}
+
+fn pages(n: usize) -> Vec<u8> {
+    (1..=n)
+        .map(|i| format!("Page {i} says the total is ${i},000 on 2026-04-{i:02}.\n"))
+        .collect::<Vec<_>>()
+        .join("\x0c")
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn a_crashed_execution_resumes_without_repeating_finished_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let units = 20;
+    // First run: page 13 never gets its answer; the "process" dies once 12 units are journaled.
+    let first = Arc::new(Counting { calls: Mutex::new(vec![]), hang_on: Some("Page 13 ") });
+    let runner1 = runner(dir.path(), first.clone(), Arc::new(Recorder::default()));
+    let journal = runner1.journal().clone();
+    let run = tokio::spawn(async move { runner1.run_bytes("pages.txt", pages(units), RunOptions::default()).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let execution = loop {
+        if let Some(e) = journal.list(1).unwrap().into_iter().next()
+            && e.tasks_recorded >= 12
+        {
+            break e.name;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run made no progress: {:?} {:?}",
+            journal.list(1).unwrap(),
+            first.calls.lock().unwrap()
+        );
+        tokio::task::yield_now().await;
+    };
+    run.abort();
+    let _ = run.await;
+    journal.flush().await.unwrap();
+    let before = journal.get(&execution).unwrap();
+    assert_eq!(before.status, ExecutionState::Running, "a crashed execution stays resumable");
+    let answered_before: Vec<String> = journal
+        .tasks(&execution)
+        .unwrap()
+        .into_values()
+        .filter_map(|r| match r {
+            beacon_store::journal::TaskRecord::Succeeded { output } => {
+                let v: Value = serde_json::from_str(&output).ok()?;
+                v.get("title").and_then(Value::as_str).map(str::to_string)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(answered_before.len() >= 11, "units journaled before the crash: {answered_before:?}");
+
+    // Resume with a client that answers everything.
+    let second = Arc::new(Counting { calls: Mutex::new(vec![]), hang_on: None });
+    let progress = Arc::new(Recorder::default());
+    let runner2 = runner(dir.path(), second.clone(), progress.clone());
+    let outcome = runner2.resume(&execution).await.unwrap();
+    assert_eq!(outcome.execution, execution);
+    assert!(outcome.report.units.iter().all(|u| u.status == UnitStatus::Succeeded));
+    assert_eq!(outcome.report.units.len(), units);
+    let again = second.calls.lock().unwrap().clone();
+    for title in &answered_before {
+        assert!(!again.contains(title), "{title} was journaled before the crash and must not be analysed again");
+    }
+    assert_eq!(again.len() + answered_before.len(), units, "every other unit was analysed exactly once");
+    assert_eq!(progress.ends.lock().unwrap().len(), units, "replayed units count as progress too");
+    let after = journal.get(&execution).unwrap();
+    assert_eq!((after.status, after.attempt), (ExecutionState::Succeeded, 2));
+
+    // The resumed report equals an uninterrupted run's, but for run-specific fields.
+    let fresh = runner(dir.path(), Arc::new(OfflineAnalyzer), Arc::new(Recorder::default()))
+        .run_bytes("pages.txt", pages(units), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(comparable(&outcome.report), comparable(&fresh.report));
+    assert!(matches!(runner2.resume(&execution).await, Err(RunError::NotResumable(_))));
+}
+
+/// A report without the fields that differ between runs (names, times, durations).
+fn comparable(report: &beacon_pipeline::report::Report) -> Value {
+    let mut v = serde_json::to_value(report).unwrap();
+    v["execution"] = Value::Null;
+    v["generated_at"] = Value::Null;
+    for unit in v["units"].as_array_mut().unwrap() {
+        unit["usage"]["duration_ms"] = Value::Null;
+    }
+    v
 }

@@ -161,10 +161,29 @@ pub enum TaskRecord {
 }
 
 enum Write {
-    Event { execution: String, attempt: u32, event: EventRecord },
-    Task { execution: String, key: String, record: TaskRecord, done: oneshot::Sender<Result<(), String>> },
-    Finish { execution: String, status: ExecutionState, output: Option<String>, error: Option<String>, cause: Option<String>, finished_at: String, done: oneshot::Sender<Result<(), String>> },
-    Flush { done: oneshot::Sender<Result<(), String>> },
+    Event {
+        execution: String,
+        attempt: u32,
+        event: EventRecord,
+    },
+    Task {
+        execution: String,
+        key: String,
+        record: TaskRecord,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Finish {
+        execution: String,
+        status: ExecutionState,
+        output: Option<String>,
+        error: Option<String>,
+        cause: Option<String>,
+        finished_at: String,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Flush {
+        done: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// The journal. Cheap to clone; all clones share the writer thread.
@@ -281,7 +300,9 @@ impl Journal {
     pub async fn record_task(&self, execution: &str, key: &str, record: TaskRecord) -> Result<(), JournalError> {
         let (done, wait) = oneshot::channel();
         self.send(Write::Task { execution: execution.to_string(), key: key.to_string(), record, done })?;
-        wait.await.map_err(|_| JournalError::WriterStopped)?.map_err(|e| JournalError::Open { path: self.inner.path.display().to_string(), reason: e })
+        wait.await
+            .map_err(|_| JournalError::WriterStopped)?
+            .map_err(|e| JournalError::Open { path: self.inner.path.display().to_string(), reason: e })
     }
 
     /// Record how an execution ended (after every queued event), and wait for the commit.
@@ -296,14 +317,18 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let (done, wait) = oneshot::channel();
         self.send(Write::Finish { execution: execution.to_string(), status, output, error, cause, finished_at, done })?;
-        wait.await.map_err(|_| JournalError::WriterStopped)?.map_err(|e| JournalError::Open { path: self.inner.path.display().to_string(), reason: e })
+        wait.await
+            .map_err(|_| JournalError::WriterStopped)?
+            .map_err(|e| JournalError::Open { path: self.inner.path.display().to_string(), reason: e })
     }
 
     /// Wait until everything queued so far is committed.
     pub async fn flush(&self) -> Result<(), JournalError> {
         let (done, wait) = oneshot::channel();
         self.send(Write::Flush { done })?;
-        wait.await.map_err(|_| JournalError::WriterStopped)?.map_err(|e| JournalError::Open { path: self.inner.path.display().to_string(), reason: e })
+        wait.await
+            .map_err(|_| JournalError::WriterStopped)?
+            .map_err(|e| JournalError::Open { path: self.inner.path.display().to_string(), reason: e })
     }
 
     /// The most recent executions, newest first.
@@ -319,9 +344,13 @@ impl Journal {
     /// One execution.
     pub fn get(&self, name: &str) -> Result<ExecutionRecord, JournalError> {
         let conn = self.reader()?;
-        conn.query_row(&format!("SELECT {EXECUTION_COLUMNS} FROM executions e WHERE name = ?1"), params![name], execution_from_row)
-            .optional()?
-            .ok_or_else(|| JournalError::UnknownExecution(name.to_string()))
+        conn.query_row(
+            &format!("SELECT {EXECUTION_COLUMNS} FROM executions e WHERE name = ?1"),
+            params![name],
+            execution_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| JournalError::UnknownExecution(name.to_string()))
     }
 
     /// The history events of one attempt of an execution (the latest when `attempt` is None).
@@ -365,7 +394,8 @@ impl Journal {
     }
 }
 
-const EXECUTION_COLUMNS: &str = "name, label, status, started_at, finished_at, attempt, output, error, cause, definition, input, options,
+const EXECUTION_COLUMNS: &str =
+    "name, label, status, started_at, finished_at, attempt, output, error, cause, definition, input, options,
     (SELECT COUNT(*) FROM tasks t WHERE t.execution = e.name)";
 
 fn execution_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
@@ -425,7 +455,15 @@ fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
         for write in batch {
             match write {
                 Write::Event { execution, attempt, event: e } => {
-                    event.execute(params![execution, attempt, e.id as i64, e.previous_id as i64, e.timestamp, e.event_type, e.details])?;
+                    event.execute(params![
+                        execution,
+                        attempt,
+                        e.id as i64,
+                        e.previous_id as i64,
+                        e.timestamp,
+                        e.event_type,
+                        e.details
+                    ])?;
                 }
                 Write::Task { execution, key, record, .. } => match record {
                     TaskRecord::Succeeded { output } => {
@@ -461,7 +499,13 @@ mod tests {
     }
 
     fn event(id: u64) -> EventRecord {
-        EventRecord { id, previous_id: id.saturating_sub(1), timestamp: "t".into(), event_type: "PassStateEntered".into(), details: "{}".into() }
+        EventRecord {
+            id,
+            previous_id: id.saturating_sub(1),
+            timestamp: "t".into(),
+            event_type: "PassStateEntered".into(),
+            details: "{}".into(),
+        }
     }
 
     #[tokio::test]
@@ -497,7 +541,9 @@ mod tests {
         assert_eq!(j.begin_attempt("run").await.unwrap(), 2);
         j.record_event("run", 2, event(1)).unwrap();
         j.record_event("run", 2, event(2)).unwrap();
-        j.finish_execution("run", ExecutionState::Succeeded, Some("{}".into()), None, None, "end".into()).await.unwrap();
+        j.finish_execution("run", ExecutionState::Succeeded, Some("{}".into()), None, None, "end".into())
+            .await
+            .unwrap();
         let e = j.get("run").unwrap();
         assert_eq!((e.status, e.attempt, e.finished_at.as_deref()), (ExecutionState::Succeeded, 2, Some("end")));
         assert_eq!(j.events("run", None).unwrap().len(), 2, "the latest attempt's history");
@@ -523,10 +569,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
         j.start_execution(&new_execution("m")).await.unwrap();
-        let writes = (0..500).map(|i| {
-            let j = j.clone();
-            async move { j.record_task("m", &format!("T[{i}]#1"), TaskRecord::Succeeded { output: i.to_string() }).await }
-        });
+        let writes =
+            (0..500).map(|i| {
+                let j = j.clone();
+                async move {
+                    j.record_task("m", &format!("T[{i}]#1"), TaskRecord::Succeeded { output: i.to_string() }).await
+                }
+            });
         for r in futures::future::join_all(writes).await {
             r.unwrap();
         }

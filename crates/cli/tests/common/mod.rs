@@ -2,8 +2,10 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -79,4 +81,62 @@ pub fn stdout(o: &Output) -> String {
 /// Assert the exit code, showing the output when it differs.
 pub fn assert_exit(o: &Output, code: i32) {
     assert_eq!(o.status.code(), Some(code), "exit code\n--- stdout\n{}\n--- stderr\n{}", stdout(o), stderr(o));
+}
+
+/// A running `beacon sim`, killed (by PID) when dropped.
+pub struct Sim {
+    child: Child,
+    addr: String,
+    /// Kept open so the simulator's later output has somewhere to go.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Sim {
+    pub fn start(args: &[&str]) -> Sim {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_beacon"))
+            .args(["sim", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start beacon sim");
+        let stdout = child.stdout.take().expect("sim stdout");
+        let mut stdout = BufReader::new(stdout);
+        let mut first = String::new();
+        stdout.read_line(&mut first).expect("sim prints its address");
+        let addr = first
+            .trim()
+            .strip_prefix("beacon sim listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+            .to_string();
+        Sim { child, addr, _stdout: stdout }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// GET /sim/stats over a plain HTTP/1.0 request.
+    pub fn stats(&self) -> serde_json::Value {
+        let mut stream = TcpStream::connect(&self.addr).expect("connect to sim");
+        write!(stream, "GET /sim/stats HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split("\r\n\r\n").nth(1).expect("HTTP body");
+        serde_json::from_str(body).expect("stats JSON")
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Credentials and region for the AWS SDK when talking to `beacon sim` (any values work).
+pub fn with_fake_aws(cmd: &mut Command) -> &mut Command {
+    cmd.env("AWS_ACCESS_KEY_ID", "AKIDBEACONTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "beacon-test-secret")
+        .env("AWS_REGION", "us-east-1")
 }

@@ -81,7 +81,6 @@ pub async fn process_document(services: Services, input: Value, _ctx: TaskContex
         "units": manifest,
     });
     services.store.put_json(&manifest_key, &manifest_doc).await.map_err(store_failure)?;
-    services.progress.units_planned(document.units.len());
 
     let units: Vec<UnitItem> = document.units.iter().map(|u| UnitItem { index: u.index, title: &u.title }).collect();
     Ok(serde_json::json!({

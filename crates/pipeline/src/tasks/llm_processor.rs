@@ -11,7 +11,6 @@ use tracing::{Instrument, info_span};
 
 use super::{Services, errors, failure, store_failure, task_input};
 use crate::answer::parse_answer;
-use crate::progress::UnitEnd;
 use crate::report::UnitUsage;
 
 #[derive(Debug, Deserialize)]
@@ -62,7 +61,6 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
         let key = keys::unit_result(&input.document_id, &ctx.execution_name, unit.index);
         let record = UnitResultRecord { index: unit.index, title: unit.title.clone(), model, result, usage };
         services.store.put_json(&key, &record).await.map_err(store_failure)?;
-        services.progress.unit_finished(unit.index, UnitEnd::Succeeded);
         Ok(json!({
             "index": unit.index,
             "title": unit.title,

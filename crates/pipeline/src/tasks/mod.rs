@@ -16,7 +16,6 @@ use beacon_store::Store;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::progress::Progress;
 
 pub use document_processor::process_document;
 pub use llm_processor::process_unit;
@@ -32,6 +31,8 @@ pub mod errors {
     pub const UNREADABLE_UNIT: &str = "Beacon.UnreadableUnit";
     /// The model's answer did not follow the unit schema.
     pub const INVALID_ANSWER: &str = "Beacon.InvalidAnswer";
+    /// The execution exceeded the state machine's `TimeoutSeconds` (as `States.Timeout` on AWS).
+    pub const TIMED_OUT: &str = "States.Timeout";
     /// The object store failed.
     pub const STORE: &str = "Beacon.StoreError";
 }
@@ -50,7 +51,6 @@ pub struct Services {
     pub store: Store,
     pub llm: Arc<dyn LlmClient>,
     pub config: Arc<Config>,
-    pub progress: Arc<dyn Progress>,
     /// The JSON Schema unit results must follow.
     pub unit_schema: Arc<Value>,
 }

@@ -1,0 +1,42 @@
+//! `beacon-bench`: the measurements behind BENCHMARKS.md.
+//!
+//! ```text
+//! cargo run --release -p beacon-bench -- engine            # every engine scenario, a Markdown table
+//! cargo run --release -p beacon-bench -- engine --scenario pass --items 10000   # one, as a JSON line
+//! ```
+//! Each scenario runs in its own child process so that its peak memory (VmHWM) is its own.
+
+mod engine;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "beacon-bench", about = "Benchmarks behind BENCHMARKS.md")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The ASL engine with the SQLite journal on: Map over Pass, Map over Task, the BEACON flow,
+    /// and resuming the flow after a kill.
+    Engine(engine::EngineArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Engine(args) => engine::run(args).await,
+        }
+    });
+    std::process::exit(code);
+}

@@ -1,0 +1,238 @@
+//! `beacon executions list|show|resume`: the execution journal.
+
+use std::path::{Path, PathBuf};
+
+use beacon_pipeline::RunOptions;
+use beacon_store::journal::{ExecutionRecord, ExecutionState};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::exit;
+use crate::session::{FlowArgs, Session, load_config, open_storage};
+
+#[derive(Subcommand, Debug)]
+pub enum ExecutionsCommand {
+    /// List recent executions, newest first.
+    List {
+        /// How many to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Show one execution: status, result or error, and with --history its events.
+    Show {
+        /// The execution name (from `beacon executions list` or `beacon run`'s output).
+        name: String,
+        /// Add the history events (AWS's GetExecutionHistory shape).
+        #[arg(long)]
+        history: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Continue an execution whose process died; finished tasks are not run again.
+    Resume(ResumeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// The execution name.
+    name: String,
+    /// Output directory for the report [default: the one the execution was started with].
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    flow: FlowArgs,
+}
+
+pub async fn executions(config_path: Option<&Path>, command: ExecutionsCommand) -> u8 {
+    match command {
+        ExecutionsCommand::List { limit, json, data_dir } => list(config_path, limit, json, data_dir),
+        ExecutionsCommand::Show { name, history, json, data_dir } => show(config_path, &name, history, json, data_dir),
+        ExecutionsCommand::Resume(args) => resume(config_path, args).await,
+    }
+}
+
+fn journal(config_path: Option<&Path>, data_dir: Option<PathBuf>) -> Result<beacon_store::journal::Journal, u8> {
+    let config = load_config(config_path, &FlowArgs { data_dir, ..FlowArgs::default() })?;
+    open_storage(&config).map(|(_, journal)| journal)
+}
+
+fn summary(e: &ExecutionRecord) -> Value {
+    json!({
+        "name": e.name,
+        "document": e.label,
+        "status": e.status.as_str(),
+        "startedAt": e.started_at,
+        "finishedAt": e.finished_at,
+        "attempts": e.attempt,
+        "tasksRecorded": e.tasks_recorded,
+        "error": e.error,
+        "cause": e.cause,
+    })
+}
+
+fn list(config_path: Option<&Path>, limit: usize, as_json: bool, data_dir: Option<PathBuf>) -> u8 {
+    let journal = match journal(config_path, data_dir) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let executions = match journal.list(limit) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    if as_json {
+        for e in &executions {
+            println!("{}", summary(e));
+        }
+    } else if executions.is_empty() {
+        println!("no executions yet (journal: {})", journal.path().display());
+    } else {
+        println!("{:<44} {:<10} {:<24} DOCUMENT", "NAME", "STATUS", "STARTED");
+        for e in &executions {
+            println!("{:<44} {:<10} {:<24} {}", e.name, e.status.as_str(), e.started_at, e.label);
+        }
+    }
+    exit::SUCCESS
+}
+
+fn show(config_path: Option<&Path>, name: &str, history: bool, as_json: bool, data_dir: Option<PathBuf>) -> u8 {
+    let journal = match journal(config_path, data_dir) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let record = match journal.get(name) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let mut value = summary(&record);
+    value["output"] = record.output.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(Value::Null);
+    let mut task_keys: Vec<String> = match journal.tasks(name) {
+        Ok(t) => t.into_keys().collect(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    task_keys.sort();
+    value["tasks"] = json!(task_keys);
+    if history {
+        let events = match journal.events(name, None) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::INTERNAL;
+            }
+        };
+        value["events"] = events.iter().map(event_json).collect();
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return exit::SUCCESS;
+    }
+    println!("execution  {}", record.name);
+    println!("document   {}", record.label);
+    println!("status     {}", record.status.as_str());
+    println!("started    {}", record.started_at);
+    println!("finished   {}", record.finished_at.as_deref().unwrap_or("-"));
+    println!("attempts   {}", record.attempt);
+    println!("tasks      {} outcomes journaled", record.tasks_recorded);
+    if let (Some(error), Some(cause)) = (&record.error, &record.cause) {
+        println!("error      {error}: {cause}");
+    }
+    if record.status == ExecutionState::Running {
+        println!("resume     beacon executions resume {}", record.name);
+    }
+    if let Some(events) = value["events"].as_array() {
+        println!("\nhistory ({} events)", events.len());
+        for e in events {
+            println!(
+                "{:>6} {:>6}  {}  {:<28} {}",
+                e["id"],
+                e["previousEventId"],
+                e["timestamp"].as_str().unwrap_or_default(),
+                e["type"].as_str().unwrap_or_default(),
+                state_name(e)
+            );
+        }
+    }
+    exit::SUCCESS
+}
+
+/// An event in AWS's GetExecutionHistory shape.
+fn event_json(e: &beacon_store::journal::EventRecord) -> Value {
+    let mut v = json!({
+        "id": e.id,
+        "previousEventId": e.previous_id,
+        "timestamp": e.timestamp,
+        "type": e.event_type,
+    });
+    let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
+    if !details.is_null() {
+        v[details_key(&e.event_type)] = details;
+    }
+    v
+}
+
+fn details_key(event_type: &str) -> String {
+    if event_type.ends_with("StateEntered") {
+        return "stateEnteredEventDetails".into();
+    }
+    if event_type.ends_with("StateExited") {
+        return "stateExitedEventDetails".into();
+    }
+    let mut chars = event_type.chars();
+    let first = chars.next().map(|c| c.to_ascii_lowercase().to_string()).unwrap_or_default();
+    format!("{first}{}EventDetails", chars.as_str())
+}
+
+fn state_name(event: &Value) -> String {
+    event
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.values())
+        .find_map(|v| v.get("name").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default()
+}
+
+async fn resume(config_path: Option<&Path>, args: ResumeArgs) -> u8 {
+    let mut config = match load_config(config_path, &args.flow) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let record = match open_storage(&config).map(|(_, journal)| journal.get(&args.name)) {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+        Err(code) => return code,
+    };
+    let options: RunOptions = serde_json::from_str(&record.options).unwrap_or_default();
+    // The provider the execution started with, with any provider flags given now on top.
+    if let Some(provider) = options.provider.clone() {
+        config.provider = provider;
+        args.flow.apply_provider(&mut config.provider);
+    }
+    let session = match Session::new(config, &record.label, &args.flow).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let out = args
+        .out
+        .or_else(|| options.out_dir.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| Path::new("beacon-out").join(&record.name));
+    session.finish(&record.label, &out, session.runner.resume(&args.name)).await
+}

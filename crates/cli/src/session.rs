@@ -1,0 +1,212 @@
+//! What `run` and `executions resume` share: configuration from file + environment + flags, the
+//! LLM client stack, the store, the journal and the progress display; and turning a finished run
+//! into files, a summary and an exit code.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use beacon_llm::bedrock::BedrockConverse;
+use beacon_llm::offline::OfflineAnalyzer;
+use beacon_llm::retry::{RetryPolicy, Retrying};
+use beacon_llm::{ClientStats, LlmClient};
+use beacon_pipeline::config::ProviderConfig;
+use beacon_pipeline::report::UnitStatus;
+use beacon_pipeline::{Config, ProviderKind, RunError, RunOutcome, Runner, Services};
+use beacon_store::Store;
+use beacon_store::journal::Journal;
+use clap::Args;
+
+use crate::display::Display;
+use crate::exit;
+
+/// Flags that override the configuration, shared by the commands that run the flow.
+#[derive(Args, Debug, Default, Clone)]
+pub struct FlowArgs {
+    /// LLM provider: offline (built-in extractive analyzer, no network) or bedrock.
+    #[arg(long, value_name = "offline|bedrock")]
+    pub provider: Option<ProviderKind>,
+    /// Model id for Bedrock (or a Provisioned Throughput ARN).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Endpoint URL override for the provider (e.g. the address `beacon sim` prints).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// AWS region for Bedrock (default: the normal AWS resolution).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// How many units to analyse at once (the inline Map's MaxConcurrency).
+    #[arg(long)]
+    pub max_concurrency: Option<u32>,
+    /// Largest input file accepted, in bytes.
+    #[arg(long)]
+    pub max_file_bytes: Option<u64>,
+    /// Directory of the local object store and execution journal [default: $XDG_DATA_HOME/beacon].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Progress as plain log lines even on a terminal.
+    #[arg(long)]
+    pub no_progress_bar: bool,
+}
+
+impl FlowArgs {
+    fn apply(&self, config: &mut Config) {
+        self.apply_provider(&mut config.provider);
+        if let Some(c) = self.max_concurrency {
+            config.strategy.inline_max_concurrency = c;
+        }
+        if let Some(b) = self.max_file_bytes {
+            config.limits.max_file_bytes = b;
+        }
+        if let Some(d) = &self.data_dir {
+            config.data_dir = d.clone();
+        }
+    }
+
+    /// Apply the provider flags only (a resume applies them over the journaled provider).
+    pub fn apply_provider(&self, p: &mut ProviderConfig) {
+        if let Some(kind) = self.provider {
+            p.kind = kind;
+        }
+        if let Some(m) = &self.model {
+            p.model = Some(m.clone());
+        }
+        if let Some(e) = &self.endpoint {
+            p.endpoint = Some(e.clone());
+        }
+        if let Some(r) = &self.region {
+            p.region = Some(r.clone());
+        }
+    }
+}
+
+/// The configuration after file, environment and flags; exit code on error.
+pub fn load_config(path: Option<&Path>, args: &FlowArgs) -> Result<Config, u8> {
+    let mut config = Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    })?;
+    args.apply(&mut config);
+    Ok(config)
+}
+
+/// The store and the journal under the configured data directory.
+pub fn open_storage(config: &Config) -> Result<(Store, Journal), u8> {
+    let store = Store::local(&config.data_dir.join("store")).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INTERNAL
+    })?;
+    let journal = Journal::open(&config.data_dir.join("journal.sqlite")).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INTERNAL
+    })?;
+    Ok((store, journal))
+}
+
+/// Everything needed to run or resume an execution.
+pub struct Session {
+    pub runner: Runner,
+    pub display: Arc<Display>,
+    /// Requests this process sent (a resumed run sends fewer than its report counts).
+    stats: ClientStats,
+}
+
+impl Session {
+    pub async fn new(config: Config, label: &str, args: &FlowArgs) -> Result<Session, u8> {
+        if let Err(e) = config.validate() {
+            eprintln!("error: {e}");
+            return Err(exit::USAGE);
+        }
+        let stats = ClientStats::default();
+        let llm = build_client(&config, stats.clone()).await.map_err(|e| {
+            eprintln!("error: {e}");
+            exit::INTERNAL
+        })?;
+        let (store, journal) = open_storage(&config)?;
+        let display = Arc::new(Display::new(label, stats.clone(), !args.no_progress_bar));
+        let services = Services {
+            store,
+            llm,
+            config: Arc::new(config),
+            unit_schema: Arc::new(beacon_pipeline::schema::default_unit_schema()),
+        };
+        let runner = Runner::new(services, journal, display.clone());
+        Ok(Session { runner, display, stats })
+    }
+
+    /// Run `work` with the progress display, then write the report to `out_dir` and summarise.
+    pub async fn finish(
+        &self,
+        label: &str,
+        out_dir: &Path,
+        work: impl std::future::Future<Output = Result<RunOutcome, RunError>>,
+    ) -> u8 {
+        let started = Instant::now();
+        let ticker = self.display.clone().start_ticker();
+        let result = work.await;
+        ticker.abort();
+        self.display.finish();
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return match e {
+                    RunError::Input { .. } => exit::INPUT,
+                    RunError::NotResumable(_) => exit::USAGE,
+                    _ => exit::INTERNAL,
+                };
+            }
+        };
+        if let Err(e) = write_reports(out_dir, &outcome) {
+            eprintln!("error: cannot write the report to {}: {e}", out_dir.display());
+            return exit::INTERNAL;
+        }
+        let report = &outcome.report;
+        let failed = report.units.iter().filter(|u| u.status == UnitStatus::Failed).count();
+        println!(
+            "{label}: {} of {} units succeeded, {} requests ({} sent by this process), {} throttled, {} in {:.1}s (execution {})",
+            report.units.len() - failed,
+            report.units.len(),
+            report.usage.requests,
+            self.stats.snapshot().requests,
+            report.usage.throttles,
+            report.model,
+            started.elapsed().as_secs_f64(),
+            outcome.execution
+        );
+        for f in &report.failed_units {
+            println!("  failed: {} ({}): {}", f.title, f.error, f.cause);
+        }
+        println!("report: {}", out_dir.join("report.json").display());
+        println!("report: {}", out_dir.join("report.md").display());
+        if failed > 0 { exit::UNITS_FAILED } else { exit::SUCCESS }
+    }
+}
+
+fn write_reports(dir: &Path, outcome: &RunOutcome) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::to_vec_pretty(&outcome.report).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("report.json"), json)?;
+    std::fs::write(dir.join("report.md"), &outcome.report_markdown)?;
+    Ok(())
+}
+
+/// The provider named by the configuration, wrapped in the retry layer.
+async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn LlmClient>, beacon_llm::LlmError> {
+    let r = &config.retry;
+    let policy = RetryPolicy {
+        base_delay: Duration::from_millis(r.base_delay_ms),
+        max_delay: Duration::from_millis(r.max_delay_ms),
+        max_attempts: r.max_attempts,
+        throttle_budget: Duration::from_secs(r.throttle_budget_secs),
+    };
+    Ok(match config.provider.kind {
+        ProviderKind::Offline => Arc::new(Retrying::new(OfflineAnalyzer, policy, stats)),
+        ProviderKind::Bedrock => {
+            let model = config.provider.model.clone().unwrap_or_default();
+            let client =
+                BedrockConverse::new(model, config.provider.endpoint.clone(), config.provider.region.clone()).await?;
+            Arc::new(Retrying::new(client, policy, stats))
+        }
+    })
+}
