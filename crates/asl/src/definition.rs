@@ -10,6 +10,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::choice::{ChoiceRule, parse_timestamp};
+use crate::distributed::{
+    ItemBatcher, ItemReader, ResultWriter, check_label, compile_item_batcher, compile_item_reader,
+    compile_result_writer,
+};
 use crate::intrinsics::IntrinsicCall;
 use crate::path::{JsonPath, ValuePath};
 use crate::payload::PayloadTemplate;
@@ -394,6 +398,11 @@ pub(crate) struct MapState {
     /// `ProcessorConfig.Mode` is `DISTRIBUTED`: iterations are child executions (run inline
     /// here), which see none of the parent's variables.
     pub(crate) distributed: bool,
+    pub(crate) item_reader: Option<ItemReader>,
+    pub(crate) item_batcher: Option<ItemBatcher>,
+    pub(crate) result_writer: Option<ResultWriter>,
+    /// `Label`: names the Map Run (defaults to the state's name).
+    pub(crate) label: Option<String>,
     pub(crate) max_concurrency: Setting<u64>,
     pub(crate) tolerated_count: Option<Setting<Value>>,
     pub(crate) tolerated_percentage: Option<Setting<Value>>,
@@ -566,8 +575,7 @@ const IO_FIELDS: &[&str] = &["InputPath", "OutputPath"];
 const TRANSITION_FIELDS: &[&str] = &["Next", "End"];
 const RESULT_FIELDS: &[&str] = &["ResultPath", "ResultSelector", "Retry", "Catch"];
 /// Fields of newer ASL features this interpreter does not run.
-const UNSUPPORTED_FIELDS: &[&str] =
-    &["Output", "Arguments", "Credentials", "ItemReader", "ItemBatcher", "ResultWriter"];
+const UNSUPPORTED_FIELDS: &[&str] = &["Output", "Arguments", "Credentials"];
 
 fn allowed_fields(type_name: &str) -> Option<Vec<&'static str>> {
     let mut f: Vec<&'static str> = COMMON_FIELDS.to_vec();
@@ -623,6 +631,9 @@ fn allowed_fields(type_name: &str) -> Option<Vec<&'static str>> {
                 "ToleratedFailurePercentage",
                 "ToleratedFailurePercentagePath",
                 "Label",
+                "ItemReader",
+                "ItemBatcher",
+                "ResultWriter",
             ]);
         }
         "Parallel" => {
@@ -829,8 +840,27 @@ fn compile_state(
                 "a number between 0 and 100",
                 problems,
             );
+            for field in ["ItemReader", "ItemBatcher", "ResultWriter", "Label"] {
+                if obj.contains_key(field) && !distributed {
+                    problems.push(
+                        c.ptr(field),
+                        format!("'{field}' is only allowed in a Map whose ItemProcessor runs in DISTRIBUTED mode"),
+                    );
+                }
+            }
+            let item_reader =
+                obj.get("ItemReader").and_then(|v| compile_item_reader(v, &c.ptr("ItemReader"), problems));
+            let item_batcher =
+                obj.get("ItemBatcher").and_then(|v| compile_item_batcher(v, &c.ptr("ItemBatcher"), problems));
+            let result_writer =
+                obj.get("ResultWriter").and_then(|v| compile_result_writer(v, &c.ptr("ResultWriter"), problems));
+            let label = obj.get("Label").and_then(|v| check_label(v, &c.ptr("Label"), problems));
             StateKind::Map(Box::new(MapState {
                 io: io_paths,
+                item_reader,
+                item_batcher,
+                result_writer,
+                label,
                 items_path: items_path.unwrap_or_else(|| ValuePath::Input(JsonPath::root())),
                 item_selector,
                 processor: processor?,
@@ -929,12 +959,16 @@ fn selector_path(text: &str) -> Result<ValuePath, String> {
 }
 
 /// Field accessors for one state object, reporting problems at the right pointer.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     obj: &'a Map<String, Value>,
     pointer: &'a str,
 }
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
+    pub(crate) fn new(obj: &'a Map<String, Value>, pointer: &'a str) -> Fields<'a> {
+        Fields { obj, pointer }
+    }
+
     fn ptr(&self, field: &str) -> String {
         format!("{}/{field}", self.pointer)
     }
@@ -984,7 +1018,7 @@ impl Fields<'_> {
         }
     }
 
-    fn template(&self, field: &str, problems: &mut Problems) -> Option<PayloadTemplate> {
+    pub(crate) fn template(&self, field: &str, problems: &mut Problems) -> Option<PayloadTemplate> {
         self.obj.get(field).map(|v| PayloadTemplate::compile(v, &self.ptr(field), problems))
     }
 
@@ -1035,7 +1069,7 @@ impl Fields<'_> {
         }
     }
 
-    fn setting_value(
+    pub(crate) fn setting_value(
         &self,
         field: &str,
         path_field: &str,

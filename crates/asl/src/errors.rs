@@ -11,6 +11,10 @@ pub const TASK_FAILED: &str = "States.TaskFailed";
 pub const TIMEOUT: &str = "States.Timeout";
 /// A `.waitForTaskToken` task heard no heartbeat for longer than its `HeartbeatSeconds`.
 pub const HEARTBEAT_TIMEOUT: &str = "States.HeartbeatTimeout";
+/// A Distributed Map's `ItemReader` could not read or parse its items.
+pub const ITEM_READER_FAILED: &str = "States.ItemReaderFailed";
+/// A Distributed Map's `ResultWriter` could not write its results.
+pub const RESULT_WRITER_FAILED: &str = "States.ResultWriterFailed";
 /// A Choice state matched no rule and has no `Default`.
 pub const NO_CHOICE_MATCHED: &str = "States.NoChoiceMatched";
 /// An intrinsic function failed on its arguments.

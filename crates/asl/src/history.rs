@@ -70,6 +70,13 @@ impl Serialize for HistoryEvent {
 pub trait ExecutionObserver: Send + Sync {
     /// Called once per event.
     fn on_event(&self, event: &HistoryEvent);
+
+    /// Called once per event of a child execution: an iteration of a Distributed Map, named
+    /// `execution`. Its events are not part of the parent's history (as on AWS, where they are
+    /// the child's own); ids count from 1 within each child. Ignored unless implemented.
+    fn on_child_event(&self, execution: &str, event: &HistoryEvent) {
+        let _ = (execution, event);
+    }
 }
 
 /// The history of one execution, shared by its concurrent Map iterations and Parallel branches.

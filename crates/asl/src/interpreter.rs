@@ -18,6 +18,10 @@ use crate::definition::{
     ChoiceState, FailText, IoPaths, MapState, ParallelState, PassState, Scope, Setting, State, StateKind, StateMachine,
     TaskState, Transition, WaitFor, WaitState,
 };
+use crate::distributed::{
+    ChildRecord, ItemReader, MAX_ITEMS_LIMIT, ReaderSource, ResultWriter, batches, object_items, parse_items,
+    result_files,
+};
 use crate::errors;
 use crate::history::{ExecutionObserver, History, HistoryEvent};
 use crate::json::{as_integer, to_compact};
@@ -25,6 +29,7 @@ use crate::path::JsonPath;
 use crate::path::{Sources, ValuePath};
 use crate::payload::{PayloadError, PayloadTemplate};
 use crate::retry::{Catcher, Retrier};
+use crate::storage::ObjectStorage;
 use crate::task::{TaskContext, TaskFailure, TaskJournal, TaskRegistry};
 use crate::task_token::{Callback, TaskTokens, Waiting};
 
@@ -125,6 +130,7 @@ pub struct Interpreter {
     task_journal: Option<Arc<dyn TaskJournal>>,
     payload_limit: usize,
     tokens: TaskTokens,
+    storage: Option<Arc<dyn ObjectStorage>>,
 }
 
 /// AWS's quota for a state's or a task's input or output: 256 KiB of UTF-8 JSON text.
@@ -155,6 +161,7 @@ impl Interpreter {
             task_journal: None,
             payload_limit: DEFAULT_PAYLOAD_LIMIT,
             tokens: TaskTokens::default(),
+            storage: None,
         }
     }
 
@@ -184,6 +191,12 @@ impl Interpreter {
     /// `States.DataLimitExceeded` that only a `Catch` naming it handles (`States.ALL` does not).
     pub fn with_payload_limit(mut self, bytes: usize) -> Self {
         self.payload_limit = bytes;
+        self
+    }
+
+    /// Gives the Distributed Map's `ItemReader` and `ResultWriter` their buckets.
+    pub fn with_object_storage(mut self, s: Arc<dyn ObjectStorage>) -> Self {
+        self.storage = Some(s);
         self
     }
 
@@ -1000,79 +1013,6 @@ impl Run<'_> {
         self.finish(sr, &w.transition, output, assigned, cursor)
     }
 
-    async fn run_map<'s>(
-        &self,
-        sr: &StateRun<'_, '_>,
-        m: &'s MapState,
-        input: Value,
-        cursor: &mut u64,
-    ) -> Result<Step<'s>, Failure> {
-        let effective = input_path(sr, &m.io, &input)?;
-        let items = select(sr, &m.items_path, &effective)?;
-        let Value::Array(items) = items else {
-            return Err(sr.runtime(format!(
-                "The ItemsPath field refers to value \"{}\" which is not a valid JSON array: {}",
-                display_raw(&items),
-                m.items_path
-            )));
-        };
-        let max_concurrency = match &m.max_concurrency {
-            Setting::Fixed(n) => *n,
-            Setting::Path(p) => {
-                let v = select(sr, p, &effective)?;
-                match as_integer(&v) {
-                    Some(n) if n >= 0 => n.unsigned_abs(),
-                    Some(_) => return Err(sr.runtime("MaxConcurrency cannot be negative.")),
-                    None => {
-                        return Err(sr.runtime(format!(
-                            "The MaxConcurrencyPath field refers to value \"{}\" which is not a valid integer: {p}",
-                            display_raw(&v)
-                        )));
-                    }
-                }
-            }
-        };
-        let mut retry_counts = vec![0u32; m.retry.len()];
-        let mut retries = 0u32;
-        loop {
-            let started = self.history.record(*cursor, "MapStateStarted", json!({"length": items.len()}));
-            *cursor = started;
-            let tolerance = self.tolerance(sr, m, &effective)?;
-            let outcome =
-                self.run_iterations(sr, m, &effective, &items, max_concurrency, tolerance, started, retries).await;
-            *cursor = self.history.last_id();
-            let failure = match outcome {
-                Ok(results) => {
-                    *cursor = self.history.record(*cursor, "MapStateSucceeded", Value::Null);
-                    let results = Value::Array(results);
-                    let assigned = self.assign(sr, sr.state.assign.as_ref(), &results, retries)?;
-                    let output = self.process_result(
-                        sr,
-                        ResultSpec::of(m.result_selector.as_ref(), m.result_path.as_ref(), &m.io),
-                        &input,
-                        results,
-                        retries,
-                    )?;
-                    return self.finish(sr, &m.transition, output, assigned, cursor);
-                }
-                Err(f) => f,
-            };
-            // AWS records MapStateFailed only when the state gives up, not before a retry.
-            let delay =
-                if failure.is_catchable() { self.retry_delay(&m.retry, &mut retry_counts, &failure) } else { None };
-            match delay {
-                Some(delay) => {
-                    self.interp.sleeper.sleep(delay).await;
-                    retries += 1;
-                }
-                None => {
-                    *cursor = self.history.record(*cursor, "MapStateFailed", Value::Null);
-                    return self.catch(sr, &m.catch, &input, failure, cursor);
-                }
-            }
-        }
-    }
-
     fn tolerance(&self, sr: &StateRun<'_, '_>, m: &MapState, effective: &Value) -> Result<Tolerance, Failure> {
         let resolve = |setting: &Option<Setting<Value>>, field: &str| -> Result<Option<Value>, Failure> {
             match setting {
@@ -1121,20 +1061,356 @@ impl Run<'_> {
         Ok(Tolerance { count, percentage })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn run_iterations(
+    async fn run_map<'s>(
+        &self,
+        sr: &StateRun<'_, '_>,
+        m: &'s MapState,
+        input: Value,
+        cursor: &mut u64,
+    ) -> Result<Step<'s>, Failure> {
+        let effective = input_path(sr, &m.io, &input)?;
+        // With an ItemReader the items are read once the Map Run has started, and ItemsPath
+        // does not apply (AWS's recorded executions show it ignored).
+        let input_items = match &m.item_reader {
+            Some(_) => None,
+            None => {
+                let items = select(sr, &m.items_path, &effective)?;
+                let Value::Array(items) = items else {
+                    return Err(sr.runtime(format!(
+                        "The ItemsPath field refers to value \"{}\" which is not a valid JSON array: {}",
+                        display_raw(&items),
+                        m.items_path
+                    )));
+                };
+                Some(items)
+            }
+        };
+        let max_concurrency = match &m.max_concurrency {
+            Setting::Fixed(n) => *n,
+            Setting::Path(p) => {
+                let v = select(sr, p, &effective)?;
+                match as_integer(&v) {
+                    Some(n) if n >= 0 => n.unsigned_abs(),
+                    Some(_) => return Err(sr.runtime("MaxConcurrency cannot be negative.")),
+                    None => {
+                        return Err(sr.runtime(format!(
+                            "The MaxConcurrencyPath field refers to value \"{}\" which is not a valid integer: {p}",
+                            display_raw(&v)
+                        )));
+                    }
+                }
+            }
+        };
+        let mut retry_counts = vec![0u32; m.retry.len()];
+        let mut retries = 0u32;
+        loop {
+            let length = input_items.as_ref().map_or(0, Vec::len);
+            let started = self.history.record(*cursor, "MapStateStarted", json!({"length": length}));
+            *cursor = started;
+            let tolerance = self.tolerance(sr, m, &effective)?;
+            let outcome = if m.distributed {
+                let run =
+                    MapRunSetup { effective: &effective, items: input_items.as_deref(), max_concurrency, tolerance };
+                self.run_map_run(sr, m, run, cursor, retries).await?
+            } else {
+                let items = input_items.as_deref().unwrap_or_default();
+                let inputs = self.item_inputs(sr, m, &effective, items, retries)?;
+                let iterations =
+                    Iterations { max_concurrency, tolerance, started_id: started, retries, children: None };
+                let outcome = self.run_iterations(sr, m, inputs, iterations).await;
+                *cursor = self.history.last_id();
+                outcome.map(|(results, _)| Value::Array(results))
+            };
+            let failure = match outcome {
+                Ok(results) => {
+                    *cursor = self.history.record(*cursor, "MapStateSucceeded", Value::Null);
+                    let assigned = self.assign(sr, sr.state.assign.as_ref(), &results, retries)?;
+                    let output = self.process_result(
+                        sr,
+                        ResultSpec::of(m.result_selector.as_ref(), m.result_path.as_ref(), &m.io),
+                        &input,
+                        results,
+                        retries,
+                    )?;
+                    return self.finish(sr, &m.transition, output, assigned, cursor);
+                }
+                Err(f) => f,
+            };
+            // AWS records MapStateFailed only when the state gives up, not before a retry.
+            let delay =
+                if failure.is_catchable() { self.retry_delay(&m.retry, &mut retry_counts, &failure) } else { None };
+            match delay {
+                Some(delay) => {
+                    self.interp.sleeper.sleep(delay).await;
+                    retries += 1;
+                }
+                None => {
+                    *cursor = self.history.record(*cursor, "MapStateFailed", Value::Null);
+                    return self.catch(sr, &m.catch, &input, failure, cursor);
+                }
+            }
+        }
+    }
+
+    /// The input of each iteration: the item, or what `ItemSelector` makes of it.
+    fn item_inputs(
         &self,
         sr: &StateRun<'_, '_>,
         m: &MapState,
         effective: &Value,
         items: &[Value],
-        max_concurrency: u64,
-        tolerance: Tolerance,
-        started_id: u64,
         retries: u32,
     ) -> Result<Vec<Value>, Failure> {
-        let total = items.len();
-        let limit = match usize::try_from(max_concurrency) {
+        let Some(selector) = &m.item_selector else {
+            return Ok(items.to_vec());
+        };
+        // One context object for all items, instead of copying the context (which holds the
+        // whole execution input) once per item.
+        let mut ctx = self.context(sr, retries);
+        let mut inputs = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            ctx["Map"] = json!({"Item": {"Index": index, "Value": item}});
+            let item_input =
+                selector.evaluate_in(&Sources::new(effective, &ctx, sr.vars)).map_err(|e| sr.payload(e))?;
+            self.check_input_size(sr, &item_input)?;
+            inputs.push(item_input);
+        }
+        Ok(inputs)
+    }
+
+    /// A Distributed Map's run: the reader reads the items, the batcher groups them, each
+    /// iteration runs as a child execution with a history of its own, and the result writer
+    /// stores the results. The parent's history shows `MapRunStarted` and `MapRunSucceeded` or
+    /// `MapRunFailed`. `Ok(Err(_))` is a failure of the run; `Err(_)` a runtime error before it
+    /// started.
+    async fn run_map_run(
+        &self,
+        sr: &StateRun<'_, '_>,
+        m: &MapState,
+        setup: MapRunSetup<'_>,
+        cursor: &mut u64,
+        retries: u32,
+    ) -> Result<Result<Value, Failure>, Failure> {
+        let effective = setup.effective;
+        let max_items = match &m.item_reader {
+            Some(reader) => self.integer_setting(sr, reader.max_items.as_ref(), effective, "MaxItemsPath")?,
+            None => None,
+        };
+        let (batch_items, batch_bytes) = match &m.item_batcher {
+            Some(b) => (
+                self.integer_setting(sr, b.max_items.as_ref(), effective, "MaxItemsPerBatchPath")?,
+                self.integer_setting(sr, b.max_bytes.as_ref(), effective, "MaxInputBytesPerBatchPath")?,
+            ),
+            None => (None, None),
+        };
+        let run = self.map_run(sr, m, retries);
+        *cursor = self.history.record(*cursor, "MapRunStarted", json!({"mapRunArn": run.arn}));
+        let outcome: Result<Value, Failure> = async {
+            let items = match (&m.item_reader, setup.items) {
+                (Some(reader), _) => self.read_items(sr, reader, effective, max_items).await?,
+                (None, Some(items)) => items.to_vec(),
+                (None, None) => Vec::new(),
+            };
+            let mut inputs = self.item_inputs(sr, m, effective, &items, retries)?;
+            if let Some(batcher) = &m.item_batcher {
+                let positive = |n: Option<i64>, field: &str| match n {
+                    Some(n) if n <= 0 => Err(sr.runtime(format!("{field} must be positive, got {n}."))),
+                    n => Ok(n.and_then(|n| usize::try_from(n).ok())),
+                };
+                let max_items = positive(batch_items, "MaxItemsPerBatch")?;
+                let max_bytes = positive(batch_bytes, "MaxInputBytesPerBatch")?;
+                let batch_input = match &batcher.batch_input {
+                    None => None,
+                    Some(t) => {
+                        let ctx = self.context(sr, retries);
+                        Some(t.evaluate_in(&Sources::new(effective, &ctx, sr.vars)).map_err(|e| sr.payload(e))?)
+                    }
+                };
+                inputs = batches(inputs, max_items, max_bytes, batch_input.as_ref());
+            }
+            let iterations = Iterations {
+                max_concurrency: setup.max_concurrency,
+                tolerance: setup.tolerance,
+                started_id: *cursor,
+                retries,
+                children: Some(&run),
+            };
+            let (results, records) = self.run_iterations(sr, m, inputs, iterations).await?;
+            match &m.result_writer {
+                None => Ok(Value::Array(results)),
+                Some(writer) => self.write_results(sr, writer, effective, &run, &records).await,
+            }
+        }
+        .await;
+        *cursor = match &outcome {
+            Ok(_) => self.history.record(*cursor, "MapRunSucceeded", Value::Null),
+            Err(f) => self.history.record(*cursor, "MapRunFailed", f.details()),
+        };
+        // Runtime errors end the execution, as they would outside a Map Run.
+        match outcome {
+            Err(f) if !f.is_catchable() => Err(f),
+            other => Ok(other),
+        }
+    }
+
+    /// The Map Run of this state and attempt: its ARN and the names its child executions get.
+    fn map_run(&self, sr: &StateRun<'_, '_>, m: &MapState, retries: u32) -> MapRun {
+        use sha2::Digest;
+        let execution = self.context_base["Execution"]["Id"].as_str().unwrap_or_default();
+        let machine = self.context_base["StateMachine"]["Name"].as_str().unwrap_or_default();
+        // Stable across runs of the same execution, so a resumed run writes where the first did.
+        let digest = sha2::Sha256::digest(format!("{execution}\n{}#{}", sr.key, retries + 1));
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let id = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+        let label = m.label.as_deref().unwrap_or(&sr.state.name);
+        let child_machine = format!("{machine}/{label}");
+        MapRun {
+            arn: format!("{LOCAL_ARN_PREFIX}:mapRun:{child_machine}:{id}"),
+            child_machine_arn: format!("{LOCAL_ARN_PREFIX}:stateMachine:{child_machine}"),
+            child_machine,
+            id,
+        }
+    }
+
+    /// An integer setting read from the input (`MaxItemsPath` and the batcher's paths).
+    fn integer_setting(
+        &self,
+        sr: &StateRun<'_, '_>,
+        setting: Option<&Setting<Value>>,
+        effective: &Value,
+        path_field: &str,
+    ) -> Result<Option<i64>, Failure> {
+        let (value, path) = match setting {
+            None => return Ok(None),
+            Some(Setting::Fixed(v)) => (v.clone(), None),
+            Some(Setting::Path(p)) => (select(sr, p, effective)?, Some(p)),
+        };
+        match (as_integer(&value), path) {
+            (Some(n), _) => Ok(Some(n)),
+            (None, Some(p)) => Err(sr.runtime(format!(
+                "The {path_field} field refers to value \"{}\" which is not a valid integer: {p}",
+                display_raw(&value)
+            ))),
+            // Validation only lets integers through as fixed values.
+            (None, None) => Ok(None),
+        }
+    }
+
+    async fn read_items(
+        &self,
+        sr: &StateRun<'_, '_>,
+        reader: &ItemReader,
+        effective: &Value,
+        max_items: Option<i64>,
+    ) -> Result<Vec<Value>, Failure> {
+        let failed = |cause: String| Failure::new(errors::ITEM_READER_FAILED, cause);
+        let max_items = match max_items {
+            Some(n) if n < 0 => return Err(failed("field MaxItems must be positive".to_string())),
+            Some(0) | None => MAX_ITEMS_LIMIT,
+            Some(n) => n.unsigned_abs().min(MAX_ITEMS_LIMIT),
+        };
+        let max_items = usize::try_from(max_items).unwrap_or(usize::MAX);
+        let Some(storage) = &self.interp.storage else {
+            return Err(failed(
+                "No object storage is configured: give the interpreter one with Interpreter::with_object_storage."
+                    .to_string(),
+            ));
+        };
+        let params = match &reader.parameters {
+            None => json!({}),
+            Some(t) => {
+                let ctx = self.context(sr, 0);
+                t.evaluate_in(&Sources::new(effective, &ctx, sr.vars)).map_err(|e| sr.payload(e))?
+            }
+        };
+        let text = |field: &str| params.get(field).and_then(Value::as_str).map(str::to_string);
+        let Some(bucket) = text("Bucket") else {
+            return Err(failed("The ItemReader's Parameters must give 'Bucket' as a string.".to_string()));
+        };
+        match reader.source {
+            ReaderSource::GetObject => {
+                let Some(key) = text("Key") else {
+                    return Err(failed("The ItemReader's Parameters must give 'Key' as a string.".to_string()));
+                };
+                let bytes = storage.get(&bucket, &key).await.map_err(failed)?;
+                parse_items(&bytes, &reader.format, max_items).map_err(failed)
+            }
+            ReaderSource::ListObjectsV2 => {
+                let prefix = text("Prefix").unwrap_or_default();
+                let objects = storage.list(&bucket, &prefix).await.map_err(failed)?;
+                Ok(object_items(objects, max_items))
+            }
+        }
+    }
+
+    async fn write_results(
+        &self,
+        sr: &StateRun<'_, '_>,
+        writer: &ResultWriter,
+        effective: &Value,
+        run: &MapRun,
+        records: &[ChildRecord],
+    ) -> Result<Value, Failure> {
+        let failed = |cause: String| Failure::new(errors::RESULT_WRITER_FAILED, cause);
+        let Some(storage) = &self.interp.storage else {
+            return Err(failed(
+                "No object storage is configured: give the interpreter one with Interpreter::with_object_storage."
+                    .to_string(),
+            ));
+        };
+        let ctx = self.context(sr, 0);
+        let params =
+            writer.parameters.evaluate_in(&Sources::new(effective, &ctx, sr.vars)).map_err(|e| sr.payload(e))?;
+        let Some(bucket) = params.get("Bucket").and_then(Value::as_str) else {
+            return Err(failed("The ResultWriter's Parameters must give 'Bucket' as a string.".to_string()));
+        };
+        let prefix = params.get("Prefix").and_then(Value::as_str).unwrap_or_default().trim_end_matches('/');
+        let dir = if prefix.is_empty() { run.id.clone() } else { format!("{prefix}/{}", run.id) };
+        let files = result_files(records, &dir, bucket, &run.arn, &run.child_machine_arn);
+        let mut manifest = String::new();
+        for (key, bytes) in files {
+            storage.put(bucket, &key, bytes).await.map_err(failed)?;
+            manifest = key;
+        }
+        Ok(json!({"MapRunArn": run.arn, "ResultWriterDetails": {"Bucket": bucket, "Key": manifest}}))
+    }
+
+    /// The child execution that runs iteration `index` of a Distributed Map.
+    fn child_run(&self, run: &MapRun, index: usize, input: &Value) -> Run<'_> {
+        let name = format!("{}-{index}", run.id);
+        let observer =
+            self.interp.observer.clone().map(|parent| {
+                Arc::new(ChildObserver { parent, execution: name.clone() }) as Arc<dyn ExecutionObserver>
+            });
+        Run {
+            interp: self.interp,
+            history: History::new(observer),
+            execution_name: name.clone(),
+            context_base: json!({
+                "Execution": {
+                    "Id": format!("{LOCAL_ARN_PREFIX}:execution:{}:{name}", run.child_machine),
+                    "Input": input,
+                    "Name": name,
+                    "RoleArn": LOCAL_ROLE_ARN,
+                    "StartTime": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+                    "RedriveCount": 0,
+                },
+                "StateMachine": {"Id": run.child_machine_arn, "Name": run.child_machine},
+            }),
+        }
+    }
+
+    /// Runs the iterations of a Map, inline (events in this history) or as the child
+    /// executions of a Map Run.
+    async fn run_iterations(
+        &self,
+        sr: &StateRun<'_, '_>,
+        m: &MapState,
+        inputs: Vec<Value>,
+        it: Iterations<'_>,
+    ) -> Result<(Vec<Value>, Vec<ChildRecord>), Failure> {
+        let total = inputs.len();
+        let limit = match usize::try_from(it.max_concurrency) {
             Ok(0) | Err(_) => total.max(1),
             Ok(n) => n.min(total.max(1)),
         };
@@ -1142,52 +1418,77 @@ impl Run<'_> {
         // ones cut short by a failure can be reported as aborted.
         let in_flight: Mutex<BTreeMap<usize, u64>> = Mutex::new(BTreeMap::new());
         let name = &sr.state.name;
-        // Item inputs are built up front with one context object, instead of copying the context
-        // (which holds the whole execution input) once per item.
-        let inputs: Vec<Value> = match &m.item_selector {
-            None => items.to_vec(),
-            Some(t) => {
-                let mut ctx = self.context(sr, retries);
-                let mut inputs = Vec::with_capacity(total);
-                for (index, item) in items.iter().enumerate() {
-                    ctx["Map"] = json!({"Item": {"Index": index, "Value": item}});
-                    let item_input =
-                        t.evaluate_in(&Sources::new(effective, &ctx, sr.vars)).map_err(|e| sr.payload(e))?;
-                    self.check_input_size(sr, &item_input)?;
-                    inputs.push(item_input);
-                }
-                inputs
-            }
-        };
+        let retries = it.retries;
         // A Distributed Map's iterations are child executions, which see no outer variables.
         let scope_vars = if m.distributed { Variables::default() } else { sr.vars.nested() };
         // Boxed so the compiler does not have to prove the closure general over lifetimes,
         // which it cannot for a future that must be Send.
-        let iterations: Vec<BoxFuture<'_, (usize, Result<Value, Failure>)>> = inputs
+        type Iteration<'f> = BoxFuture<'f, (usize, Result<Value, Failure>, Option<ChildRecord>)>;
+        let iterations: Vec<Iteration<'_>> = inputs
             .into_iter()
             .enumerate()
             .map(|(index, item_input)| {
                 let in_flight = &in_flight;
                 let vars = scope_vars.clone();
+                let path = format!("{}#{}[{index}]/", sr.key, retries + 1);
                 let fut = async move {
-                    let mut cur =
-                        self.history.record(started_id, "MapIterationStarted", json!({"name": name, "index": index}));
+                    if let Some(run) = it.children {
+                        let child = self.child_run(run, index, &item_input);
+                        let start = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+                        let mut cur = child.history.record(
+                            0,
+                            "ExecutionStarted",
+                            json!({
+                                "input": to_compact(&item_input),
+                                "inputDetails": {"truncated": false},
+                                "roleArn": LOCAL_ROLE_ARN,
+                                "stateMachineArn": run.child_machine_arn,
+                            }),
+                        );
+                        let outcome = child.run_scope(&m.processor, item_input.clone(), &mut cur, path, vars).await;
+                        match &outcome {
+                            Ok(output) => child.history.record(
+                                cur,
+                                "ExecutionSucceeded",
+                                json!({"output": to_compact(output), "outputDetails": {"truncated": false}}),
+                            ),
+                            Err(f) => child.history.record(cur, "ExecutionFailed", f.details()),
+                        };
+                        let record = ChildRecord {
+                            name: child.execution_name.clone(),
+                            arn: child.context_base["Execution"]["Id"].as_str().unwrap_or_default().to_string(),
+                            input: item_input,
+                            start,
+                            stop: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+                            outcome: match &outcome {
+                                Ok(v) => Ok(v.clone()),
+                                Err(f) => Err((f.error.clone(), f.cause.clone())),
+                            },
+                        };
+                        return (index, outcome, Some(record));
+                    }
+                    let mut cur = self.history.record(
+                        it.started_id,
+                        "MapIterationStarted",
+                        json!({"name": name, "index": index}),
+                    );
                     lock(in_flight).insert(index, cur);
-                    let path = format!("{}#{}[{index}]/", sr.key, retries + 1);
                     let outcome = self.run_scope(&m.processor, item_input, &mut cur, path, vars).await;
                     lock(in_flight).remove(&index);
                     let event = if outcome.is_ok() { "MapIterationSucceeded" } else { "MapIterationFailed" };
                     self.history.record(cur, event, json!({"name": name, "index": index}));
-                    (index, outcome)
+                    (index, outcome, None)
                 };
-                Box::pin(fut) as BoxFuture<'_, _>
+                Box::pin(fut) as Iteration<'_>
             })
             .collect();
         let mut running = stream::iter(iterations).buffer_unordered(limit);
         let mut results = vec![Value::Null; total];
+        let mut records = Vec::new();
         let mut failures = 0usize;
         let mut first_failure = None;
-        while let Some((index, outcome)) = running.next().await {
+        while let Some((index, outcome, record)) = running.next().await {
+            records.extend(record);
             match outcome {
                 Ok(v) => results[index] = v,
                 // Runtime and terminal errors end the Map at once; only Map's own Catch (by
@@ -1198,8 +1499,8 @@ impl Run<'_> {
                 }
                 Err(f) => {
                     failures += 1;
-                    if tolerance.exceeded(failures, total) {
-                        first_failure = Some(if tolerance.is_explicit() {
+                    if it.tolerance.exceeded(failures, total) {
+                        first_failure = Some(if it.tolerance.is_explicit() {
                             Failure::new(
                                 errors::EXCEED_TOLERATED_FAILURE_THRESHOLD,
                                 "The specified tolerated failure threshold was exceeded",
@@ -1221,7 +1522,10 @@ impl Run<'_> {
         }
         match first_failure {
             Some(f) => Err(f),
-            None => Ok(results),
+            None => {
+                records.sort_by_key(|r| r.name.rsplit('-').next().and_then(|i| i.parse::<usize>().ok()));
+                Ok((results, records))
+            }
         }
     }
 
@@ -1315,6 +1619,49 @@ struct ResultSpec<'a> {
 impl<'a> ResultSpec<'a> {
     fn of(selector: Option<&'a PayloadTemplate>, path: Option<&'a JsonPath>, io: &'a IoPaths) -> Self {
         ResultSpec { selector, path, io }
+    }
+}
+
+/// What a Distributed Map's run starts from.
+struct MapRunSetup<'a> {
+    effective: &'a Value,
+    /// The items from `ItemsPath`; `None` when the ItemReader reads them.
+    items: Option<&'a [Value]>,
+    max_concurrency: u64,
+    tolerance: Tolerance,
+}
+
+/// How a Map's iterations run.
+#[derive(Clone, Copy)]
+struct Iterations<'a> {
+    max_concurrency: u64,
+    tolerance: Tolerance,
+    /// The `MapStateStarted` event inline iterations follow.
+    started_id: u64,
+    retries: u32,
+    /// The Map Run whose child executions the iterations are; `None` for an inline Map.
+    children: Option<&'a MapRun>,
+}
+
+/// A Distributed Map's run.
+struct MapRun {
+    arn: String,
+    /// The UUID-shaped last part of the ARN, also the result writer's directory.
+    id: String,
+    /// `Machine/Label`, the name of the child executions' state machine.
+    child_machine: String,
+    child_machine_arn: String,
+}
+
+/// Passes a child execution's events to the parent's observer.
+struct ChildObserver {
+    parent: Arc<dyn ExecutionObserver>,
+    execution: String,
+}
+
+impl ExecutionObserver for ChildObserver {
+    fn on_event(&self, event: &HistoryEvent) {
+        self.parent.on_child_event(&self.execution, event);
     }
 }
 

@@ -17,7 +17,7 @@
 //! * [`Interpreter`]: runs an execution and returns an [`ExecutionResult`] with the history.
 //! * [`JsonPath`]: the path language; [`intrinsics`] for `States.Format` and friends.
 //!
-//! # Resuming, limits, variables
+//! # Beyond the basic states
 //!
 //! * [`TaskJournal`] ([`Interpreter::with_task_journal`]): task outcomes are recorded under a key
 //!   stable across runs, and a resumed run takes them from the journal instead of calling the
@@ -26,16 +26,23 @@
 //!   `States.DataLimitExceeded` as AWS raises it.
 //! * Workflow variables: `Assign` on Pass, Task, Choice (and its rules), Wait, Map, Parallel and
 //!   catchers; `$name` wherever a path is read.
+//! * Callbacks: `.waitForTaskToken` resources, `$$.Task.Token`, `HeartbeatSeconds`, and
+//!   [`TaskTokens`] ([`Interpreter::task_tokens`]) to send success, failure or heartbeats. The
+//!   machine-level `TimeoutSeconds` ends an execution [`ExecutionStatus::TimedOut`].
+//! * Distributed Map: child executions of a Map Run, `ItemReader` (S3 `getObject` with JSON,
+//!   JSONL or CSV; `listObjectsV2`), `ItemBatcher`, `ResultWriter` and `Label`, over the
+//!   embedder's [`ObjectStorage`] ([`Interpreter::with_object_storage`]).
 //!
 //! # Not supported
 //!
-//! JSONata, `ItemReader`/`ResultWriter`/`ItemBatcher`, heartbeats and task tokens, and the
-//! machine-level `TimeoutSeconds` (accepted, not enforced). A `DISTRIBUTED` Map runs inline.
+//! JSONata, `Credentials`, `.sync` integrations, redrive and stopping an execution. See
+//! `CONFORMANCE.md` at the repository root for how the engine compares with AWS's recordings.
 
 #![warn(missing_docs)]
 
 mod choice;
 mod definition;
+mod distributed;
 pub mod errors;
 mod history;
 mod interpreter;
@@ -44,6 +51,7 @@ mod json;
 mod path;
 mod payload;
 mod retry;
+mod storage;
 mod substitute;
 mod task;
 mod task_token;
@@ -53,6 +61,7 @@ pub use definition::{DEFAULT_STATE_MACHINE_NAME, DefinitionError, DefinitionIssu
 pub use history::{ExecutionObserver, HistoryEvent};
 pub use interpreter::{DEFAULT_PAYLOAD_LIMIT, ExecutionResult, ExecutionStatus, Interpreter, Sleeper, TokioSleeper};
 pub use path::{JsonPath, PathError, ValuePath};
+pub use storage::{ObjectInfo, ObjectStorage};
 pub use substitute::substitute;
 pub use task::{TaskContext, TaskFailure, TaskHandler, TaskJournal, TaskRegistry};
 pub use task_token::{TaskTokenError, TaskTokens};

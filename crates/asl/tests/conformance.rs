@@ -1,12 +1,20 @@
 //! Runs the ASL conformance cases recorded on AWS Step Functions (`shared/asl-conformance`) and
 //! checks that every case listed in `conformance-passing.txt` still passes.
 //!
-//! Only pure JSONPath cases run (no `needs`, no `features`). A case passes when the final status
-//! matches and, as the cases' README says, the output (succeeded) or the error and cause (failed)
-//! match, with the recording's placeholders as wildcards.
+//! Every JSONPath case runs, except those that call services this runner does not emulate
+//! (Lambda, SQS, SNS, DynamoDB, AWS SDK integrations...), which are skipped with the reason.
+//! Cases that need S3 (Distributed Map `ItemReader`/`ResultWriter`) run against S3 held in
+//! memory, set up with the objects their recorded test created (`conformance-s3-setup.json`).
+//! JSONata cases are skipped. A case passes when the final status matches and, as the cases'
+//! README says, the output (succeeded) or the error and cause (failed) match, with the
+//! recording's placeholders as wildcards.
 //!
+//! `cargo test -p beacon-asl --test conformance -- --nocapture` prints the per-category table,
+//! every failure and skip with its reason, and a final `N passed, M failed, K skipped` line.
 //! To refresh the list after making more cases pass:
 //! `BEACON_UPDATE_CONFORMANCE=1 cargo test -p beacon-asl --test conformance`.
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use beacon_asl::{ExecutionStatus, Interpreter, Sleeper, StateMachine, TaskRegistry};
+use common::MemoryS3;
 use serde_json::Value;
 
 /// Wait states and retry delays return at once: the cases only check results.
@@ -25,6 +34,9 @@ impl Sleeper for NoSleep {
     async fn sleep(&self, _d: Duration) {}
 }
 
+/// Services the runner serves itself.
+const EMULATED: [&str; 1] = ["s3"];
+
 fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/asl-conformance/cases")
 }
@@ -33,11 +45,46 @@ fn passing_list_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance-passing.txt")
 }
 
+fn s3_setup_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance-s3-setup.json")
+}
+
 #[derive(Debug)]
 enum Outcome {
     Pass { history_matches: bool },
     Fail(String),
-    Unsupported(String),
+    Skip(String),
+}
+
+/// Why a case does not run, or `None` when it does.
+fn skip_reason(case: &Value) -> Option<String> {
+    if case["query_language"] != "JSONPath" {
+        return Some("needs JSONata (not supported)".to_string());
+    }
+    let needs: Vec<&str> =
+        case["needs"].as_array().map(|n| n.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    if needs.iter().all(|n| EMULATED.contains(n)) {
+        None
+    } else {
+        Some(format!("needs {} (not emulated)", needs.join(", ")))
+    }
+}
+
+/// The S3 a case starts with: the buckets and objects its recorded test created.
+fn s3_for(case: &Value, setups: &Value) -> MemoryS3 {
+    let s3 = MemoryS3::default();
+    let source = case["source"].as_str().unwrap_or_default();
+    let test = source.split('[').next().unwrap_or_default();
+    for setup in setups["setups"].as_array().into_iter().flatten().filter(|s| s["source"] == test) {
+        for bucket in setup["buckets"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            s3.create_bucket(bucket);
+        }
+        for object in setup["objects"].as_array().into_iter().flatten() {
+            let field = |name: &str| object[name].as_str().unwrap_or_default();
+            s3.put_text(field("bucket"), field("key"), field("text"));
+        }
+    }
+    s3
 }
 
 #[tokio::test]
@@ -60,54 +107,77 @@ async fn conformance() {
         }
     }
     files.sort();
+    let setups: Value =
+        serde_json::from_str(&std::fs::read_to_string(s3_setup_path()).expect("read conformance-s3-setup.json"))
+            .expect("conformance-s3-setup.json is JSON");
 
-    let interpreter = Interpreter::new(TaskRegistry::new()).with_sleeper(Arc::new(NoSleep));
     let mut results: BTreeMap<String, (String, Outcome)> = BTreeMap::new();
     for file in &files {
         let text = std::fs::read_to_string(file).expect("read case");
         let case: Value = serde_json::from_str(&text).expect("case is JSON");
         let category = case["category"].as_str().unwrap_or("?").to_string();
         let name = case["name"].as_str().unwrap_or("?").to_string();
-        let pure = case["query_language"] == "JSONPath"
-            && case["needs"].as_array().is_some_and(|n| n.is_empty())
-            && case.get("features").is_none_or(|f| f.as_array().is_some_and(|a| a.is_empty()));
-        if !pure {
-            continue;
-        }
-        let outcome = run_case(&interpreter, &case, &name).await;
+        let outcome = match skip_reason(&case) {
+            Some(why) => Outcome::Skip(why),
+            None => {
+                let s3 = s3_for(&case, &setups);
+                let mut registry = TaskRegistry::new();
+                s3.register_tasks(&mut registry);
+                let interpreter =
+                    Interpreter::new(registry).with_sleeper(Arc::new(NoSleep)).with_object_storage(Arc::new(s3));
+                run_case(&interpreter, &case, &name).await
+            }
+        };
         results.insert(format!("{category}/{name}"), (category, outcome));
     }
 
     // Per-category table.
-    let mut table: BTreeMap<&str, [usize; 4]> = BTreeMap::new();
+    #[derive(Default)]
+    struct Row {
+        cases: usize,
+        passed: usize,
+        same_events: usize,
+        failed: usize,
+        skipped: BTreeMap<String, usize>,
+    }
+    let mut table: BTreeMap<&str, Row> = BTreeMap::new();
     for (category, outcome) in results.values() {
         let row = table.entry(category.as_str()).or_default();
-        row[0] += 1;
+        row.cases += 1;
         match outcome {
             Outcome::Pass { history_matches } => {
-                row[1] += 1;
-                if *history_matches {
-                    row[3] += 1;
-                }
+                row.passed += 1;
+                row.same_events += usize::from(*history_matches);
             }
-            Outcome::Unsupported(_) => row[2] += 1,
-            Outcome::Fail(_) => {}
+            Outcome::Fail(_) => row.failed += 1,
+            Outcome::Skip(why) => *row.skipped.entry(why.clone()).or_default() += 1,
         }
     }
-    println!("\n| category | cases | pass | unsupported | pass with same event types |");
-    println!("|---|---|---|---|---|");
-    let mut total = [0usize; 4];
+    println!("\n| category | cases | passed | failed | skipped | passed with AWS's event types | skip reasons |");
+    println!("|---|---|---|---|---|---|---|");
+    let (mut cases, mut passed, mut failed, mut skipped, mut same) = (0, 0, 0, 0, 0);
     for (category, row) in &table {
-        println!("| {category} | {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
-        for i in 0..4 {
-            total[i] += row[i];
-        }
+        let skips: usize = row.skipped.values().sum();
+        let reasons: Vec<String> = row.skipped.iter().map(|(why, n)| format!("{n} {why}")).collect();
+        println!(
+            "| {category} | {} | {} | {} | {skips} | {} | {} |",
+            row.cases,
+            row.passed,
+            row.failed,
+            row.same_events,
+            reasons.join("; ")
+        );
+        cases += row.cases;
+        passed += row.passed;
+        failed += row.failed;
+        skipped += skips;
+        same += row.same_events;
     }
-    println!("| total | {} | {} | {} | {} |\n", total[0], total[1], total[2], total[3]);
+    println!("| total | {cases} | {passed} | {failed} | {skipped} | {same} | |\n");
     for (key, (_, outcome)) in &results {
         match outcome {
             Outcome::Fail(why) => println!("FAIL {key}: {why}"),
-            Outcome::Unsupported(why) => println!("UNSUPPORTED {key}: {why}"),
+            Outcome::Skip(why) => println!("SKIP {key}: {why}"),
             Outcome::Pass { .. } => {}
         }
     }
@@ -125,38 +195,39 @@ async fn conformance() {
         }
         std::fs::write(passing_list_path(), body).expect("write passing list");
         println!("wrote {} passing cases to {}", passing.len(), passing_list_path().display());
-        return;
-    }
-    let listed = std::fs::read_to_string(passing_list_path()).expect("read conformance-passing.txt");
-    let mut regressions = Vec::new();
-    for line in listed.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    } else {
+        let listed = std::fs::read_to_string(passing_list_path()).expect("read conformance-passing.txt");
+        let mut regressions = Vec::new();
+        for line in listed.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if !passing.contains(line) {
+                let why = match results.get(line) {
+                    Some((_, Outcome::Fail(w))) | Some((_, Outcome::Skip(w))) => w.clone(),
+                    _ => "case not found".to_string(),
+                };
+                regressions.push(format!("{line}: {why}"));
+            }
         }
-        if !passing.contains(line) {
-            let why = match results.get(line) {
-                Some((_, Outcome::Fail(w))) | Some((_, Outcome::Unsupported(w))) => w.clone(),
-                _ => "case not found".to_string(),
-            };
-            regressions.push(format!("{line}: {why}"));
+        let newly: Vec<&&str> = passing.iter().filter(|k| !listed.lines().any(|l| l.trim() == **k)).collect();
+        if !newly.is_empty() {
+            println!("{} cases pass but are not listed; consider regenerating the list: {newly:?}", newly.len());
         }
+        assert!(
+            regressions.is_empty(),
+            "{} listed conformance cases no longer pass:\n{}",
+            regressions.len(),
+            regressions.join("\n")
+        );
     }
-    let newly: Vec<&&str> = passing.iter().filter(|k| !listed.lines().any(|l| l.trim() == **k)).collect();
-    if !newly.is_empty() {
-        println!("{} cases pass but are not listed; consider regenerating the list: {newly:?}", newly.len());
-    }
-    assert!(
-        regressions.is_empty(),
-        "{} listed conformance cases no longer pass:\n{}",
-        regressions.len(),
-        regressions.join("\n")
-    );
+    println!("{passed} passed, {failed} failed, {skipped} skipped");
 }
 
 async fn run_case(interpreter: &Interpreter, case: &Value, name: &str) -> Outcome {
     let machine = match StateMachine::from_value(&case["definition"]) {
         Ok(m) => m,
-        Err(e) => return Outcome::Unsupported(e.to_string().replace('\n', "; ")),
+        Err(e) => return Outcome::Fail(format!("definition rejected: {}", e.to_string().replace('\n', "; "))),
     };
     // Some recordings store the execution input as the JSON text AWS received.
     let input = match &case["input"] {
@@ -188,6 +259,7 @@ async fn run_case(interpreter: &Interpreter, case: &Value, name: &str) -> Outcom
                 Ok(())
             }
         }
+        (Some("TIMED_OUT"), ExecutionStatus::TimedOut) => Ok(()),
         (status, actual) => Err(format!("expected status {status:?}, got {actual:?}")),
     };
     match verdict {

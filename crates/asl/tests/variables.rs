@@ -108,17 +108,14 @@ async fn catch_assign_sees_the_error_output() {
 // A Choice state's Assign applies whichever way it goes; the matching rule's Assign on top.
 #[tokio::test]
 async fn choice_state_and_rule_assign() {
-    let def = |n: i64| {
-        json!({"StartAt": "C", "States": {
-            "C": {"Type": "Choice", "Assign": {"path": "default", "checked": true}, "Choices": [
-                {"Variable": "$.n", "NumericGreaterThan": 10, "Assign": {"path": "big"}, "Next": "Out"}
-            ], "Default": "Out", "InputPath": "$"},
-            "Out": {"Type": "Pass", "Parameters": {"path.$": "$path", "checked.$": "$checked", "n": n}, "End": true}
-        }})
-    };
-    assert_eq!(output(&run(def(1), json!({"n": 50})).await)["path"], json!("big"));
-    assert_eq!(output(&run(def(1), json!({"n": 5})).await)["path"], json!("default"));
-    assert_eq!(output(&run(def(1), json!({"n": 50})).await)["checked"], json!(true));
+    let def = json!({"StartAt": "C", "States": {
+        "C": {"Type": "Choice", "Assign": {"path": "default", "checked": true}, "Choices": [
+            {"Variable": "$.n", "NumericGreaterThan": 10, "Assign": {"path": "big"}, "Next": "Out"}
+        ], "Default": "Out"},
+        "Out": {"Type": "Pass", "Parameters": {"path.$": "$path", "checked.$": "$checked"}, "End": true}
+    }});
+    assert_eq!(output(&run(def.clone(), json!({"n": 50})).await), &json!({"path": "big", "checked": true}));
+    assert_eq!(output(&run(def, json!({"n": 5})).await), &json!({"path": "default", "checked": true}));
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@ fn validates_the_beacon_state_machine_with_its_substitutions() {
         .args(["--sub", "DocumentProcessorFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:doc"])
         .args(["--sub", "LlmProcessorFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:llm"])
         .args(["--sub", "ResultIntegratorFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:int"])
+        .args(["--sub", "UnitFailureRecorderFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:fail"])
         .args(["--sub", "DistributedThreshold=40", "--sub", "BatchThreshold=100", "--sub", "InlineMaxConcurrency=10"])
         .output()
         .unwrap();

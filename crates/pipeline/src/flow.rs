@@ -63,6 +63,7 @@ pub fn substitutions(config: &Config) -> BTreeMap<String, String> {
         ("DocumentProcessorFunctionArn".to_string(), resources::DOCUMENT_PROCESSOR.to_string()),
         ("LlmProcessorFunctionArn".to_string(), resources::LLM_PROCESSOR.to_string()),
         ("ResultIntegratorFunctionArn".to_string(), resources::RESULT_INTEGRATOR.to_string()),
+        ("UnitFailureRecorderFunctionArn".to_string(), resources::UNIT_FAILURE_RECORDER.to_string()),
         ("DistributedThreshold".to_string(), s.distributed_threshold.to_string()),
         ("BatchThreshold".to_string(), s.batch_threshold.to_string()),
         ("InlineMaxConcurrency".to_string(), s.inline_max_concurrency.to_string()),

@@ -14,9 +14,6 @@ use serde_json::Value;
 use crate::progress::{Progress, UnitEnd};
 use crate::tasks::resources;
 
-/// The Map iteration state that records a failed unit.
-pub(crate) const UNIT_FAILED_STATE: &str = "UnitFailed";
-
 /// Task outcomes of one execution: those journaled by earlier attempts, and new ones.
 pub struct JournaledTasks {
     journal: Journal,
@@ -112,25 +109,20 @@ impl ExecutionObserver for FlowObserver {
     fn on_event(&self, event: &HistoryEvent) {
         self.events.on_event(event);
         let details = &event.details;
-        match event.event_type.as_str() {
-            "TaskSucceeded" => {
-                let resource = details.get("resource").and_then(Value::as_str).unwrap_or_default();
-                let output = json_field(details, "output");
-                if resource == resources::DOCUMENT_PROCESSOR {
-                    if let Some(units) = output.get("unitCount").and_then(Value::as_u64) {
-                        self.progress.units_planned(units as usize);
-                    }
-                } else if resource == resources::LLM_PROCESSOR
-                    && let Some(index) = output.get("index").and_then(Value::as_u64)
-                {
-                    self.progress.unit_finished(index as usize, UnitEnd::Succeeded);
+        if event.event_type != "TaskSucceeded" {
+            return;
+        }
+        let resource = details.get("resource").and_then(Value::as_str).unwrap_or_default();
+        let output = json_field(details, "output");
+        let index = output.get("index").and_then(Value::as_u64).map(|i| i as usize);
+        match (resource, index) {
+            (resources::DOCUMENT_PROCESSOR, _) => {
+                if let Some(units) = output.get("unitCount").and_then(Value::as_u64) {
+                    self.progress.units_planned(units as usize);
                 }
             }
-            "PassStateEntered" if details.get("name").and_then(Value::as_str) == Some(UNIT_FAILED_STATE) => {
-                if let Some(index) = json_field(details, "input").pointer("/unit/index").and_then(Value::as_u64) {
-                    self.progress.unit_finished(index as usize, UnitEnd::Failed);
-                }
-            }
+            (resources::LLM_PROCESSOR, Some(index)) => self.progress.unit_finished(index, UnitEnd::Succeeded),
+            (resources::UNIT_FAILURE_RECORDER, Some(index)) => self.progress.unit_finished(index, UnitEnd::Failed),
             _ => {}
         }
     }

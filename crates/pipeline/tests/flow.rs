@@ -192,14 +192,16 @@ async fn a_crashed_execution_resumes_without_repeating_finished_units() {
     journal.flush().await.unwrap();
     let before = journal.get(&execution).unwrap();
     assert_eq!(before.status, ExecutionState::Running, "a crashed execution stays resumable");
+    // Unit analyses journaled before the crash, by their unit's title ("Page N" for index N-1).
     let answered_before: Vec<String> = journal
         .tasks(&execution)
         .unwrap()
-        .into_values()
-        .filter_map(|r| match r {
+        .into_iter()
+        .filter(|(key, _)| key.contains("ProcessUnit"))
+        .filter_map(|(_, r)| match r {
             beacon_store::journal::TaskRecord::Succeeded { output } => {
                 let v: Value = serde_json::from_str(&output).ok()?;
-                v.get("title").and_then(Value::as_str).map(str::to_string)
+                v.get("index").and_then(Value::as_u64).map(|i| format!("Page {}", i + 1))
             }
             _ => None,
         })

@@ -5,11 +5,11 @@ use std::time::Instant;
 use beacon_asl::{TaskContext, TaskFailure};
 use beacon_ingest::{FLAG_UNREADABLE, Unit};
 use beacon_store::keys;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{Instrument, info_span};
 
-use super::{Services, errors, failure, store_failure, task_input};
+use super::{Services, UnitRecord, errors, failure, store_failure, task_input};
 use crate::answer::parse_answer;
 use crate::report::UnitUsage;
 
@@ -18,31 +18,16 @@ use crate::report::UnitUsage;
 struct Input {
     document_id: String,
     language: Option<String>,
-    unit: UnitRef,
-}
-
-#[derive(Debug, Deserialize)]
-struct UnitRef {
     index: usize,
-}
-
-/// What is stored for one analysed unit.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct UnitResultRecord {
-    pub index: usize,
-    pub title: String,
-    pub model: String,
-    pub result: Value,
-    pub usage: UnitUsage,
 }
 
 /// Analyse one unit with the LLM client stack and store the validated result.
 pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) -> Result<Value, TaskFailure> {
     let input: Input = task_input("llm-processor", input)?;
-    let span = info_span!("unit", index = input.unit.index, execution = %ctx.execution_name);
+    let span = info_span!("unit", index = input.index, execution = %ctx.execution_name);
     async move {
         let unit: Unit =
-            services.store.get_json(&keys::unit(&input.document_id, input.unit.index)).await.map_err(store_failure)?;
+            services.store.get_json(&keys::unit(&input.document_id, input.index)).await.map_err(store_failure)?;
         if unit.flags.iter().any(|f| f == FLAG_UNREADABLE) {
             return Err(failure(
                 errors::UNREADABLE_UNIT,
@@ -58,15 +43,10 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
             analyse(&services, &unit, input.language.as_deref()).await?
         };
         let usage = UnitUsage { duration_ms: started.elapsed().as_millis() as u64, ..usage };
+        let record = UnitRecord::succeeded(unit.index, unit.title, model, result, usage);
         let key = keys::unit_result(&input.document_id, &ctx.execution_name, unit.index);
-        let record = UnitResultRecord { index: unit.index, title: unit.title.clone(), model, result, usage };
         services.store.put_json(&key, &record).await.map_err(store_failure)?;
-        Ok(json!({
-            "index": unit.index,
-            "title": unit.title,
-            "status": "succeeded",
-            "resultKey": key,
-        }))
+        Ok(json!({ "index": unit.index }))
     }
     .instrument(span)
     .await

@@ -6,6 +6,7 @@
 mod document_processor;
 mod llm_processor;
 mod result_integrator;
+mod unit_failure;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::config::Config;
 pub use document_processor::process_document;
 pub use llm_processor::process_unit;
 pub use result_integrator::integrate_results;
+pub use unit_failure::record_unit_failure;
 
 /// Error names the tasks raise; the state machine's Retry/Catch rules refer to them.
 pub mod errors {
@@ -43,6 +45,7 @@ pub mod resources {
     pub const DOCUMENT_PROCESSOR: &str = "beacon:document-processor";
     pub const LLM_PROCESSOR: &str = "beacon:llm-processor";
     pub const RESULT_INTEGRATOR: &str = "beacon:result-integrator";
+    pub const UNIT_FAILURE_RECORDER: &str = "beacon:record-unit-failure";
 }
 
 /// What the tasks need from the outside world.
@@ -80,6 +83,36 @@ mod futures_task {
     pub type BoxTask = Pin<Box<dyn Future<Output = Result<Value, TaskFailure>> + Send>>;
 }
 
+/// What is stored for each unit of one execution: its analysis, or why it failed.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub(crate) enum UnitRecord {
+    Succeeded { index: usize, title: String, model: String, result: Value, usage: crate::report::UnitUsage },
+    Failed { index: usize, title: String, error: String, cause: String },
+}
+
+impl UnitRecord {
+    fn succeeded(index: usize, title: String, model: String, result: Value, usage: crate::report::UnitUsage) -> Self {
+        UnitRecord::Succeeded { index, title, model, result, usage }
+    }
+
+    fn failed(index: usize, title: String, error: String, cause: String) -> Self {
+        UnitRecord::Failed { index, title, error, cause }
+    }
+
+    fn into_outcome(self, text: String) -> crate::report::UnitOutcome {
+        use crate::report::UnitOutcome;
+        match self {
+            UnitRecord::Succeeded { index, title, result, usage, .. } => {
+                UnitOutcome::Succeeded { index, title, text, result, usage }
+            }
+            UnitRecord::Failed { index, title, error, cause } => {
+                UnitOutcome::Failed { index, title, text, error, cause }
+            }
+        }
+    }
+}
+
 /// A task handler: one of the functions above bound to the services.
 struct Task {
     services: Services,
@@ -96,9 +129,10 @@ impl TaskHandler for Task {
 /// The registry with BEACON's three tasks bound to `services`.
 pub fn registry(services: &Services) -> TaskRegistry {
     let mut registry = TaskRegistry::default();
-    let tasks: [(&str, TaskFn); 3] = [
+    let tasks: [(&str, TaskFn); 4] = [
         (resources::DOCUMENT_PROCESSOR, |s, i, c| Box::pin(process_document(s, i, c))),
         (resources::LLM_PROCESSOR, |s, i, c| Box::pin(process_unit(s, i, c))),
+        (resources::UNIT_FAILURE_RECORDER, |s, i, c| Box::pin(record_unit_failure(s, i, c))),
         (resources::RESULT_INTEGRATOR, |s, i, c| Box::pin(integrate_results(s, i, c))),
     ];
     for (resource, run) in tasks {

@@ -1,4 +1,4 @@
-//! `result-integrator`: the Map's unit outcomes → `report.json` and `report.md` in the store.
+//! `result-integrator`: the stored unit outcomes → `report.json` and `report.md` in the store.
 
 use beacon_asl::{TaskContext, TaskFailure};
 use beacon_ingest::Unit;
@@ -6,15 +6,13 @@ use beacon_store::keys;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::llm_processor::UnitResultRecord;
-use super::{Services, store_failure, task_input};
+use super::{Services, UnitRecord, store_failure, task_input};
 use crate::report::{DocumentInfo, ReportContext, UnitOutcome, integrate, markdown};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Input {
     document: ProcessedDocument,
-    unit_results: Vec<MapEntry>,
     strategy: String,
     execution: String,
 }
@@ -31,51 +29,27 @@ struct ProcessedDocument {
     unit_count: usize,
 }
 
-/// One element of the Map's result: what `llm-processor` returned, or what the `UnitFailed`
-/// state recorded.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MapEntry {
-    index: usize,
-    #[serde(default)]
-    title: Option<String>,
-    status: String,
-    #[serde(default)]
-    result_key: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    cause: Option<String>,
-}
-
-/// Merge the unit results into the report and store it.
+/// Merge every unit's stored outcome into the report and store it.
 pub async fn integrate_results(services: Services, input: Value, _ctx: TaskContext) -> Result<Value, TaskFailure> {
     let input: Input = task_input("result-integrator", input)?;
     let doc = &input.document;
-    let mut outcomes = Vec::with_capacity(input.unit_results.len());
-    for entry in input.unit_results {
-        let title = entry.title.unwrap_or_else(|| format!("Unit {}", entry.index + 1));
-        let unit: Unit =
-            services.store.get_json(&keys::unit(&doc.document_id, entry.index)).await.map_err(store_failure)?;
-        match (entry.status.as_str(), entry.result_key) {
-            ("succeeded", Some(key)) => {
-                let record: UnitResultRecord = services.store.get_json(&key).await.map_err(store_failure)?;
-                outcomes.push(UnitOutcome::Succeeded {
-                    index: record.index,
-                    title: record.title,
-                    text: unit.text,
-                    result: record.result,
-                    usage: record.usage,
-                });
-            }
-            _ => outcomes.push(UnitOutcome::Failed {
-                index: entry.index,
-                title,
+    let mut outcomes = Vec::with_capacity(doc.unit_count);
+    for index in 0..doc.unit_count {
+        let unit: Unit = services.store.get_json(&keys::unit(&doc.document_id, index)).await.map_err(store_failure)?;
+        let key = keys::unit_result(&doc.document_id, &input.execution, index);
+        let outcome = match services.store.get_json::<UnitRecord>(&key).await {
+            Ok(record) => record.into_outcome(unit.text),
+            // Every Map iteration stores a result or a failure; a missing one is still reported.
+            Err(beacon_store::StoreError::NotFound { .. }) => UnitOutcome::Failed {
+                index,
+                title: unit.title,
                 text: unit.text,
-                error: entry.error.unwrap_or_else(|| "Beacon.UnitFailed".into()),
-                cause: entry.cause.unwrap_or_else(|| "the unit failed without a reason".into()),
-            }),
-        }
+                error: "Beacon.NoResult".into(),
+                cause: "no result was recorded for this unit".into(),
+            },
+            Err(e) => return Err(store_failure(e)),
+        };
+        outcomes.push(outcome);
     }
     let report = integrate(
         ReportContext {
