@@ -119,6 +119,32 @@ struct Definition {
     comment: Option<String>,
     timeout_seconds: Option<u64>,
     scope: Scope,
+    /// Whether any field could read `$$.Execution.Input` (see [`StateMachine::reads_execution_input`]).
+    reads_execution_input: bool,
+}
+
+/// Whether a string anywhere in the definition refers to the execution input through the context
+/// object: `$$.Execution.Input...`, the whole `$$.Execution`, or the whole `$$`. Conservative: a
+/// mention in a Comment counts too.
+fn reads_execution_input(v: &Value) -> bool {
+    fn mentions(s: &str) -> bool {
+        s.match_indices("$$").any(|(i, _)| {
+            let rest = &s[i + 2..];
+            match rest.strip_prefix('.') {
+                None => true,
+                Some(r) => match r.strip_prefix("Execution") {
+                    None => false,
+                    Some(after) => !after.starts_with('.') || after.starts_with(".Input"),
+                },
+            }
+        })
+    }
+    match v {
+        Value::String(s) => mentions(s),
+        Value::Array(a) => a.iter().any(reads_execution_input),
+        Value::Object(o) => o.iter().any(|(k, v)| mentions(k) || reads_execution_input(v)),
+        _ => false,
+    }
 }
 
 /// The name used for `$$.StateMachine.Name` unless [`StateMachine::with_name`] sets one.
@@ -166,7 +192,12 @@ impl StateMachine {
         let scope = compile_scope(obj, "", &mut problems, &mut names);
         match scope {
             Some(scope) if problems.is_empty() => Ok(StateMachine {
-                inner: Arc::new(Definition { comment, timeout_seconds, scope }),
+                inner: Arc::new(Definition {
+                    comment,
+                    timeout_seconds,
+                    scope,
+                    reads_execution_input: reads_execution_input(v),
+                }),
                 name: DEFAULT_STATE_MACHINE_NAME.to_string(),
             }),
             _ => Err(DefinitionError { issues: problems.into_issues() }),
@@ -192,6 +223,13 @@ impl StateMachine {
     /// The machine-level `TimeoutSeconds`: an execution running longer ends `TIMED_OUT`.
     pub fn timeout_seconds(&self) -> Option<u64> {
         self.inner.timeout_seconds
+    }
+
+    /// Whether the definition can read `$$.Execution.Input`. When it cannot, the interpreter
+    /// leaves the input out of the context object it builds for every state, which would
+    /// otherwise copy the whole execution input once per state (quadratic on large Maps).
+    pub fn reads_execution_input(&self) -> bool {
+        self.inner.reads_execution_input
     }
 
     /// The first state.
@@ -1190,6 +1228,27 @@ impl<'a> Fields<'a> {
             }
         }
         compile_scope(pobj, &ptr, problems, names).map(|scope| (scope, distributed))
+    }
+}
+
+#[cfg(test)]
+mod execution_input_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finds_references_to_the_execution_input() {
+        for (text, reads) in [
+            ("$$.Execution.Input.a", true),
+            ("$$.Execution", true),
+            ("$$", true),
+            ("States.Format('{}', $$.Execution.Input)", true),
+            ("$$.Execution.Name", false),
+            ("$$.Map.Item.Value", false),
+            ("$.Execution.Input", false),
+        ] {
+            assert_eq!(reads_execution_input(&json!({"Parameters": {"x.$": text}})), reads, "{text}");
+        }
     }
 }
 

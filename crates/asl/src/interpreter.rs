@@ -222,21 +222,24 @@ impl Interpreter {
         let started_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         let machine_arn = format!("{LOCAL_ARN_PREFIX}:stateMachine:{}", machine.name());
         let execution_arn = format!("{LOCAL_ARN_PREFIX}:execution:{}:{execution_name}", machine.name());
+        let mut context_base = json!({
+            "Execution": {
+                "Id": execution_arn,
+                "Name": execution_name,
+                "RoleArn": LOCAL_ROLE_ARN,
+                "StartTime": started_at,
+                "RedriveCount": 0,
+            },
+            "StateMachine": {"Id": machine_arn, "Name": machine.name()},
+        });
+        if machine.reads_execution_input() {
+            context_base["Execution"]["Input"] = input.clone();
+        }
         let run = Run {
             interp: self,
             history: History::new(self.observer.clone()),
             execution_name: execution_name.to_string(),
-            context_base: json!({
-                "Execution": {
-                    "Id": execution_arn,
-                    "Input": input,
-                    "Name": execution_name,
-                    "RoleArn": LOCAL_ROLE_ARN,
-                    "StartTime": started_at,
-                    "RedriveCount": 0,
-                },
-                "StateMachine": {"Id": machine_arn, "Name": machine.name()},
-            }),
+            context_base,
         };
         let mut cursor = run.history.record(
             0,

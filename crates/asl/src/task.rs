@@ -30,7 +30,8 @@ pub struct TaskContext {
     /// This invocation's key: stable across runs of the same execution (see [`TaskJournal`]),
     /// so it can serve as an idempotency key.
     pub key: String,
-    /// The context object, as `$$` sees it in this state.
+    /// The context object, as `$$` sees it in this state. `Execution.Input` is present only when
+    /// the definition refers to it (see [`crate::StateMachine::reads_execution_input`]).
     pub context: Value,
 }
 

@@ -8,7 +8,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use super::{Services, errors, failure, store_failure, task_input};
+use futures::StreamExt;
+
+use super::{STORE_CONCURRENCY, Services, errors, failure, store_failure, task_input};
 
 /// Where the uploaded document is.
 #[derive(Debug, Deserialize)]
@@ -50,16 +52,26 @@ pub async fn process_document(services: Services, input: Value, _ctx: TaskContex
     info!(document_id, format = %document.format, units = document.units.len(), "document split");
 
     let mut manifest = Vec::with_capacity(document.units.len());
+    // Stores answer with latency (a thread hand-off locally, a round trip on S3): write the
+    // units concurrently.
+    let mut writes = Vec::with_capacity(document.units.len());
     for unit in &document.units {
+        let bytes = serde_json::to_vec(unit).map_err(|e| failure(errors::STORE, e))?;
+        let store = services.store.clone();
         let key = keys::unit(&document_id, unit.index);
-        services.store.put_json(&key, unit).await.map_err(store_failure)?;
+        writes.push(async move { store.put(&key, bytes).await });
+    }
+    let written: Vec<Result<(), beacon_store::StoreError>> =
+        futures::stream::iter(writes).buffer_unordered(STORE_CONCURRENCY).collect().await;
+    written.into_iter().collect::<Result<(), _>>().map_err(store_failure)?;
+    for unit in &document.units {
         manifest.push(ManifestEntry {
             index: unit.index,
             kind: unit.kind,
             title: &unit.title,
             chars: unit.text.chars().count(),
             flags: &unit.flags,
-            key,
+            key: keys::unit(&document_id, unit.index),
         });
     }
     let manifest_key = keys::manifest(&document_id);

@@ -48,6 +48,9 @@ pub mod resources {
     pub const UNIT_FAILURE_RECORDER: &str = "beacon:record-unit-failure";
 }
 
+/// How many object-store requests a task keeps in flight when it reads or writes many objects.
+const STORE_CONCURRENCY: usize = 32;
+
 /// What the tasks need from the outside world.
 #[derive(Clone)]
 pub struct Services {

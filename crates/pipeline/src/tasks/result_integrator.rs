@@ -6,7 +6,9 @@ use beacon_store::keys;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Services, UnitRecord, store_failure, task_input};
+use futures::StreamExt;
+
+use super::{STORE_CONCURRENCY, Services, UnitRecord, store_failure, task_input};
 use crate::report::{DocumentInfo, ReportContext, UnitOutcome, integrate, markdown};
 
 #[derive(Debug, Deserialize)]
@@ -29,28 +31,40 @@ struct ProcessedDocument {
     unit_count: usize,
 }
 
+/// One unit's stored outcome, with its text.
+async fn unit_outcome(
+    services: &Services,
+    document_id: &str,
+    execution: &str,
+    index: usize,
+) -> Result<UnitOutcome, TaskFailure> {
+    let unit: Unit = services.store.get_json(&keys::unit(document_id, index)).await.map_err(store_failure)?;
+    let key = keys::unit_result(document_id, execution, index);
+    match services.store.get_json::<UnitRecord>(&key).await {
+        Ok(record) => Ok(record.into_outcome(unit.text)),
+        // Every Map iteration stores a result or a failure; a missing one is still reported.
+        Err(beacon_store::StoreError::NotFound { .. }) => Ok(UnitOutcome::Failed {
+            index,
+            title: unit.title,
+            text: unit.text,
+            error: "Beacon.NoResult".into(),
+            cause: "no result was recorded for this unit".into(),
+        }),
+        Err(e) => Err(store_failure(e)),
+    }
+}
+
 /// Merge every unit's stored outcome into the report and store it.
 pub async fn integrate_results(services: Services, input: Value, _ctx: TaskContext) -> Result<Value, TaskFailure> {
     let input: Input = task_input("result-integrator", input)?;
     let doc = &input.document;
-    let mut outcomes = Vec::with_capacity(doc.unit_count);
-    for index in 0..doc.unit_count {
-        let unit: Unit = services.store.get_json(&keys::unit(&doc.document_id, index)).await.map_err(store_failure)?;
-        let key = keys::unit_result(&doc.document_id, &input.execution, index);
-        let outcome = match services.store.get_json::<UnitRecord>(&key).await {
-            Ok(record) => record.into_outcome(unit.text),
-            // Every Map iteration stores a result or a failure; a missing one is still reported.
-            Err(beacon_store::StoreError::NotFound { .. }) => UnitOutcome::Failed {
-                index,
-                title: unit.title,
-                text: unit.text,
-                error: "Beacon.NoResult".into(),
-                cause: "no result was recorded for this unit".into(),
-            },
-            Err(e) => return Err(store_failure(e)),
-        };
-        outcomes.push(outcome);
-    }
+    let reads = (0..doc.unit_count).map(|index| unit_outcome(&services, &doc.document_id, &input.execution, index));
+    let outcomes: Vec<UnitOutcome> = futures::stream::iter(reads)
+        .buffered(STORE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     let report = integrate(
         ReportContext {
             document: DocumentInfo {
