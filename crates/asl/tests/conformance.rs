@@ -4,7 +4,9 @@
 //! Every JSONPath case runs, except those that call services this runner does not emulate
 //! (Lambda, SQS, SNS, DynamoDB, AWS SDK integrations...), which are skipped with the reason.
 //! Cases that need S3 (Distributed Map `ItemReader`/`ResultWriter`) run against S3 held in
-//! memory, set up with the objects their recorded test created (`conformance-s3-setup.json`).
+//! memory, set up from `conformance-s3-setup.json`: buckets and objects derived from each case's
+//! own definition, input and expected result by `derive_s3_fixtures.py` (the recordings do not
+//! include what their test uploaded). A case that needs S3 and has no fixture there is skipped.
 //! JSONata cases are skipped. A case passes when the final status matches and, as the cases'
 //! README says, the output (succeeded) or the error and cause (failed) match, with the
 //! recording's placeholders as wildcards.
@@ -70,21 +72,28 @@ fn skip_reason(case: &Value) -> Option<String> {
     }
 }
 
-/// The S3 a case starts with: the buckets and objects its recorded test created.
-fn s3_for(case: &Value, setups: &Value) -> MemoryS3 {
+/// The fixture (`category/name` in `conformance-s3-setup.json`) of a case, if it has one.
+fn s3_fixture<'a>(fixtures: &'a Value, key: &str) -> Option<&'a Value> {
+    fixtures["fixtures"].as_array()?.iter().find(|f| f["case"] == key)
+}
+
+/// The S3 a case starts with: the buckets and objects of its fixture.
+fn s3_for(fixture: Option<&Value>) -> MemoryS3 {
     let s3 = MemoryS3::default();
-    let source = case["source"].as_str().unwrap_or_default();
-    let test = source.split('[').next().unwrap_or_default();
-    for setup in setups["setups"].as_array().into_iter().flatten().filter(|s| s["source"] == test) {
-        for bucket in setup["buckets"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    if let Some(fixture) = fixture {
+        for bucket in fixture["buckets"].as_array().into_iter().flatten().filter_map(Value::as_str) {
             s3.create_bucket(bucket);
         }
-        for object in setup["objects"].as_array().into_iter().flatten() {
+        for object in fixture["objects"].as_array().into_iter().flatten() {
             let field = |name: &str| object[name].as_str().unwrap_or_default();
             s3.put_text(field("bucket"), field("key"), field("text"));
         }
     }
     s3
+}
+
+fn needs_s3(case: &Value) -> bool {
+    case["needs"].as_array().is_some_and(|n| n.iter().any(|s| s == "s3"))
 }
 
 #[tokio::test]
@@ -107,7 +116,7 @@ async fn conformance() {
         }
     }
     files.sort();
-    let setups: Value =
+    let fixtures: Value =
         serde_json::from_str(&std::fs::read_to_string(s3_setup_path()).expect("read conformance-s3-setup.json"))
             .expect("conformance-s3-setup.json is JSON");
 
@@ -117,10 +126,17 @@ async fn conformance() {
         let case: Value = serde_json::from_str(&text).expect("case is JSON");
         let category = case["category"].as_str().unwrap_or("?").to_string();
         let name = case["name"].as_str().unwrap_or("?").to_string();
-        let outcome = match skip_reason(&case) {
+        let key = format!("{category}/{name}");
+        let fixture = s3_fixture(&fixtures, &key);
+        let skip = skip_reason(&case).or_else(|| {
+            (needs_s3(&case) && fixture.is_none()).then(|| {
+                "needs the S3 objects its recorded test uploaded; the recording does not include them".to_string()
+            })
+        });
+        let outcome = match skip {
             Some(why) => Outcome::Skip(why),
             None => {
-                let s3 = s3_for(&case, &setups);
+                let s3 = s3_for(fixture);
                 let mut registry = TaskRegistry::new();
                 s3.register_tasks(&mut registry);
                 let interpreter =
@@ -128,7 +144,7 @@ async fn conformance() {
                 run_case(&interpreter, &case, &name).await
             }
         };
-        results.insert(format!("{category}/{name}"), (category, outcome));
+        results.insert(key, (category, outcome));
     }
 
     // Per-category table.

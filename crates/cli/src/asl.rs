@@ -69,7 +69,10 @@ pub async fn asl(config_path: Option<&Path>, command: AslCommand) -> u8 {
                 Err(code) => return code,
             };
             let registry = local_registry(&machine, &config.asl.resources);
-            let result = Interpreter::new(registry).execute(&machine, &name, input).await;
+            let result = Interpreter::new(registry)
+                .with_payload_limit(config.asl.payload_limit_bytes)
+                .execute(&machine, &name, input)
+                .await;
             let mut out = match &result.status {
                 ExecutionStatus::Succeeded { output } => json!({"status": "SUCCEEDED", "output": output}),
                 ExecutionStatus::Failed { error, cause } => json!({"status": "FAILED", "error": error, "cause": cause}),

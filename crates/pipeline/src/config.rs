@@ -56,14 +56,23 @@ pub struct Config {
     pub asl: AslConfig,
 }
 
-/// Settings of `beacon asl run`, the local Step Functions.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// Settings of the embedded engine (`beacon run` and `beacon asl run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AslConfig {
+    /// Largest state input or output in bytes; beyond it a state fails with
+    /// `States.DataLimitExceeded`, as on AWS Step Functions (256 KiB).
+    pub payload_limit_bytes: usize,
     /// Task resources served by a local command: resource ARN → argv. The command gets the task
     /// input as JSON on stdin and prints the output as JSON on stdout; a non-zero exit fails the
     /// task (stdout `{"errorType": ..., "errorMessage": ...}` names the error, as Lambda does).
     pub resources: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for AslConfig {
+    fn default() -> Self {
+        AslConfig { payload_limit_bytes: beacon_asl::DEFAULT_PAYLOAD_LIMIT, resources: BTreeMap::new() }
+    }
 }
 
 /// How the state machine chooses and runs its parallel strategy.

@@ -205,8 +205,10 @@ impl Runner {
             events: EventJournal { journal: self.journal.clone(), execution: execution.to_string(), attempt },
             progress: self.progress.clone(),
         });
-        let mut interpreter =
-            Interpreter::new(tasks::registry(&self.services)).with_observer(observer).with_task_journal(tasks);
+        let mut interpreter = Interpreter::new(tasks::registry(&self.services))
+            .with_observer(observer)
+            .with_task_journal(tasks)
+            .with_payload_limit(self.services.config.asl.payload_limit_bytes);
         if let Some(sleeper) = &self.sleeper {
             interpreter = interpreter.with_sleeper(sleeper.clone());
         }

@@ -244,3 +244,22 @@ fn comparable(report: &beacon_pipeline::report::Report) -> Value {
     }
     v
 }
+
+#[tokio::test]
+async fn the_configured_payload_limit_applies_to_the_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
+    config.asl.payload_limit_bytes = 200;
+    let services = Services {
+        store: Store::local(&dir.path().join("store")).unwrap(),
+        llm: Arc::new(OfflineAnalyzer),
+        config: Arc::new(config),
+        unit_schema: Arc::new(beacon_pipeline::schema::default_unit_schema()),
+    };
+    let runner =
+        Runner::new(services, Journal::open(&dir.path().join("j.sqlite")).unwrap(), Arc::new(Recorder::default()));
+    match runner.run_bytes("pages.txt", pages(3), RunOptions::default()).await {
+        Err(RunError::Execution { error, .. }) => assert_eq!(error, "States.DataLimitExceeded"),
+        other => panic!("expected States.DataLimitExceeded, got {other:?}"),
+    }
+}
