@@ -15,7 +15,12 @@
 //! displays and reports can show them.
 
 pub mod bedrock;
+pub mod cache;
+pub mod concurrency;
+pub mod invoke;
+pub mod limiter;
 pub mod offline;
+pub mod openai;
 pub mod retry;
 
 use std::sync::Arc;
