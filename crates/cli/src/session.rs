@@ -7,10 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beacon_llm::bedrock::BedrockConverse;
+use beacon_llm::cache::{Cached, DirectoryCache};
+use beacon_llm::concurrency::{Adaptive, AdaptiveConfig};
+use beacon_llm::invoke::BedrockInvoke;
+use beacon_llm::limiter::{GcraLimiter, Limited, Quota};
 use beacon_llm::offline::OfflineAnalyzer;
+use beacon_llm::openai::OpenAiChat;
 use beacon_llm::retry::{RetryPolicy, Retrying};
 use beacon_llm::{ClientStats, LlmClient};
-use beacon_pipeline::config::ProviderConfig;
+use beacon_pipeline::config::{BedrockApi, ProviderConfig};
 use beacon_pipeline::report::UnitStatus;
 use beacon_pipeline::{Config, ProviderKind, RunError, RunOutcome, Runner, Services};
 use beacon_store::Store;
@@ -23,8 +28,9 @@ use crate::exit;
 /// Flags that override the configuration, shared by the commands that run the flow.
 #[derive(Args, Debug, Default, Clone)]
 pub struct FlowArgs {
-    /// LLM provider: offline (built-in extractive analyzer, no network) or bedrock.
-    #[arg(long, value_name = "offline|bedrock")]
+    /// LLM provider: offline (built-in extractive analyzer, no network), bedrock, or openai
+    /// (any OpenAI-compatible chat completions server).
+    #[arg(long, value_name = "offline|bedrock|openai")]
     pub provider: Option<ProviderKind>,
     /// Model id for Bedrock (or a Provisioned Throughput ARN).
     #[arg(long)]
@@ -38,6 +44,25 @@ pub struct FlowArgs {
     /// How many units to analyse at once (the inline Map's MaxConcurrency).
     #[arg(long)]
     pub max_concurrency: Option<u32>,
+    /// The provider's requests-per-minute quota (with neither --rpm nor --tpm, BEACON finds the
+    /// quota itself with adaptive concurrency).
+    #[arg(long)]
+    pub rpm: Option<u32>,
+    /// The provider's tokens-per-minute quota (input + output).
+    #[arg(long)]
+    pub tpm: Option<u64>,
+    /// Upper bound on each answer's tokens.
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
+    /// Seconds one request may take before it is retried as a timeout.
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<u64>,
+    /// A JSON Schema file unit results must follow (default: the built-in unit schema).
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+    /// Do not reuse cached results of identical requests.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Largest input file accepted, in bytes.
     #[arg(long)]
     pub max_file_bytes: Option<u64>,
@@ -54,6 +79,24 @@ impl FlowArgs {
         self.apply_provider(&mut config.provider);
         if let Some(c) = self.max_concurrency {
             config.strategy.inline_max_concurrency = c;
+        }
+        if let Some(rpm) = self.rpm {
+            config.quota.rpm = Some(rpm);
+        }
+        if let Some(tpm) = self.tpm {
+            config.quota.tpm = Some(tpm);
+        }
+        if let Some(t) = self.max_tokens {
+            config.llm.max_tokens = t;
+        }
+        if let Some(t) = self.request_timeout {
+            config.llm.request_timeout_secs = t;
+        }
+        if let Some(schema) = &self.schema {
+            config.llm.schema = Some(schema.clone());
+        }
+        if self.no_cache {
+            config.llm.cache = false;
         }
         if let Some(b) = self.max_file_bytes {
             config.limits.max_file_bytes = b;
@@ -117,6 +160,10 @@ impl Session {
             eprintln!("error: {e}");
             return Err(exit::USAGE);
         }
+        let unit_schema = beacon_pipeline::schema::unit_schema(&config).map_err(|e| {
+            eprintln!("error: {e}");
+            exit::USAGE
+        })?;
         let stats = ClientStats::default();
         let llm = build_client(&config, stats.clone()).await.map_err(|e| {
             eprintln!("error: {e}");
@@ -124,12 +171,7 @@ impl Session {
         })?;
         let (store, journal) = open_storage(&config)?;
         let display = Arc::new(Display::new(label, stats.clone(), !args.no_progress_bar));
-        let services = Services {
-            store,
-            llm,
-            config: Arc::new(config),
-            unit_schema: Arc::new(beacon_pipeline::schema::default_unit_schema()),
-        };
+        let services = Services { store, llm, config: Arc::new(config), unit_schema: Arc::new(unit_schema) };
         let runner = Runner::new(services, journal, display.clone());
         Ok(Session { runner, display, stats })
     }
@@ -191,7 +233,8 @@ fn write_reports(dir: &Path, outcome: &RunOutcome) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The provider named by the configuration, wrapped in the retry layer.
+/// The client stack the configuration asks for, outermost first:
+/// cache → rate limiter (known quota) or adaptive concurrency (unknown quota) → retry → provider.
 async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn LlmClient>, beacon_llm::LlmError> {
     let r = &config.retry;
     let policy = RetryPolicy {
@@ -200,13 +243,41 @@ async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn Llm
         max_attempts: r.max_attempts,
         throttle_budget: Duration::from_secs(r.throttle_budget_secs),
     };
-    Ok(match config.provider.kind {
-        ProviderKind::Offline => Arc::new(Retrying::new(OfflineAnalyzer, policy, stats)),
-        ProviderKind::Bedrock => {
-            let model = config.provider.model.clone().unwrap_or_default();
-            let client =
-                BedrockConverse::new(model, config.provider.endpoint.clone(), config.provider.region.clone()).await?;
-            Arc::new(Retrying::new(client, policy, stats))
+    let p = &config.provider;
+    let model = p.model.clone().unwrap_or_default();
+    let timeout = Duration::from_secs(config.llm.request_timeout_secs.max(1));
+    let provider: Arc<dyn LlmClient> = match (p.kind, p.api) {
+        // The offline analyzer needs no quota, no retry and no cache: it answers at once.
+        (ProviderKind::Offline, _) => return Ok(Arc::new(Retrying::new(OfflineAnalyzer, policy, stats))),
+        (ProviderKind::Bedrock, BedrockApi::Converse) => {
+            let mut b = BedrockConverse::builder(model.clone()).read_timeout(timeout);
+            if let Some(e) = &p.endpoint {
+                b = b.endpoint(e.clone());
+            }
+            if let Some(region) = &p.region {
+                b = b.region(region.clone());
+            }
+            Arc::new(b.build().await?)
         }
-    })
+        (ProviderKind::Bedrock, BedrockApi::Invoke) => {
+            Arc::new(BedrockInvoke::new(model.clone(), p.endpoint.clone(), p.region.clone()).await?)
+        }
+        (ProviderKind::Openai, _) => {
+            let key_var = p.api_key_env.as_deref().unwrap_or("OPENAI_API_KEY");
+            let key = std::env::var(key_var).ok().filter(|k| !k.is_empty());
+            Arc::new(OpenAiChat::new(p.endpoint.clone().unwrap_or_default(), model.clone(), key, timeout)?)
+        }
+    };
+    let retrying = Retrying::new(provider, policy, stats.clone());
+    let quota = Quota { rpm: config.quota.rpm, tpm: config.quota.tpm };
+    let paced: Arc<dyn LlmClient> = if config.quota.is_known() {
+        Arc::new(Limited::new(retrying, Arc::new(GcraLimiter::new(quota))))
+    } else {
+        Arc::new(Adaptive::new(retrying, AdaptiveConfig::default()))
+    };
+    if !config.llm.cache {
+        return Ok(paced);
+    }
+    let cache = DirectoryCache::new(config.data_dir.join("cache"));
+    Ok(Arc::new(Cached::new(paced, Arc::new(cache), model, stats)))
 }

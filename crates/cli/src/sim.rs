@@ -1,10 +1,10 @@
-//! `beacon sim`: a local Bedrock-compatible server.
+//! `beacon sim`: a local Bedrock-compatible (and OpenAI-compatible) server.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
-use beacon_sim::{SimConfig, SimServer};
-use clap::Args;
+use beacon_sim::{QuotaMode, SimConfig, SimServer};
+use clap::{Args, ValueEnum};
 
 use crate::exit;
 
@@ -16,19 +16,101 @@ pub struct SimArgs {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
-    /// Requests per minute the simulated quota allows (unlimited when absent).
+    /// Requests per minute the simulated quota allows, over a sliding 60 s window (unlimited when
+    /// absent).
     #[arg(long)]
     rpm: Option<u32>,
-    /// Requests the quota allows in a burst (default: rpm/6, at least 1).
+    /// Tokens per minute the simulated quota allows; each request reserves its input tokens plus
+    /// its max tokens until answered (unlimited when absent).
+    #[arg(long)]
+    tpm: Option<u64>,
+    /// Enforce --rpm as a token bucket admitting this many requests at once (default: rpm/6, at
+    /// least 1) instead of the sliding window.
     #[arg(long)]
     burst: Option<u32>,
-    /// Latency added to every successful answer, in milliseconds.
+    /// How --rpm is enforced (default: token-bucket with --burst, sliding-window otherwise).
+    #[arg(long, value_enum)]
+    quota_mode: Option<QuotaModeArg>,
+    /// The most requests answered at once; more are throttled (unlimited when absent).
+    #[arg(long)]
+    max_in_flight: Option<u32>,
+    /// Base latency of every successful answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Latency added per output token, in milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    latency_per_token_ms: f64,
+    /// Uniform spread of the latency, as a fraction (0.3 = ±30%).
+    #[arg(long, default_value_t = 0.0)]
+    latency_spread: f64,
+    /// Fraction of requests answered HTTP 503 (ServiceUnavailableException).
+    #[arg(long, default_value_t = 0.0)]
+    fault_503: f64,
+    /// Fraction of requests accepted and never answered.
+    #[arg(long, default_value_t = 0.0)]
+    fault_hang: f64,
+    /// Fraction of requests answered HTTP 200 with an unusable body.
+    #[arg(long, default_value_t = 0.0)]
+    fault_malformed: f64,
+    /// Seed for the latency spread and the faults (the same seed replays the same run).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum QuotaModeArg {
+    SlidingWindow,
+    TokenBucket,
+}
+
+impl From<QuotaModeArg> for QuotaMode {
+    fn from(mode: QuotaModeArg) -> QuotaMode {
+        match mode {
+            QuotaModeArg::SlidingWindow => QuotaMode::SlidingWindow,
+            QuotaModeArg::TokenBucket => QuotaMode::TokenBucket,
+        }
+    }
+}
+
+fn describe_quota(config: &SimConfig) -> String {
+    let mut limits = Vec::new();
+    match (config.rpm, config.effective_quota_mode()) {
+        (Some(rpm), QuotaMode::TokenBucket) => {
+            let burst = config.burst.unwrap_or(rpm / 6).max(1);
+            limits.push(format!("{rpm} requests/minute as a token bucket of {burst}"));
+        }
+        (Some(rpm), QuotaMode::SlidingWindow) => limits.push(format!("{rpm} requests/minute")),
+        (None, _) => {}
+    }
+    if let Some(tpm) = config.tpm {
+        limits.push(format!("{tpm} tokens/minute"));
+    }
+    if let Some(cap) = config.max_in_flight {
+        limits.push(format!("at most {cap} in flight"));
+    }
+    if limits.is_empty() { "no quota".into() } else { limits.join(", ") }
 }
 
 pub async fn sim(args: SimArgs) -> u8 {
-    let config = SimConfig { rpm: args.rpm, burst: args.burst, latency_ms: args.latency_ms };
+    let config = SimConfig {
+        rpm: args.rpm,
+        tpm: args.tpm,
+        burst: args.burst,
+        quota_mode: args.quota_mode.map(QuotaMode::from),
+        max_in_flight: args.max_in_flight,
+        latency_ms: args.latency_ms,
+        latency_per_output_token_ms: args.latency_per_token_ms,
+        latency_spread: args.latency_spread,
+        fault_503: args.fault_503,
+        fault_hang: args.fault_hang,
+        fault_malformed: args.fault_malformed,
+        seed: args.seed,
+    };
+    if let Err(e) = config.validate() {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
+    let quota = describe_quota(&config);
     let server = match SimServer::start(SocketAddr::new(args.host, args.port), config).await {
         Ok(s) => s,
         Err(e) => {
@@ -41,12 +123,26 @@ pub async fn sim(args: SimArgs) -> u8 {
     // ignore errors: a reader that closes our stdout must not stop the server.
     let mut out = std::io::stdout();
     let _ = writeln!(out, "beacon sim listening on http://{addr}");
-    let quota = args.rpm.map(|r| format!("{r} requests/minute")).unwrap_or_else(|| "no quota".into());
-    let _ = writeln!(
-        out,
-        "Converse API: POST http://{addr}/model/{{modelId}}/converse ({quota}, latency {} ms); stats: GET http://{addr}/sim/stats",
-        args.latency_ms
-    );
+    let mut latency = format!("latency {} ms", args.latency_ms);
+    if args.latency_per_token_ms > 0.0 {
+        latency.push_str(&format!(" + {} ms/output token", args.latency_per_token_ms));
+    }
+    if args.latency_spread > 0.0 {
+        latency.push_str(&format!(" ±{}%", args.latency_spread * 100.0));
+    }
+    let _ = writeln!(out, "Converse API: POST http://{addr}/model/{{modelId}}/converse ({quota}, {latency})");
+    let _ = writeln!(out, "OpenAI API: POST http://{addr}/v1/chat/completions (same model, quota and latency)");
+    if args.fault_503 + args.fault_hang + args.fault_malformed > 0.0 {
+        let _ = writeln!(
+            out,
+            "Faults: {}% HTTP 503, {}% never answered, {}% malformed (seed {})",
+            args.fault_503 * 100.0,
+            args.fault_hang * 100.0,
+            args.fault_malformed * 100.0,
+            args.seed
+        );
+    }
+    let _ = writeln!(out, "Stats: GET http://{addr}/_stats (and /sim/stats)");
     let _ = writeln!(out, "Use it: beacon run FILE --provider bedrock --model any-model --endpoint http://{addr}");
     let _ = out.flush();
     if let Err(e) = tokio::signal::ctrl_c().await {
@@ -54,10 +150,11 @@ pub async fn sim(args: SimArgs) -> u8 {
     }
     let stats = server.stats();
     server.shutdown().await;
+    let faults = stats.faults.unavailable + stats.faults.hung + stats.faults.malformed;
     let _ = writeln!(
         out,
-        "served {} requests: {} succeeded, {} throttled",
-        stats.requests, stats.succeeded, stats.throttled
+        "served {} requests: {} succeeded, {} throttled, {} faults",
+        stats.requests, stats.succeeded, stats.throttled, faults
     );
     exit::SUCCESS
 }

@@ -6,9 +6,16 @@
 //!
 //! Providers:
 //! - [`bedrock::BedrockConverse`]: Amazon Bedrock's Converse API through the AWS SDK for Rust.
+//! - [`invoke::BedrockInvoke`]: Bedrock InvokeModel with an Anthropic Messages body (AWS SDK).
+//! - [`openai::OpenAiChat`]: OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, llama.cpp).
 //! - [`offline::OfflineAnalyzer`]: an extractive analyzer that needs no model and no network.
 //!
-//! Wrappers (the client stack):
+//! Wrappers (the client stack), outermost first:
+//! `Cached<Limited<Adaptive<Retrying<provider>>>>`.
+//! - [`cache::Cached`]: answers repeated requests from a content-addressed [`cache::CacheStore`].
+//! - [`limiter::Limited`]: paces calls to a requests/minute and tokens/minute quota
+//!   ([`limiter::GcraLimiter`]), reserving `input + max_tokens` and refunding what was unused.
+//! - [`concurrency::Adaptive`]: AIMD limit on calls in flight, for when the quota is unknown.
 //! - [`retry::Retrying`]: exponential backoff with full jitter on throttling, 5xx and timeouts.
 //!
 //! [`ClientStats`] counts requests, throttles and retries across the stack so that progress

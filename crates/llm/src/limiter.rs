@@ -1,1 +1,750 @@
-//! (being written)
+//! Rate limiting on requests per minute **and** tokens per minute, before a request is sent.
+//!
+//! Model quotas come in two dimensions: requests per minute (RPM) and tokens per minute (TPM,
+//! input + output). [`GcraLimiter`] paces requests on both, so that a run of thousands of pages
+//! flows at the quota instead of bursting into it and living on throttling errors.
+//!
+//! # Algorithm
+//!
+//! Each dimension runs the generic cell rate algorithm (GCRA): a *theoretical arrival time*
+//! (TAT) and an emission interval `T` (`60 s / rpm` per request, `60 s / tpm` per token). A
+//! request costing `n` units is admitted at time `t` when `max(TAT, t) + n·T − t ≤ τ`, and then
+//! moves the TAT to `max(TAT, t) + n·T`. The tolerance `τ` is the time of a burst: `burst·T`,
+//! where `burst` defaults to one sixth of a minute's quota ([`DEFAULT_BURST`], configurable with
+//! [`GcraLimiter::with_burst`]). GCRA alone lets a full burst go after an idle spell *and* keeps
+//! the full rate afterwards, so a 60 s window could see `quota + burst`; a ledger of the last
+//! 60 s of admissions closes that gap: a request is also held until the window ending at its
+//! admission holds at most the quota. The result is smooth pacing, bursts of at most `burst`,
+//! never more than the quota in any 60 s window, and a steady state at the quota.
+//!
+//! Requests wait in FIFO order: only the oldest waiter watches the clock, so a large request is
+//! not starved by small ones behind it.
+//!
+//! # Reservations and refunds
+//!
+//! The output's size is unknown before the call, so [`RateLimiter::acquire`] reserves an
+//! estimate (input estimate + `max_tokens`, which is also how Amazon Bedrock charges a request
+//! when it starts) and [`RateLimiter::settle`] gives back what was not used, moving the token TAT
+//! back by `(reserved − used)·T` (never before now) and lowering the ledger entry. A request that
+//! used more than it reserved is charged the difference.
+//!
+//! A request larger than the burst waits until the bucket is full (TAT ≤ now) and then goes
+//! alone; one larger than the whole TPM also waits for an empty 60 s window. Otherwise it could
+//! never run. The debt it leaves (a TAT far in the future) holds the following requests back
+//! until it is repaid, so the average rate stays at the quota.
+//!
+//! ```no_run
+//! # async fn run(client: impl beacon_llm::LlmClient, request: beacon_llm::CompletionRequest) {
+//! use std::sync::Arc;
+//! use beacon_llm::LlmClient;
+//! use beacon_llm::limiter::{GcraLimiter, Limited, Quota};
+//!
+//! let limiter = Arc::new(GcraLimiter::new(Quota { rpm: Some(120), tpm: Some(200_000) }));
+//! let client = Limited::new(client, limiter);
+//! let answer = client.complete(&request).await;
+//! # }
+//! ```
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::offline::estimate_tokens;
+use crate::{Completion, CompletionRequest, LlmClient, LlmError};
+
+/// The window quotas are counted over.
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// The default burst: the share of a minute's quota that may go at once.
+pub const DEFAULT_BURST: f64 = 1.0 / 6.0;
+
+/// The time source of the limiter and of [`crate::concurrency::Adaptive`]. Tests replace it so
+/// that nothing sleeps for real; the default is [`TokioClock`].
+#[async_trait]
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> Instant;
+
+    /// Waits until `deadline` (returns at once when it has passed).
+    async fn sleep_until(&self, deadline: Instant);
+}
+
+/// The real clock and tokio's timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioClock;
+
+#[async_trait]
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    async fn sleep_until(&self, deadline: Instant) {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
+    }
+}
+
+/// A clock that moves only when told to: [`ManualClock::advance`], or a sleep, which jumps the
+/// clock to its deadline and yields to other tasks. For tests and simulations.
+///
+/// Jumping is exact while one task at a time sleeps on it, which is what the limiter does (only
+/// the oldest waiter watches the clock). It also serves as [`crate::retry::Sleep`], so one clock
+/// can drive a whole client stack.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: Mutex<Instant>,
+}
+
+impl ManualClock {
+    /// A clock that starts at the real current time.
+    pub fn new() -> Self {
+        ManualClock { now: Mutex::new(Instant::now()) }
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let mut now = lock(&self.now);
+        *now += by;
+    }
+
+    /// Moves the clock forward to `to`; a time in the past changes nothing.
+    pub fn advance_to(&self, to: Instant) {
+        let mut now = lock(&self.now);
+        *now = (*now).max(to);
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        ManualClock::new()
+    }
+}
+
+#[async_trait]
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        *lock(&self.now)
+    }
+
+    async fn sleep_until(&self, deadline: Instant) {
+        self.advance_to(deadline);
+        tokio::task::yield_now().await;
+    }
+}
+
+#[async_trait]
+impl crate::retry::Sleep for ManualClock {
+    async fn sleep(&self, duration: Duration) {
+        self.advance(duration);
+        tokio::task::yield_now().await;
+    }
+
+    fn now(&self) -> Instant {
+        Clock::now(self)
+    }
+}
+
+/// A model's quota. `None` (or zero) leaves a dimension unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens (input + output) per minute.
+    pub tpm: Option<u64>,
+}
+
+impl Quota {
+    /// No limit on either dimension.
+    pub fn unlimited() -> Self {
+        Quota::default()
+    }
+}
+
+/// Leave to send one request, from [`RateLimiter::acquire`]; give it back with
+/// [`RateLimiter::settle`]. A permit dropped unsettled keeps its whole reservation (the safe
+/// side).
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use = "a permit should be settled with the tokens actually used"]
+pub struct Permit {
+    /// The tokens reserved for the request.
+    pub reserved: u64,
+    /// What the issuing limiter uses to find the reservation again; opaque to callers.
+    pub ticket: u64,
+}
+
+impl Permit {
+    /// A permit for `reserved` tokens; `ticket` is the issuing limiter's own reference.
+    pub fn new(reserved: u64, ticket: u64) -> Self {
+        Permit { reserved, ticket }
+    }
+}
+
+/// Paces requests to a quota. Implementations: [`GcraLimiter`] in process; a shared one (e.g.
+/// backed by DynamoDB) when several processes draw on one quota.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Waits until a request estimated at `tokens` (input estimate + `max_tokens`) may be sent;
+    /// returns a permit. Cancel-safe: a cancelled wait reserves nothing.
+    async fn acquire(&self, tokens: u64) -> Permit;
+
+    /// The request finished: `used` is the actual input + output tokens; the unused part of the
+    /// reservation is refunded (and an overrun charged).
+    fn settle(&self, permit: Permit, used: u64);
+}
+
+/// One dimension's GCRA state.
+#[derive(Debug)]
+struct Dimension {
+    /// Units per minute.
+    quota: u64,
+    /// Units that may go at once.
+    burst: u64,
+    /// Theoretical arrival time: when everything admitted so far is paid for.
+    tat: Instant,
+}
+
+impl Dimension {
+    fn new(quota: u64, burst_fraction: f64, now: Instant) -> Self {
+        // Truncation is intended: the burst is a whole number of units, at least one.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        let burst = ((quota as f64 * burst_fraction).floor() as u64).clamp(1, quota);
+        Dimension { quota, burst, tat: now }
+    }
+
+    /// The time `units` cost: `units · 60 s / quota`.
+    fn cost(&self, units: u64) -> Duration {
+        let nanos = u128::from(units) * WINDOW.as_nanos() / u128::from(self.quota);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// How long a request of `units` must wait from `now` (zero when it may go).
+    fn wait(&self, now: Instant, units: u64) -> Duration {
+        if units <= self.burst {
+            // max(TAT, now) + cost − now ≤ τ  ⇔  now ≥ TAT + cost − τ.
+            later(self.tat, self.cost(units)).saturating_duration_since(later(now, self.cost(self.burst)))
+        } else {
+            // Larger than a burst: wait for a full bucket, then go alone.
+            self.tat.saturating_duration_since(now)
+        }
+    }
+
+    fn charge(&mut self, now: Instant, units: u64) {
+        self.tat = later(self.tat.max(now), self.cost(units));
+    }
+
+    fn refund(&mut self, now: Instant, units: u64) {
+        if self.tat > now {
+            self.tat = self.tat.checked_sub(self.cost(units)).map_or(now, |tat| tat.max(now));
+        }
+    }
+}
+
+/// One admission in the last [`WINDOW`].
+#[derive(Debug)]
+struct Admission {
+    ticket: u64,
+    at: Instant,
+    tokens: u64,
+}
+
+#[derive(Debug)]
+struct Gcra {
+    requests: Option<Dimension>,
+    tokens: Option<Dimension>,
+    /// Admissions of the last [`WINDOW`], oldest first (tickets increase).
+    ledger: VecDeque<Admission>,
+    ledger_tokens: u64,
+    next_ticket: u64,
+}
+
+impl Gcra {
+    fn prune(&mut self, now: Instant) {
+        while let Some(first) = self.ledger.front() {
+            if first.at + WINDOW > now {
+                break;
+            }
+            self.ledger_tokens = self.ledger_tokens.saturating_sub(first.tokens);
+            self.ledger.pop_front();
+        }
+    }
+
+    /// How long a request of `tokens` must wait from `now`; `None` when it may go now.
+    fn wait(&self, now: Instant, tokens: u64) -> Option<Duration> {
+        let mut wait = Duration::ZERO;
+        if let Some(requests) = &self.requests {
+            wait = wait.max(requests.wait(now, 1));
+            // At most `rpm` admissions in the window ending now, this one included.
+            let quota = usize::try_from(requests.quota).unwrap_or(usize::MAX);
+            if self.ledger.len() >= quota {
+                let oldest_to_expire = &self.ledger[self.ledger.len() - quota];
+                wait = wait.max((oldest_to_expire.at + WINDOW).saturating_duration_since(now));
+            }
+        }
+        if let Some(dimension) = &self.tokens {
+            wait = wait.max(dimension.wait(now, tokens));
+            // At most `tpm` tokens in the window; a request larger than that needs it empty.
+            let allowed = dimension.quota.saturating_sub(tokens);
+            let mut in_window = self.ledger_tokens;
+            for admission in &self.ledger {
+                if in_window <= allowed {
+                    break;
+                }
+                in_window = in_window.saturating_sub(admission.tokens);
+                wait = wait.max((admission.at + WINDOW).saturating_duration_since(now));
+            }
+        }
+        (!wait.is_zero()).then_some(wait)
+    }
+
+    fn admit(&mut self, now: Instant, tokens: u64) -> Permit {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        if let Some(requests) = &mut self.requests {
+            requests.charge(now, 1);
+        }
+        if let Some(dimension) = &mut self.tokens {
+            dimension.charge(now, tokens);
+        }
+        if self.requests.is_some() || self.tokens.is_some() {
+            self.ledger.push_back(Admission { ticket, at: now, tokens });
+            self.ledger_tokens = self.ledger_tokens.saturating_add(tokens);
+        }
+        Permit::new(tokens, ticket)
+    }
+
+    /// Settles `permit`; returns whether anything was refunded.
+    fn settle(&mut self, now: Instant, permit: &Permit, used: u64) -> bool {
+        if let Some(dimension) = &mut self.tokens {
+            if used < permit.reserved {
+                dimension.refund(now, permit.reserved - used);
+            } else {
+                dimension.charge(now, used - permit.reserved);
+            }
+        }
+        if let Ok(index) = self.ledger.binary_search_by_key(&permit.ticket, |admission| admission.ticket) {
+            let admission = &mut self.ledger[index];
+            self.ledger_tokens = self.ledger_tokens.saturating_sub(admission.tokens).saturating_add(used);
+            admission.tokens = used;
+        }
+        used < permit.reserved
+    }
+}
+
+/// An in-process [`RateLimiter`]: GCRA on requests and tokens plus a 60 s ledger (see the
+/// [module documentation](self)). Share one (in an `Arc`) among all clients that draw on the
+/// same quota.
+pub struct GcraLimiter {
+    quota: Quota,
+    burst: f64,
+    clock: Arc<dyn Clock>,
+    state: Mutex<Gcra>,
+    /// Held by the oldest waiter: FIFO order, one clock watcher.
+    turn: tokio::sync::Mutex<()>,
+    /// Wakes the oldest waiter early when a settlement refunded tokens.
+    refunded: Notify,
+}
+
+impl GcraLimiter {
+    /// A limiter for `quota` on the real clock, with the default burst.
+    pub fn new(quota: Quota) -> Self {
+        GcraLimiter::with_clock(quota, Arc::new(TokioClock))
+    }
+
+    /// A limiter for `quota` on `clock`, with the default burst.
+    pub fn with_clock(quota: Quota, clock: Arc<dyn Clock>) -> Self {
+        let burst = DEFAULT_BURST;
+        let state = Mutex::new(GcraLimiter::fresh_state(quota, burst, clock.now()));
+        GcraLimiter { quota, burst, clock, state, turn: tokio::sync::Mutex::new(()), refunded: Notify::new() }
+    }
+
+    /// Sets the burst: the share of a minute's quota (in `(0, 1]`, default [`DEFAULT_BURST`]) that
+    /// may go at once. Resets the limiter's state, so call it before use.
+    pub fn with_burst(mut self, fraction: f64) -> Self {
+        self.burst = if fraction.is_finite() { fraction.clamp(f64::MIN_POSITIVE, 1.0) } else { DEFAULT_BURST };
+        self.state = Mutex::new(GcraLimiter::fresh_state(self.quota, self.burst, self.clock.now()));
+        self
+    }
+
+    /// The quota in force.
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// The burst in units: `(requests, tokens)` that may go at once, per limited dimension.
+    pub fn burst(&self) -> (Option<u64>, Option<u64>) {
+        let state = lock(&self.state);
+        (state.requests.as_ref().map(|d| d.burst), state.tokens.as_ref().map(|d| d.burst))
+    }
+
+    fn fresh_state(quota: Quota, burst: f64, now: Instant) -> Gcra {
+        let dimension = |per_minute: u64| (per_minute > 0).then(|| Dimension::new(per_minute, burst, now));
+        Gcra {
+            requests: quota.rpm.and_then(|rpm| dimension(u64::from(rpm))),
+            tokens: quota.tpm.and_then(dimension),
+            ledger: VecDeque::new(),
+            ledger_tokens: 0,
+            next_ticket: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for GcraLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcraLimiter").field("quota", &self.quota).field("burst", &self.burst).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl RateLimiter for GcraLimiter {
+    async fn acquire(&self, tokens: u64) -> Permit {
+        let _turn = self.turn.lock().await;
+        loop {
+            let deadline = {
+                let mut state = lock(&self.state);
+                let now = self.clock.now();
+                state.prune(now);
+                match state.wait(now, tokens) {
+                    None => return state.admit(now, tokens),
+                    Some(wait) => now + wait,
+                }
+            };
+            // A refund in between stores a wake-up in `refunded`, so none is lost.
+            tokio::select! {
+                () = self.clock.sleep_until(deadline) => {}
+                () = self.refunded.notified() => {}
+            }
+        }
+    }
+
+    fn settle(&self, permit: Permit, used: u64) {
+        let refunded = lock(&self.state).settle(self.clock.now(), &permit, used);
+        if refunded {
+            self.refunded.notify_one();
+        }
+    }
+}
+
+/// An [`LlmClient`] that asks a [`RateLimiter`] before every call to its inner client and settles
+/// with the tokens the call used.
+///
+/// The reservation is `estimate_tokens(system) + estimate_tokens(instruction) +
+/// estimate_tokens(content) + max_tokens`. A failed call is settled as follows: throttled,
+/// rejected and configuration errors consumed nothing at the provider (Bedrock does not count
+/// throttled requests' tokens), so everything is refunded; a call that met transient errors
+/// (timeouts, 5xx) may have been processed, so its input estimate stays charged. The request
+/// itself always counts. Retries inside the inner client are not charged again: the limiter
+/// admits calls, not attempts.
+pub struct Limited<C> {
+    inner: C,
+    limiter: Arc<dyn RateLimiter>,
+}
+
+impl<C: LlmClient> Limited<C> {
+    /// Wraps `inner`; `limiter` may be shared with other clients on the same quota.
+    pub fn new(inner: C, limiter: Arc<dyn RateLimiter>) -> Self {
+        Limited { inner, limiter }
+    }
+
+    /// The wrapped client.
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    /// The limiter asked before every call.
+    pub fn limiter(&self) -> &Arc<dyn RateLimiter> {
+        &self.limiter
+    }
+}
+
+impl<C> std::fmt::Debug for Limited<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limited").finish_non_exhaustive()
+    }
+}
+
+/// The input tokens of `request` as estimated before sending it.
+pub fn estimate_input_tokens(request: &CompletionRequest) -> u64 {
+    estimate_tokens(&request.system) + estimate_tokens(&request.instruction) + estimate_tokens(&request.content)
+}
+
+/// The tokens a failed call is assumed to have consumed at the provider.
+fn consumed_by_failure(error: &LlmError, input_estimate: u64) -> u64 {
+    match error {
+        LlmError::Throttled { .. } | LlmError::Rejected { .. } | LlmError::Config { .. } => 0,
+        LlmError::GaveUp { attempts, throttles, last } => {
+            if attempts > throttles {
+                input_estimate
+            } else {
+                consumed_by_failure(last, input_estimate)
+            }
+        }
+        LlmError::Transient { .. } => input_estimate,
+    }
+}
+
+#[async_trait]
+impl<C: LlmClient> LlmClient for Limited<C> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError> {
+        let input = estimate_input_tokens(request);
+        let permit = self.limiter.acquire(input + u64::from(request.max_tokens)).await;
+        let result = self.inner.complete(request).await;
+        let used = match &result {
+            Ok(completion) => completion.usage.total(),
+            Err(error) => consumed_by_failure(error, input),
+        };
+        self.limiter.settle(permit, used);
+        result
+    }
+}
+
+/// `at + by`, saturating instead of panicking on absurd costs (a huge request on a tiny quota).
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by).or_else(|| at.checked_add(WINDOW * 1_000_000)).unwrap_or(at)
+}
+
+/// Locks `mutex`, ignoring poisoning: the state stays consistent between statements.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    fn limiter(quota: Quota) -> (GcraLimiter, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new());
+        (GcraLimiter::with_clock(quota, clock.clone()), clock)
+    }
+
+    /// Checks that every 60 s window starting at an admission holds at most `rpm` admissions and
+    /// `tpm` tokens. `admissions` are `(time, tokens)` in time order.
+    fn assert_windows(admissions: &[(Instant, u64)], rpm: usize, tpm: u64) {
+        for (i, &(start, _)) in admissions.iter().enumerate() {
+            let window: Vec<_> = admissions[i..].iter().take_while(|(at, _)| *at < start + WINDOW).collect();
+            let tokens: u64 = window.iter().map(|(_, tokens)| tokens).sum();
+            assert!(window.len() <= rpm, "{} requests in the window from admission {i}", window.len());
+            assert!(tokens <= tpm, "{tokens} tokens in the window from admission {i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn never_more_than_the_quota_in_any_window() {
+        for seed in 0..8 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let quota = Quota { rpm: Some(rng.random_range(10..200)), tpm: Some(rng.random_range(5_000..100_000)) };
+            let (limiter, clock) = limiter(quota);
+            let limiter = limiter.with_burst(rng.random_range(0.05..1.0));
+            let mut admissions = Vec::new();
+            // Calls in flight: their permits and what they will have used.
+            let mut in_flight: Vec<(Permit, u64)> = Vec::new();
+            for _ in 0..600 {
+                // Mostly modest requests, now and then one larger than the burst.
+                let reserved = if rng.random_bool(0.1) {
+                    rng.random_range(1..=quota.tpm.unwrap())
+                } else {
+                    rng.random_range(1..quota.tpm.unwrap() / 10)
+                };
+                let permit = limiter.acquire(reserved).await;
+                let used = rng.random_range(0..=reserved);
+                admissions.push((Clock::now(&*clock), used));
+                in_flight.push((permit, used));
+                // Calls take a while and finish in any order.
+                clock.advance(Duration::from_millis(rng.random_range(0..2_000)));
+                while !in_flight.is_empty() && rng.random_bool(0.6) {
+                    let (permit, used) = in_flight.swap_remove(rng.random_range(0..in_flight.len()));
+                    limiter.settle(permit, used);
+                }
+            }
+            assert_windows(&admissions, quota.rpm.unwrap() as usize, quota.tpm.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn throughput_converges_to_the_request_quota() {
+        let (limiter, clock) = limiter(Quota { rpm: Some(120), tpm: None });
+        let start = Clock::now(&*clock);
+        let mut admissions = Vec::new();
+        for _ in 0..1_200 {
+            let permit = limiter.acquire(100).await;
+            admissions.push((Clock::now(&*clock), 100));
+            limiter.settle(permit, 100);
+        }
+        assert_windows(&admissions, 120, u64::MAX);
+        // The default burst goes at once, then one request every 500 ms.
+        assert_eq!(admissions.iter().filter(|(at, _)| *at == start).count(), 20);
+        let elapsed = admissions.last().unwrap().0 - start;
+        let per_second = 1_200.0 / elapsed.as_secs_f64();
+        assert!((1.9..=2.1).contains(&per_second), "{per_second} requests/s over {elapsed:?}");
+        // Steady state: every admitted window of 60 s is full.
+        let after_warmup = admissions.iter().filter(|(at, _)| *at >= start + WINDOW * 2 && *at < start + WINDOW * 3);
+        assert_eq!(after_warmup.count(), 120);
+    }
+
+    #[tokio::test]
+    async fn throughput_converges_to_the_token_quota() {
+        let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(60_000) });
+        let start = Clock::now(&*clock);
+        let mut tokens = 0;
+        while Clock::now(&*clock) < start + WINDOW * 10 {
+            let permit = limiter.acquire(1_000).await;
+            tokens += 1_000;
+            limiter.settle(permit, 1_000);
+        }
+        // 1 000 tokens/s plus the initial burst and the last request.
+        assert!((600_000..=612_000).contains(&tokens), "{tokens}");
+    }
+
+    #[tokio::test]
+    async fn refunds_let_more_requests_through() {
+        let quota = Quota { rpm: None, tpm: Some(60_000) };
+        let mut admitted = Vec::new();
+        for used in [5_000, 500] {
+            let (limiter, clock) = limiter(quota);
+            let start = Clock::now(&*clock);
+            let mut count = 0;
+            while Clock::now(&*clock) < start + WINDOW * 5 {
+                let permit = limiter.acquire(5_000).await;
+                count += 1;
+                limiter.settle(permit, used);
+            }
+            admitted.push(count);
+        }
+        // Using a tenth of the reservation lets (nearly) ten times as many through.
+        assert!(admitted[1] > admitted[0] * 8, "{admitted:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refund_wakes_the_waiting_request() {
+        // Time stands still: only the refund can let the second request through.
+        let still = Arc::new(StillClock(Instant::now()));
+        let limiter = Arc::new(GcraLimiter::with_clock(Quota { rpm: None, tpm: Some(6_000) }, still));
+        let first = limiter.acquire(1_000).await;
+        let waiter = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.acquire(1_000).await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished(), "the second request must wait for tokens");
+        limiter.settle(first, 0);
+        let second = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        assert_eq!(second.reserved, 1_000);
+    }
+
+    /// A clock that never moves; its sleeps never end.
+    struct StillClock(Instant);
+
+    #[async_trait]
+    impl Clock for StillClock {
+        fn now(&self) -> Instant {
+            self.0
+        }
+        async fn sleep_until(&self, _deadline: Instant) {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_larger_than_the_quota_go_alone() {
+        let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(10_000) });
+        let start = Clock::now(&*clock);
+        let huge = limiter.acquire(25_000).await;
+        assert_eq!(Clock::now(&*clock), start, "an idle limiter admits it at once");
+        limiter.settle(huge, 25_000);
+        let next = limiter.acquire(100).await;
+        // The debt (150 s of tokens) is repaid before anything else goes, less the burst.
+        let waited = Clock::now(&*clock) - start;
+        assert!(waited >= Duration::from_secs(140), "{waited:?}");
+        limiter.settle(next, 100);
+    }
+
+    #[tokio::test]
+    async fn absurd_requests_do_not_panic() {
+        let (limiter, _clock) = limiter(Quota { rpm: Some(1), tpm: Some(1) });
+        let permit = limiter.acquire(u64::MAX / 2).await;
+        limiter.settle(permit, u64::MAX / 4);
+        let (limiter, _clock) = self::limiter(Quota { rpm: None, tpm: Some(u64::MAX) });
+        for _ in 0..3 {
+            let permit = limiter.acquire(u64::MAX / 2).await;
+            limiter.settle(permit, u64::MAX);
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_larger_than_the_burst_wait_for_a_full_bucket() {
+        let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(6_000) });
+        let start = Clock::now(&*clock);
+        let small = limiter.acquire(600).await;
+        limiter.settle(small, 600);
+        // 3 000 > the 1 000-token burst: it waits until the 600 tokens are paid for (6 s).
+        let large = limiter.acquire(3_000).await;
+        assert_eq!(Clock::now(&*clock) - start, Duration::from_secs(6));
+        limiter.settle(large, 3_000);
+    }
+
+    #[tokio::test]
+    async fn overruns_are_charged() {
+        let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(6_000) });
+        let start = Clock::now(&*clock);
+        let permit = limiter.acquire(100).await;
+        limiter.settle(permit, 1_000);
+        let permit = limiter.acquire(1_000).await;
+        // 1 000 tokens used, the burst is 1 000: the next 1 000 wait 10 s.
+        assert_eq!(Clock::now(&*clock) - start, Duration::from_secs(10));
+        limiter.settle(permit, 1_000);
+    }
+
+    #[tokio::test]
+    async fn unlimited_quota_never_waits() {
+        let (limiter, clock) = limiter(Quota::unlimited());
+        let start = Clock::now(&*clock);
+        for _ in 0..10_000 {
+            let permit = limiter.acquire(1_000_000).await;
+            limiter.settle(permit, 1);
+        }
+        assert_eq!(Clock::now(&*clock), start);
+        // Zero means unset, not "never".
+        let (limiter, _clock) = self::limiter(Quota { rpm: Some(0), tpm: Some(0) });
+        let permit = limiter.acquire(5).await;
+        limiter.settle(permit, 5);
+    }
+
+    #[test]
+    fn burst_is_a_share_of_the_quota() {
+        let (limiter, _clock) = limiter(Quota { rpm: Some(120), tpm: Some(600_000) });
+        assert_eq!(limiter.burst(), (Some(20), Some(100_000)));
+        let limiter = limiter.with_burst(0.5);
+        assert_eq!(limiter.burst(), (Some(60), Some(300_000)));
+        let limiter = limiter.with_burst(0.0);
+        assert_eq!(limiter.burst(), (Some(1), Some(1)));
+    }
+
+    #[test]
+    fn failures_consume_what_the_provider_counted() {
+        let throttled = LlmError::Throttled { provider: "p".into(), message: "m".into(), retry_after: None };
+        let transient = LlmError::Transient { provider: "p".into(), message: "m".into() };
+        assert_eq!(consumed_by_failure(&throttled, 70), 0);
+        assert_eq!(consumed_by_failure(&transient, 70), 70);
+        let gave_up = |attempts, throttles, last: &LlmError| LlmError::GaveUp {
+            attempts,
+            throttles,
+            last: Box::new(last.clone()),
+        };
+        assert_eq!(consumed_by_failure(&gave_up(5, 5, &throttled), 70), 0);
+        assert_eq!(consumed_by_failure(&gave_up(5, 2, &throttled), 70), 70);
+        assert_eq!(consumed_by_failure(&gave_up(3, 0, &transient), 70), 70);
+    }
+}

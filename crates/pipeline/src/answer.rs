@@ -10,15 +10,26 @@ use serde_json::Value;
 pub enum AnswerError {
     #[error("the answer contains no JSON object")]
     NoJson,
-    #[error("the answer's JSON does not follow the unit schema: {0}")]
-    Schema(String),
+    /// Every violation, as `"<json pointer>: <problem>"`.
+    #[error("the answer's JSON does not follow the unit schema: {}", .0.join("; "))]
+    Schema(Vec<String>),
+}
+
+impl AnswerError {
+    /// The problems one by one, as a repair request quotes them to the model.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            AnswerError::NoJson => vec![self.to_string()],
+            AnswerError::Schema(problems) => problems.clone(),
+        }
+    }
 }
 
 /// Parse `text` into a JSON object valid under `schema`.
 pub fn parse_answer(text: &str, schema: &Value) -> Result<Value, AnswerError> {
     let value = first_json_object(text).ok_or(AnswerError::NoJson)?;
     let problems = crate::schema::violations(schema, &value);
-    if problems.is_empty() { Ok(value) } else { Err(AnswerError::Schema(problems.join("; "))) }
+    if problems.is_empty() { Ok(value) } else { Err(AnswerError::Schema(problems)) }
 }
 
 /// The first `{...}` in `text` that parses as a JSON object.
@@ -56,6 +67,12 @@ mod tests {
     fn rejects_missing_json_and_schema_violations() {
         let s = default_unit_schema();
         assert_eq!(parse_answer("no json here", &s), Err(AnswerError::NoJson));
-        assert!(matches!(parse_answer(r#"{"title": "t"}"#, &s), Err(AnswerError::Schema(m)) if m.contains("summary")));
+        let err = parse_answer(r#"{"title": "t", "headings": "H"}"#, &s).unwrap_err();
+        assert_eq!(
+            err.problems(),
+            vec!["/: missing required property 'summary'", "/headings: expected array, found string"]
+        );
+        assert!(err.to_string().ends_with("'summary'; /headings: expected array, found string"), "{err}");
+        assert_eq!(AnswerError::NoJson.problems(), vec!["the answer contains no JSON object"]);
     }
 }

@@ -14,8 +14,21 @@ pub enum ProviderKind {
     /// The built-in extractive analyzer: no model, no network, no cost.
     #[default]
     Offline,
-    /// Amazon Bedrock's Converse API.
+    /// Amazon Bedrock (Converse API by default, InvokeModel with `api = "invoke"`).
     Bedrock,
+    /// An OpenAI-compatible chat completions endpoint (OpenAI, vLLM, Ollama, llama.cpp server).
+    Openai,
+}
+
+/// Which Bedrock API carries the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BedrockApi {
+    /// The Converse API (any model).
+    #[default]
+    Converse,
+    /// InvokeModel with an Anthropic Messages body.
+    Invoke,
 }
 
 impl ProviderKind {
@@ -23,6 +36,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Offline => "offline",
             ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Openai => "openai",
         }
     }
 }
@@ -33,7 +47,8 @@ impl std::str::FromStr for ProviderKind {
         match s.to_ascii_lowercase().as_str() {
             "offline" => Ok(ProviderKind::Offline),
             "bedrock" => Ok(ProviderKind::Bedrock),
-            other => Err(format!("unknown provider '{other}' (expected offline or bedrock)")),
+            "openai" => Ok(ProviderKind::Openai),
+            other => Err(format!("unknown provider '{other}' (expected offline, bedrock or openai)")),
         }
     }
 }
@@ -50,6 +65,8 @@ pub struct Config {
     pub provider: ProviderConfig,
     pub llm: LlmConfig,
     pub retry: RetryConfig,
+    /// The provider's quota; when neither is set the client discovers it (adaptive concurrency).
+    pub quota: QuotaConfig,
     /// Prices per model id (USD per 1,000 tokens), on top of the built-in table.
     pub pricing: BTreeMap<String, Price>,
     /// `beacon asl run`: local handlers for task resources.
@@ -104,19 +121,47 @@ pub struct ProviderConfig {
     pub endpoint: Option<String>,
     /// AWS region override; otherwise the normal AWS resolution (env, profile).
     pub region: Option<String>,
+    /// Bedrock only: Converse (default) or InvokeModel.
+    pub api: BedrockApi,
+    /// OpenAI-compatible only: the environment variable holding the API key (default
+    /// `OPENAI_API_KEY`; no key is sent when it is unset, as local servers expect).
+    pub api_key_env: Option<String>,
 }
 
-/// Per-request model parameters.
+/// Per-request model parameters and the client stack's switches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmConfig {
     pub max_tokens: u32,
     pub temperature: f32,
+    /// How long one request may take before it counts as a (retryable) timeout.
+    pub request_timeout_secs: u64,
+    /// A JSON Schema file unit results must follow instead of the built-in one.
+    pub schema: Option<PathBuf>,
+    /// Reuse earlier results for identical requests (content, prompt, model, schema, parameters).
+    pub cache: bool,
 }
 
 impl Default for LlmConfig {
     fn default() -> Self {
-        LlmConfig { max_tokens: 2048, temperature: 0.0 }
+        LlmConfig { max_tokens: 2048, temperature: 0.0, request_timeout_secs: 120, schema: None, cache: true }
+    }
+}
+
+/// The provider's quota as the user knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens (input + output) per minute.
+    pub tpm: Option<u64>,
+}
+
+impl QuotaConfig {
+    /// Whether any quota is known (otherwise adaptive concurrency finds it).
+    pub fn is_known(&self) -> bool {
+        self.rpm.is_some() || self.tpm.is_some()
     }
 }
 
@@ -155,6 +200,7 @@ impl Default for Config {
             provider: ProviderConfig::default(),
             llm: LlmConfig::default(),
             retry: RetryConfig::default(),
+            quota: QuotaConfig::default(),
             pricing: BTreeMap::new(),
             asl: AslConfig::default(),
         }
@@ -233,6 +279,12 @@ impl Config {
         if let Some(v) = get("BEACON_MAX_UNITS") {
             self.limits.max_units = parse("BEACON_MAX_UNITS", &v)?;
         }
+        if let Some(v) = get("BEACON_RPM") {
+            self.quota.rpm = Some(parse("BEACON_RPM", &v)?);
+        }
+        if let Some(v) = get("BEACON_TPM") {
+            self.quota.tpm = Some(parse("BEACON_TPM", &v)?);
+        }
         if let Some(v) = get("BEACON_MAX_CONCURRENCY") {
             self.strategy.inline_max_concurrency = parse("BEACON_MAX_CONCURRENCY", &v)?;
         }
@@ -255,6 +307,16 @@ impl Config {
                 "the bedrock provider needs a model id: pass --model <id> (e.g. anthropic.claude-3-haiku-20240307-v1:0)".into(),
             ));
         }
+        if self.provider.kind == ProviderKind::Openai
+            && (self.provider.model.is_none() || self.provider.endpoint.is_none())
+        {
+            return Err(ConfigError::Invalid(
+                "the openai provider needs --model <id> and --endpoint <base URL> (e.g. http://127.0.0.1:8000/v1, https://api.openai.com/v1)".into(),
+            ));
+        }
+        if self.quota.rpm == Some(0) || self.quota.tpm == Some(0) {
+            return Err(ConfigError::Invalid("quota.rpm and quota.tpm must be positive when set".into()));
+        }
         if self.limits.max_file_bytes == 0 || self.limits.max_units == 0 {
             return Err(ConfigError::Invalid("limits must be positive".into()));
         }
@@ -265,7 +327,7 @@ impl Config {
     pub fn model_name(&self) -> String {
         match self.provider.kind {
             ProviderKind::Offline => "offline".to_string(),
-            ProviderKind::Bedrock => self.provider.model.clone().unwrap_or_default(),
+            ProviderKind::Bedrock | ProviderKind::Openai => self.provider.model.clone().unwrap_or_default(),
         }
     }
 

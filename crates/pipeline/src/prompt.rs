@@ -48,6 +48,42 @@ tables (columns and row count). {language_rule}",
     }
 }
 
+/// How much of a previous answer a repair request quotes: enough for any answer within the
+/// usual token limits, without letting a runaway answer double the request's size.
+pub const REPAIR_QUOTE_CHARS: usize = 16_000;
+
+/// Build the one follow-up request that asks the model to correct an answer that could not be
+/// used: the same system prompt and content as `original`, and an instruction that repeats the
+/// task, lists `problems` and quotes `previous_answer` (cut at [`REPAIR_QUOTE_CHARS`]).
+///
+/// ```
+/// # use beacon_llm::CompletionRequest;
+/// let original = CompletionRequest {
+///     system: "sys".into(), instruction: "Return JSON.".into(), content: "text".into(),
+///     content_label: "page 1".into(), language: None, max_tokens: 100, temperature: 0.0,
+/// };
+/// let problems = vec!["/: missing required property 'summary'".to_string()];
+/// let repair = beacon_pipeline::prompt::repair_request(&original, r#"{"title":"x"}"#, &problems);
+/// assert!(repair.instruction.contains("missing required property 'summary'"));
+/// assert_eq!((repair.system, repair.content), (original.system, original.content));
+/// ```
+pub fn repair_request(original: &CompletionRequest, previous_answer: &str, problems: &[String]) -> CompletionRequest {
+    let problems = problems.iter().map(|p| format!("- {p}")).collect::<Vec<_>>().join("\n");
+    let quoted = match previous_answer.char_indices().nth(REPAIR_QUOTE_CHARS) {
+        Some((end, _)) => format!("{}\n(cut after {REPAIR_QUOTE_CHARS} characters)", &previous_answer[..end]),
+        None => previous_answer.to_string(),
+    };
+    let instruction = format!(
+        "{task}\n\n\
+Your previous answer to this task could not be used:\n{problems}\n\n\
+Your previous answer was:\n<previous_answer>\n{quoted}\n</previous_answer>\n\n\
+Answer again with the corrected JSON object only: one object that follows the schema above, \
+no prose and no code fences. Keep only values supported by the content below.",
+        task = original.instruction,
+    );
+    CompletionRequest { instruction, ..original.clone() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +105,33 @@ mod tests {
         assert!(r.instruction.contains("\"required\":[\"summary\"]"));
         assert!(r.instruction.contains("'ja'"));
         assert_eq!(r.max_tokens, 2048);
+    }
+
+    #[test]
+    fn repair_request_quotes_the_problems_and_the_answer_and_keeps_the_content() {
+        let unit = Unit {
+            index: 2,
+            kind: UnitKind::Page,
+            title: "page 3".into(),
+            text: "Total: 10 EUR".into(),
+            table: None,
+            flags: vec![],
+        };
+        let schema = crate::schema::default_unit_schema();
+        let original = unit_request(&unit, Some("en"), &schema, &LlmConfig::default());
+        let problems = vec!["/: missing required property 'summary'".to_string(), "/headings: expected array".into()];
+        let repair = repair_request(&original, "{\"title\": \"t\"}", &problems);
+        assert!(repair.instruction.starts_with(&original.instruction), "the task and schema are repeated");
+        assert!(repair.instruction.contains("- /: missing required property 'summary'\n- /headings: expected array"));
+        assert!(repair.instruction.contains("<previous_answer>\n{\"title\": \"t\"}\n</previous_answer>"));
+        assert!(repair.instruction.contains("corrected JSON object only"));
+        assert_eq!(repair.system, original.system);
+        assert_eq!((&repair.content, &repair.content_label), (&original.content, &original.content_label));
+        assert_eq!((repair.max_tokens, repair.language.as_deref()), (original.max_tokens, Some("en")));
+
+        let runaway = "é".repeat(REPAIR_QUOTE_CHARS + 5);
+        let repair = repair_request(&original, &runaway, &problems);
+        assert!(repair.instruction.contains(&format!("(cut after {REPAIR_QUOTE_CHARS} characters)")));
+        assert!(!repair.instruction.contains(&runaway));
     }
 }

@@ -16,6 +16,20 @@ pub fn default_unit_schema() -> Value {
     serde_json::from_str(UNIT_RESULT_SCHEMA).unwrap_or(Value::Null)
 }
 
+/// The unit schema the configuration names (`llm.schema`, `--schema FILE`), or the built-in one.
+pub fn unit_schema(config: &crate::Config) -> Result<Value, crate::config::ConfigError> {
+    let Some(path) = &config.llm.schema else {
+        return Ok(default_unit_schema());
+    };
+    let invalid = |reason: String| crate::config::ConfigError::Invalid(format!("schema {}: {reason}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+    let schema: Value = serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    match schema.get("type").and_then(Value::as_str) {
+        Some("object") => Ok(schema),
+        _ => Err(invalid("a unit schema must describe a JSON object (\"type\": \"object\")".into())),
+    }
+}
+
 /// Every violation of `schema` in `value`, as `"<json pointer>: <problem>"`; empty when valid.
 pub fn violations(schema: &Value, value: &Value) -> Vec<String> {
     let mut out = Vec::new();
@@ -127,6 +141,21 @@ mod tests {
             v,
             vec!["/fields/0/value: expected string, found number", "/tables/0/row_count: -1 is below the minimum 0"]
         );
+    }
+
+    #[test]
+    fn a_configured_schema_file_replaces_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        std::fs::write(&path, r#"{"type": "object", "required": ["invoice_number"]}"#).unwrap();
+        let mut config = crate::Config::default();
+        assert_eq!(unit_schema(&config).unwrap(), default_unit_schema());
+        config.llm.schema = Some(path.clone());
+        assert_eq!(unit_schema(&config).unwrap()["required"][0], "invoice_number");
+        std::fs::write(&path, "[1, 2]").unwrap();
+        assert!(unit_schema(&config).unwrap_err().to_string().contains("type"));
+        config.llm.schema = Some(dir.path().join("missing.json"));
+        assert!(unit_schema(&config).unwrap_err().to_string().contains("missing.json"));
     }
 
     #[test]

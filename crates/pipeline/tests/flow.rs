@@ -239,6 +239,7 @@ fn comparable(report: &beacon_pipeline::report::Report) -> Value {
     let mut v = serde_json::to_value(report).unwrap();
     v["execution"] = Value::Null;
     v["generated_at"] = Value::Null;
+    v["usage"]["makespan_ms"] = Value::Null;
     for unit in v["units"].as_array_mut().unwrap() {
         unit["usage"]["duration_ms"] = Value::Null;
     }

@@ -1,26 +1,35 @@
-//! A local Amazon Bedrock-compatible server for tests, benchmarks, and rehearsing quotas.
+//! A local Amazon Bedrock-compatible (and OpenAI-compatible) server for tests, benchmarks, and
+//! rehearsing quotas.
 //!
 //! `beacon-sim` answers Bedrock's Converse API (`POST /model/{modelId}/converse`) the way Bedrock
 //! does, byte for byte where clients look: the response JSON, `ThrottlingException` as HTTP 429
 //! with the `x-amzn-ErrorType` header the AWS SDKs parse, `ValidationException` for bad requests.
-//! Any AWS SDK pointed at it (an endpoint URL override and any credentials) works unchanged.
+//! Any AWS SDK pointed at it (an endpoint URL override and any credentials) works unchanged. It
+//! also answers OpenAI's Chat Completions API (`POST /v1/chat/completions`) with the same model,
+//! quotas, latency and faults, and OpenAI's error shapes (429 with `retry-after`).
 //!
 //! What it simulates:
 //! - **the model**: a deterministic, extractive analysis of the prompt's content that follows
 //!   BEACON's unit schema (see [`answer`]), with token usage estimated by [`estimate_tokens`];
-//! - **the quota**: [`SimConfig::rpm`] requests per minute as a token bucket (see [`quota`]);
-//! - **latency**: [`SimConfig::latency_ms`] before each successful answer.
+//! - **the quotas**: [`SimConfig::rpm`] requests and [`SimConfig::tpm`] tokens per minute over a
+//!   sliding 60 s window, reserving input + `maxTokens` per request like Bedrock (see [`quota`]),
+//!   or a token bucket for requests; and an optional cap on requests in flight;
+//! - **latency**: [`SimConfig::latency_ms`] plus a cost per output token, with a seeded uniform
+//!   spread (see [`latency`]);
+//! - **faults**: fractions of requests answered 503, never answered, or answered with an unusable
+//!   body, drawn from a seeded RNG so that runs are reproducible (see [`faults`]).
 //!
-//! It also serves `GET /sim/stats` ([`SimStats`] as JSON) and `GET /health`.
+//! It also serves `GET /_stats` (totals, window maxima and a per-second timeline), `GET /sim/stats`
+//! (the same plus the older name `succeeded`; [`SimStats`] reads it) and `GET /health`.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! use beacon_sim::{SimConfig, SimServer};
 //!
-//! let config = SimConfig { rpm: Some(60), burst: Some(2), ..SimConfig::default() };
+//! let config = SimConfig { rpm: Some(60), tpm: Some(100_000), ..SimConfig::default() };
 //! let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), config).await?;
 //! let endpoint = format!("http://{}", sim.local_addr());
-//! // ... point a Bedrock client at `endpoint` ...
+//! // ... point a Bedrock (or OpenAI, at `{endpoint}/v1`) client at `endpoint` ...
 //! println!("{:?}", sim.stats());
 //! sim.shutdown().await;
 //! # Ok(())
@@ -28,116 +37,338 @@
 //! ```
 
 pub mod answer;
+pub mod faults;
+pub mod latency;
+pub mod openai;
 pub mod protocol;
 pub mod quota;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, Method, Uri, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use answer::estimate_tokens;
 use answer::{UnitAnswer, truncate_to_tokens};
-use protocol::{BedrockError, ConverseRequest, ConverseResponse, converse_model_id};
-use quota::TokenBucket;
+use faults::{Fault, FaultPlan, Malformation};
+use latency::LatencyModel;
+use openai::{ChatCompletion, ChatRequest, OpenAiError};
+use protocol::{BedrockError, ConverseRequest, ConverseResponse, UNAVAILABLE_MESSAGE, ValidRequest, converse_model_id};
+pub use quota::QuotaMode;
+use quota::{Limit, Quota};
+use stats::{Counters, bump, stats_json};
+pub use stats::{FaultStats, SecondStats, SimStats};
 
 /// Request bodies larger than this are refused; units are far smaller.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
-/// How the simulator behaves.
+/// Mixed into the seed for latency draws, so that latency and faults use independent sequences.
+const LATENCY_SEED_SALT: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// How the simulator behaves. Every default is "off": no quota, no latency, no faults.
 ///
 /// Build it with struct update syntax so that fields added later keep their defaults:
 /// `SimConfig { rpm: Some(60), ..SimConfig::default() }`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SimConfig {
     /// Requests per minute before throttling; `None` for no quota.
     pub rpm: Option<u32>,
-    /// How many requests the quota admits at once; defaults to `max(1, rpm / 6)`.
+    /// Tokens per minute before throttling (each request reserves its input tokens plus its
+    /// `maxTokens` until answered); `None` for no quota.
+    pub tpm: Option<u64>,
+    /// How many requests the token bucket admits at once; defaults to `max(1, rpm / 6)`. Only
+    /// the token-bucket mode uses it, and setting it selects that mode unless
+    /// [`SimConfig::quota_mode`] says otherwise.
     pub burst: Option<u32>,
-    /// How long each successful request takes, in milliseconds.
+    /// How `rpm` is enforced; `None` means the token bucket when `burst` is set (what it meant
+    /// before the sliding window existed) and the sliding 60 s window otherwise.
+    pub quota_mode: Option<QuotaMode>,
+    /// The most requests answered at once; more are throttled (HTTP 429). `None` for no cap.
+    pub max_in_flight: Option<u32>,
+    /// The base latency of each successful answer, in milliseconds.
     pub latency_ms: u64,
+    /// Latency added per output token, in milliseconds.
+    pub latency_per_output_token_ms: f64,
+    /// Uniform spread of the latency as a fraction in `0.0..=1.0` (0.3 = ±30 %).
+    pub latency_spread: f64,
+    /// The fraction of requests answered HTTP 503 (`ServiceUnavailableException`).
+    pub fault_503: f64,
+    /// The fraction of requests accepted and never answered.
+    pub fault_hang: f64,
+    /// The fraction of requests answered HTTP 200 with a body a client cannot use.
+    pub fault_malformed: f64,
+    /// Seeds the latency spread and the faults, so that runs are reproducible.
+    pub seed: u64,
 }
 
-/// What the simulator has seen since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SimStats {
-    /// Requests to the model API (`/model/...`), whatever their outcome.
-    pub requests: u64,
-    /// Requests answered with a completion.
-    pub succeeded: u64,
-    /// Requests refused with `ThrottlingException`.
-    pub throttled: u64,
-    /// Requests refused as invalid (`ValidationException`, unknown operation).
-    pub rejected: u64,
-    /// Input tokens of the succeeded requests (estimated).
-    pub input_tokens: u64,
-    /// Output tokens of the succeeded requests (estimated).
-    pub output_tokens: u64,
+/// What went wrong starting the simulator.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimError {
+    /// A [`SimConfig`] field is out of range.
+    #[error("invalid simulator configuration: {field} {message}")]
+    InvalidConfig { field: &'static str, message: String },
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    requests: AtomicU64,
-    succeeded: AtomicU64,
-    throttled: AtomicU64,
-    rejected: AtomicU64,
-    input_tokens: AtomicU64,
-    output_tokens: AtomicU64,
+impl SimConfig {
+    /// How `rpm` is enforced (see [`SimConfig::quota_mode`]).
+    pub fn effective_quota_mode(&self) -> QuotaMode {
+        self.quota_mode.unwrap_or(if self.burst.is_some() { QuotaMode::TokenBucket } else { QuotaMode::SlidingWindow })
+    }
+
+    /// Checks that fractions are fractions and that the faults add up to at most every request.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let fractions = [
+            ("latency_spread", self.latency_spread),
+            ("fault_503", self.fault_503),
+            ("fault_hang", self.fault_hang),
+            ("fault_malformed", self.fault_malformed),
+        ];
+        for (field, value) in fractions {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(SimError::InvalidConfig {
+                    field,
+                    message: format!("is {value}; use a fraction between 0 and 1 (0.3 = 30%)"),
+                });
+            }
+        }
+        let faults = self.fault_503 + self.fault_hang + self.fault_malformed;
+        if faults > 1.0 + 1e-9 {
+            return Err(SimError::InvalidConfig {
+                field: "fault_503 + fault_hang + fault_malformed",
+                message: format!("is {faults}; the fault fractions must add up to at most 1"),
+            });
+        }
+        if !self.latency_per_output_token_ms.is_finite() || self.latency_per_output_token_ms < 0.0 {
+            return Err(SimError::InvalidConfig {
+                field: "latency_per_output_token_ms",
+                message: format!("is {}; use a non-negative number", self.latency_per_output_token_ms),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The simulator's clock: tokio's, so that tests can pause and advance it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Why a request got HTTP 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Throttle {
+    Requests,
+    Tokens,
+    InFlight,
+}
+
+/// A composed answer, before it is put on the wire.
+#[derive(Debug)]
+struct Answer {
+    text: String,
+    truncated: bool,
+    input_tokens: u64,
+    output_tokens: u64,
+    latency_ms: u64,
+}
+
+impl Answer {
+    fn compose(request: &ValidRequest) -> Answer {
+        let answer = UnitAnswer::from_prompt(&request.prompt).to_json();
+        let (text, truncated) = if estimate_tokens(&answer) > request.max_tokens {
+            (truncate_to_tokens(&answer, request.max_tokens).to_string(), true)
+        } else {
+            (answer, false)
+        };
+        let input_tokens = estimate_tokens(&request.all_text);
+        let output_tokens = estimate_tokens(&text);
+        Answer { text, truncated, input_tokens, output_tokens, latency_ms: 0 }
+    }
+}
+
+/// How a model request ends, whatever the API.
+#[derive(Debug)]
+enum Outcome {
+    Answered(Answer),
+    Throttled {
+        why: Throttle,
+        retry_after: Duration,
+    },
+    Unavailable,
+    Malformed(Malformation, Answer),
+    /// The simulator stopped while the request was waiting (hung or in its latency).
+    ShuttingDown,
+}
+
+/// Holds one of the in-flight slots until dropped (also when the client goes away mid-request).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Everything the request handlers share.
 #[derive(Debug)]
 struct SimState {
-    latency: Duration,
-    bucket: Option<Mutex<TokenBucket>>,
+    config: SimConfig,
+    started: Instant,
+    quota: Mutex<Quota>,
+    latency: LatencyModel,
+    faults: FaultPlan,
+    fault_rng: Mutex<StdRng>,
+    latency_rng: Mutex<StdRng>,
     counters: Counters,
+    /// Turns `true` (or its sender goes away) when the server stops.
+    closing: watch::Receiver<bool>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl SimState {
-    fn new(config: &SimConfig) -> SimState {
+    fn new(config: &SimConfig, closing: watch::Receiver<bool>) -> SimState {
+        let started = now();
         SimState {
-            latency: Duration::from_millis(config.latency_ms),
-            bucket: config.rpm.map(|rpm| Mutex::new(TokenBucket::new(rpm, config.burst, Instant::now()))),
+            config: config.clone(),
+            started,
+            quota: Mutex::new(Quota::new(config.effective_quota_mode(), config.rpm, config.burst, config.tpm, started)),
+            latency: LatencyModel {
+                base_ms: config.latency_ms as f64,
+                per_output_token_ms: config.latency_per_output_token_ms,
+                spread: config.latency_spread,
+            },
+            faults: FaultPlan {
+                unavailable: config.fault_503,
+                hang: config.fault_hang,
+                malformed: config.fault_malformed,
+            },
+            fault_rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
+            latency_rng: Mutex::new(StdRng::seed_from_u64(config.seed ^ LATENCY_SEED_SALT)),
             counters: Counters::default(),
+            closing,
         }
     }
 
     fn stats(&self) -> SimStats {
-        let c = &self.counters;
-        SimStats {
-            requests: c.requests.load(Ordering::Relaxed),
-            succeeded: c.succeeded.load(Ordering::Relaxed),
-            throttled: c.throttled.load(Ordering::Relaxed),
-            rejected: c.rejected.load(Ordering::Relaxed),
-            input_tokens: c.input_tokens.load(Ordering::Relaxed),
-            output_tokens: c.output_tokens.load(Ordering::Relaxed),
-        }
+        let (max_rpm, max_tpm) = {
+            let quota = lock(&self.quota);
+            (quota.window().max_requests_observed(), quota.window().max_tokens_observed())
+        };
+        self.counters.snapshot(max_rpm, max_tpm)
     }
 
-    /// Whether the quota admits one more request now; a refused request takes nothing.
-    fn admit(&self) -> bool {
-        match &self.bucket {
-            None => true,
-            Some(bucket) => bucket.lock().unwrap_or_else(PoisonError::into_inner).try_acquire(Instant::now()).is_ok(),
-        }
+    fn second(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_secs()
     }
 
-    fn reject(&self, error: BedrockError) -> Response {
-        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+    /// Counts a request to a model API; returns its number (from 1).
+    fn arrive(&self) -> u64 {
+        self.counters.at_second(self.second(now()), |s| s.requests += 1);
+        bump(&self.counters.requests)
+    }
+
+    fn reject(&self, error: impl std::fmt::Display + IntoResponse) -> Response {
+        bump(&self.counters.rejected);
         tracing::debug!(%error, "rejected request");
         error.into_response()
+    }
+
+    /// Resolves when the server is stopping.
+    async fn closed(&self) {
+        let mut closing = self.closing.clone();
+        // An error means the sender is gone, which also means stop.
+        let _ = closing.wait_for(|closing| *closing).await;
+    }
+
+    /// Takes an in-flight slot if the cap allows one more.
+    fn enter(&self) -> Option<InFlight<'_>> {
+        let in_flight = &self.counters.in_flight;
+        let cap = self.config.max_in_flight.map_or(u64::MAX, u64::from);
+        in_flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < cap).then_some(n + 1)).ok()?;
+        Some(InFlight(in_flight))
+    }
+
+    fn throttled(&self, why: Throttle, retry_after: Duration) -> Outcome {
+        bump(&self.counters.throttled);
+        self.counters.at_second(self.second(now()), |s| s.throttled += 1);
+        tracing::debug!(?why, ?retry_after, "throttled request");
+        Outcome::Throttled { why, retry_after }
+    }
+
+    /// Faults, then the in-flight cap, then the quota, then the latency: the fate of a valid request.
+    async fn process(&self, request: &ValidRequest) -> Outcome {
+        let fault = self.faults.decide(&mut *lock(&self.fault_rng));
+        match fault {
+            Some(Fault::Unavailable) => {
+                bump(&self.counters.unavailable);
+                return Outcome::Unavailable;
+            }
+            Some(Fault::Hang) => {
+                bump(&self.counters.hung);
+                // Never answer; the client's timeout ends this (its connection closes and the
+                // request is dropped) or the server's shutdown does.
+                self.closed().await;
+                return Outcome::ShuttingDown;
+            }
+            Some(Fault::Malformed(how)) => {
+                bump(&self.counters.malformed);
+                return Outcome::Malformed(how, Answer::compose(request));
+            }
+            None => {}
+        }
+        let Some(_slot) = self.enter() else {
+            return self.throttled(Throttle::InFlight, Duration::from_secs(1));
+        };
+        let reservation = estimate_tokens(&request.all_text) + request.max_tokens;
+        let admission = match lock(&self.quota).try_admit(now(), reservation) {
+            Ok(admission) => admission,
+            Err(refusal) => {
+                let why = match refusal.limit {
+                    Limit::Requests => Throttle::Requests,
+                    Limit::Tokens => Throttle::Tokens,
+                };
+                return self.throttled(why, refusal.retry_after);
+            }
+        };
+
+        let started = tokio::time::Instant::now();
+        let mut answer = Answer::compose(request);
+        let delay = self.latency.sample(answer.output_tokens, &mut *lock(&self.latency_rng));
+        if !delay.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.closed() => return Outcome::ShuttingDown,
+            }
+        }
+        lock(&self.quota).settle(admission, answer.input_tokens + answer.output_tokens);
+        let counters = &self.counters;
+        bump(&counters.succeeded);
+        counters.input_tokens.fetch_add(answer.input_tokens, Ordering::Relaxed);
+        counters.output_tokens.fetch_add(answer.output_tokens, Ordering::Relaxed);
+        counters.at_second(self.second(now()), |s| {
+            s.ok += 1;
+            s.input_tokens += answer.input_tokens;
+            s.output_tokens += answer.output_tokens;
+        });
+        answer.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Outcome::Answered(answer)
     }
 }
 
@@ -146,28 +377,33 @@ impl SimState {
 pub struct SimServer {
     local_addr: SocketAddr,
     state: Arc<SimState>,
-    shutdown: oneshot::Sender<()>,
+    closing: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
 impl SimServer {
     /// Binds `addr` (use port 0 for any free port), starts serving in the background and returns.
+    ///
+    /// Fails with [`std::io::ErrorKind::InvalidInput`] when the configuration is invalid (see
+    /// [`SimConfig::validate`]).
     pub async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimServer> {
+        config.validate().map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
-        let state = Arc::new(SimState::new(&config));
+        let (closing, closing_rx) = watch::channel(false);
+        let state = Arc::new(SimState::new(&config, closing_rx.clone()));
         let app = router(Arc::clone(&state));
-        let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            let mut stop = closing_rx;
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     // A dropped sender also means stop.
-                    let _ = stop.await;
+                    let _ = stop.wait_for(|closing| *closing).await;
                 })
                 .await
         });
         tracing::info!(%local_addr, ?config, "Bedrock simulator listening");
-        Ok(SimServer { local_addr, state, shutdown, task })
+        Ok(SimServer { local_addr, state, closing, task })
     }
 
     /// The address the simulator listens on (with the actual port when started on port 0).
@@ -180,9 +416,15 @@ impl SimServer {
         self.state.stats()
     }
 
-    /// Stops accepting connections, lets requests in flight finish, and waits for the server task.
+    /// Requests, answers, throttles and tokens per second since the start.
+    pub fn timeline(&self) -> Vec<SecondStats> {
+        self.state.counters.timeline()
+    }
+
+    /// Stops accepting connections, ends hung requests and pending latencies (with a 503), and
+    /// waits for the server task.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(());
+        let _ = self.closing.send(true);
         match self.task.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "Bedrock simulator stopped with an error"),
@@ -194,7 +436,10 @@ impl SimServer {
 /// Serves the simulator on `listener` until the returned future is dropped (the CLI races it
 /// against ctrl-c) or the listener fails.
 pub async fn serve(listener: TcpListener, config: SimConfig) -> std::io::Result<()> {
-    let state = Arc::new(SimState::new(&config));
+    config.validate().map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+    // Kept alive for as long as this future: dropping it ends hung requests.
+    let (_closing, closing_rx) = watch::channel(false);
+    let state = Arc::new(SimState::new(&config, closing_rx));
     if let Ok(local_addr) = listener.local_addr() {
         tracing::info!(%local_addr, ?config, "Bedrock simulator listening");
     }
@@ -204,26 +449,48 @@ pub async fn serve(listener: TcpListener, config: SimConfig) -> std::io::Result<
 fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
-        .route("/sim/stats", get(stats))
+        .route("/sim/stats", get(legacy_stats))
+        .route("/_stats", get(stats))
         // Model ids may contain (encoded or not) slashes, so the whole rest of the path is taken
         // and parsed by `converse_model_id`.
         .route("/model/{*rest}", post(converse))
+        .route("/v1/chat/completions", post(chat_completions))
         .fallback(unknown_operation)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
 async fn stats(State(state): State<Arc<SimState>>) -> Response {
-    axum::Json(state.stats()).into_response()
+    axum::Json(stats_json(&state.stats(), &state.counters.timeline(), false)).into_response()
+}
+
+async fn legacy_stats(State(state): State<Arc<SimState>>) -> Response {
+    axum::Json(stats_json(&state.stats(), &state.counters.timeline(), true)).into_response()
 }
 
 async fn unknown_operation(method: Method, uri: Uri) -> Response {
+    if uri.path().starts_with("/v1/") {
+        let mut error = OpenAiError::invalid_request(format!("Invalid URL ({method} {})", uri.path()));
+        error.status = StatusCode::NOT_FOUND;
+        return error.into_response();
+    }
     BedrockError::unknown_operation(method.as_str(), uri.path()).into_response()
 }
 
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    // The response types are plain structs of strings and numbers; serializing them cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 async fn converse(State(state): State<Arc<SimState>>, uri: Uri, body: Bytes) -> Response {
-    let counters = &state.counters;
-    let request_number = counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let request_number = state.arrive();
     let model_id = match converse_model_id(uri.path()) {
         None => return state.reject(BedrockError::unknown_operation("POST", uri.path())),
         Some(Err(error)) => return state.reject(error),
@@ -233,36 +500,84 @@ async fn converse(State(state): State<Arc<SimState>>, uri: Uri, body: Bytes) -> 
         Ok(request) => request,
         Err(error) => return state.reject(error),
     };
-    if !state.admit() {
-        counters.throttled.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(%model_id, "throttled request");
-        return BedrockError::throttling().into_response();
-    }
-
-    let started = Instant::now();
-    if !state.latency.is_zero() {
-        tokio::time::sleep(state.latency).await;
-    }
-    let answer = UnitAnswer::from_prompt(&request.prompt).to_json();
-    let (text, stop_reason) = if estimate_tokens(&answer) > request.max_tokens {
-        (truncate_to_tokens(&answer, request.max_tokens).to_string(), "max_tokens")
-    } else {
-        (answer, "end_turn")
+    let outcome = state.process(&request).await;
+    tracing::debug!(%model_id, ?outcome, "converse request");
+    let converse = |answer: Answer, text: String| {
+        let stop_reason = if answer.truncated { "max_tokens" } else { "end_turn" };
+        ConverseResponse::new(text, stop_reason, answer.input_tokens, answer.output_tokens, answer.latency_ms)
     };
-    let input_tokens = estimate_tokens(&request.all_text);
-    let output_tokens = estimate_tokens(&text);
-    counters.succeeded.fetch_add(1, Ordering::Relaxed);
-    counters.input_tokens.fetch_add(input_tokens, Ordering::Relaxed);
-    counters.output_tokens.fetch_add(output_tokens, Ordering::Relaxed);
-    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    tracing::debug!(%model_id, input_tokens, output_tokens, latency_ms, "answered request");
-
-    let body = ConverseResponse::new(text, stop_reason, input_tokens, output_tokens, latency_ms);
-    let mut response = axum::Json(body).into_response();
+    let mut response = match outcome {
+        Outcome::Answered(answer) => {
+            let text = answer.text.clone();
+            json_response(StatusCode::OK, to_json(&converse(answer, text)))
+        }
+        // Bedrock sends no retry hint with its throttling; neither does the simulator.
+        Outcome::Throttled { why: Throttle::Tokens, .. } => BedrockError::throttling_tokens().into_response(),
+        Outcome::Throttled { .. } => BedrockError::throttling().into_response(),
+        Outcome::Unavailable => BedrockError::service_unavailable(UNAVAILABLE_MESSAGE).into_response(),
+        Outcome::ShuttingDown => BedrockError::service_unavailable("The simulator is shutting down.").into_response(),
+        Outcome::Malformed(Malformation::TruncatedBody, answer) => {
+            let text = answer.text.clone();
+            json_response(StatusCode::OK, faults::truncated(&to_json(&converse(answer, text))))
+        }
+        Outcome::Malformed(Malformation::ProseText, answer) => {
+            let text = faults::prose_around(&answer.text);
+            json_response(StatusCode::OK, to_json(&converse(answer, text)))
+        }
+    };
     let request_id = format!("beacon-sim-{request_number:012}");
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-requestid", value);
     }
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+async fn chat_completions(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    let request_number = state.arrive();
+    let (model, request) = match ChatRequest::parse(&body) {
+        Ok(parsed) => parsed,
+        Err(error) => return state.reject(error),
+    };
+    let outcome = state.process(&request).await;
+    tracing::debug!(%model, ?outcome, "chat completion request");
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let id = format!("chatcmpl-beacon-sim-{request_number:012}");
+    let completion = |answer: Answer, content: String| {
+        ChatCompletion::new(id, created, model, content, answer.truncated, answer.input_tokens, answer.output_tokens)
+    };
+    match outcome {
+        Outcome::Answered(answer) => {
+            let text = answer.text.clone();
+            json_response(StatusCode::OK, to_json(&completion(answer, text)))
+        }
+        Outcome::Throttled { why, retry_after } => {
+            let secs = openai::retry_after_secs(retry_after);
+            let config = &state.config;
+            let message = match why {
+                Throttle::Requests => format!(
+                    "Rate limit reached for requests per min (RPM): Limit {}. Please try again in {secs}s.",
+                    config.rpm.unwrap_or(0)
+                ),
+                Throttle::Tokens => format!(
+                    "Rate limit reached for tokens per min (TPM): Limit {}. Please try again in {secs}s.",
+                    config.tpm.unwrap_or(0)
+                ),
+                Throttle::InFlight => format!(
+                    "Too many concurrent requests: Limit {}. Please try again in {secs}s.",
+                    config.max_in_flight.unwrap_or(0)
+                ),
+            };
+            OpenAiError::rate_limited(message, retry_after).into_response()
+        }
+        Outcome::Unavailable => OpenAiError::unavailable("The server is overloaded or not ready yet.").into_response(),
+        Outcome::ShuttingDown => OpenAiError::unavailable("The simulator is shutting down.").into_response(),
+        Outcome::Malformed(Malformation::TruncatedBody, answer) => {
+            let text = answer.text.clone();
+            json_response(StatusCode::OK, faults::truncated(&to_json(&completion(answer, text))))
+        }
+        Outcome::Malformed(Malformation::ProseText, answer) => {
+            let text = faults::prose_around(&answer.text);
+            json_response(StatusCode::OK, to_json(&completion(answer, text)))
+        }
+    }
 }

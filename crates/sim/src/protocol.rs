@@ -19,6 +19,12 @@ pub const THROTTLING_ERROR_TYPE: &str = "ThrottlingException:http://internal.ama
 /// Exactly what Bedrock says in the body when a quota is exceeded.
 pub const THROTTLING_MESSAGE: &str = "Too many requests, please wait before trying again.";
 
+/// What Bedrock says in the body when the tokens-per-minute quota is exceeded.
+pub const THROTTLING_TOKENS_MESSAGE: &str = "Too many tokens, please wait before trying again.";
+
+/// The message of the simulator's `ServiceUnavailableException`.
+pub const UNAVAILABLE_MESSAGE: &str = "Bedrock is unable to process your request.";
+
 /// The model's `maxTokens` when a request does not set one.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
@@ -195,6 +201,24 @@ impl BedrockError {
             status: StatusCode::TOO_MANY_REQUESTS,
             error_type: THROTTLING_ERROR_TYPE,
             message: THROTTLING_MESSAGE.into(),
+        }
+    }
+
+    /// HTTP 429 `ThrottlingException` for the tokens-per-minute quota.
+    pub fn throttling_tokens() -> BedrockError {
+        BedrockError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            error_type: THROTTLING_ERROR_TYPE,
+            message: THROTTLING_TOKENS_MESSAGE.into(),
+        }
+    }
+
+    /// HTTP 503 `ServiceUnavailableException`.
+    pub fn service_unavailable(message: impl Into<String>) -> BedrockError {
+        BedrockError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error_type: "ServiceUnavailableException",
+            message: message.into(),
         }
     }
 

@@ -5,41 +5,9 @@ use beacon_sim::{SimConfig, SimServer, SimStats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct HttpResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
+mod common;
 
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
-
-async fn send(sim: &SimServer, method: &str, path: &str, body: &str) -> HttpResponse {
-    let mut stream = TcpStream::connect(sim.local_addr()).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect();
-    HttpResponse { status, headers, body: body.to_string() }
-}
+use common::send;
 
 const REQUEST: &str = r#"{"system":[{"text":"You analyse documents."}],"messages":[{"role":"user","content":[{"text":"Return JSON.\n--- CONTENT ---\npage 1\nBEACON reads documents. It is fast.\nPoint A\n"}]}],"inferenceConfig":{"maxTokens":512,"temperature":0.0}}"#;
 

@@ -33,11 +33,14 @@ pub struct ReportContext {
     pub model: String,
     pub execution: String,
     pub generated_at: String,
+    /// When the execution's (latest) run started (RFC 3339), for the makespan.
+    pub started_at: Option<String>,
 }
 
 /// Merge unit outcomes (any order) into a report.
 pub fn integrate(ctx: ReportContext, mut outcomes: Vec<UnitOutcome>) -> Report {
     outcomes.sort_by_key(UnitOutcome::index);
+    let ctx_started_at = ctx.started_at;
     let mut report = Report {
         schema_version: REPORT_SCHEMA_VERSION.to_string(),
         generated_at: ctx.generated_at,
@@ -68,6 +71,7 @@ pub fn integrate(ctx: ReportContext, mut outcomes: Vec<UnitOutcome>) -> Report {
                 totals.input_tokens += usage.input_tokens;
                 totals.output_tokens += usage.output_tokens;
                 totals.requests += u64::from(usage.attempts);
+                totals.retries += u64::from(usage.attempts.saturating_sub(1));
                 totals.throttles += u64::from(usage.throttles);
                 totals.units_succeeded += 1;
                 cost = match (cost, usage.cost_usd) {
@@ -106,6 +110,7 @@ pub fn integrate(ctx: ReportContext, mut outcomes: Vec<UnitOutcome>) -> Report {
     }
     drop_running_headers(&mut report.sections, report.usage.units_succeeded);
     report.usage.total_tokens = report.usage.input_tokens + report.usage.output_tokens;
+    report.usage.makespan_ms = makespan_ms(ctx_started_at.as_deref(), &report.generated_at);
     report.usage.cost_usd = cost.map(|c| (c * 1e6).round() / 1e6);
     let cjk = report.document.language.as_deref().is_some_and(|l| matches!(l, "ja" | "zh" | "ko"));
     report.summary = compose_summary(&summaries, cjk);
@@ -210,6 +215,12 @@ fn merge_result(report: &mut Report, index: usize, result: &Value) {
     }
 }
 
+fn makespan_ms(started_at: Option<&str>, finished_at: &str) -> Option<u64> {
+    let start = chrono::DateTime::parse_from_rfc3339(started_at?).ok()?;
+    let end = chrono::DateTime::parse_from_rfc3339(finished_at).ok()?;
+    u64::try_from((end - start).num_milliseconds()).ok()
+}
+
 /// A "heading" found on every page of a longer document is a running header (the document
 /// title printed at the top of each page), not a section.
 fn drop_running_headers(sections: &mut Vec<Section>, units_succeeded: usize) {
@@ -273,7 +284,8 @@ mod tests {
             strategy: "inline".into(),
             model: "offline".into(),
             execution: "e".into(),
-            generated_at: "2026-01-01T00:00:00Z".into(),
+            generated_at: "2026-01-01T00:00:02.500Z".into(),
+            started_at: Some("2026-01-01T00:00:00Z".into()),
         }
     }
 
@@ -327,6 +339,8 @@ mod tests {
         assert_eq!(r.usage.units_failed, 1);
         assert_eq!(r.usage.throttles, 2);
         assert_eq!(r.usage.requests, 4);
+        assert_eq!(r.usage.retries, 2, "one retry per unit that took two attempts");
+        assert_eq!(r.usage.makespan_ms, Some(2500));
         assert_eq!(r.usage.total_tokens, 30);
         assert_eq!(r.usage.cost_usd, Some(0.75));
         assert_eq!(r.summary, "First page is here. Second.");

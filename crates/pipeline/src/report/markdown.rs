@@ -27,6 +27,8 @@ struct Labels {
     tokens: &'static str,
     requests: &'static str,
     throttles: &'static str,
+    retries: &'static str,
+    makespan: &'static str,
     cost: &'static str,
     unknown: &'static str,
     none: &'static str,
@@ -59,6 +61,8 @@ const EN: Labels = Labels {
     tokens: "Tokens (input / output)",
     requests: "Requests",
     throttles: "Throttled requests",
+    retries: "Retries",
+    makespan: "Makespan",
     cost: "Cost",
     unknown: "unknown",
     none: "none",
@@ -91,6 +95,8 @@ const JA: Labels = Labels {
     tokens: "トークン（入力 / 出力）",
     requests: "リクエスト数",
     throttles: "スロットリングされたリクエスト",
+    retries: "リトライ",
+    makespan: "処理時間",
     cost: "コスト",
     unknown: "不明",
     none: "なし",
@@ -238,6 +244,10 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(md, "| {} | {} / {} |", l.tokens, u.input_tokens, u.output_tokens);
     let _ = writeln!(md, "| {} | {} |", l.requests, u.requests);
     let _ = writeln!(md, "| {} | {} |", l.throttles, u.throttles);
+    let _ = writeln!(md, "| {} | {} |", l.retries, u.retries);
+    if let Some(ms) = u.makespan_ms {
+        let _ = writeln!(md, "| {} | {:.1} s |", l.makespan, ms as f64 / 1000.0);
+    }
     let cost = u.cost_usd.map(|c| format!("${c:.4}")).unwrap_or_else(|| l.unknown.to_string());
     let _ = writeln!(md, "| {} | {} |", l.cost, cost);
     md
@@ -265,6 +275,7 @@ mod tests {
                 model: "offline".into(),
                 execution: "e".into(),
                 generated_at: "t".into(),
+                started_at: None,
             },
             vec![
                 UnitOutcome::Succeeded {

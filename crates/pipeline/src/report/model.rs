@@ -126,7 +126,11 @@ pub struct UsageTotals {
     pub output_tokens: u64,
     pub total_tokens: u64,
     pub requests: u64,
+    /// Requests that repeated an earlier attempt of the same unit (throttles, transient errors).
+    pub retries: u64,
     pub throttles: u64,
+    /// From the start of the execution's (latest) run to the report, in milliseconds.
+    pub makespan_ms: Option<u64>,
     pub units_succeeded: usize,
     pub units_failed: usize,
     /// Total cost in USD; null when the model's price is unknown.

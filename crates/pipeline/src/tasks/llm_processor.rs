@@ -4,13 +4,14 @@ use std::time::Instant;
 
 use beacon_asl::{TaskContext, TaskFailure};
 use beacon_ingest::{FLAG_UNREADABLE, Unit};
+use beacon_llm::{Completion, CompletionRequest};
 use beacon_store::keys;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{Instrument, info_span};
 
 use super::{Services, UnitRecord, errors, failure, store_failure, task_input};
-use crate::answer::parse_answer;
+use crate::answer::{AnswerError, parse_answer};
 use crate::report::UnitUsage;
 
 #[derive(Debug, Deserialize)]
@@ -52,26 +53,79 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
     .await
 }
 
+/// Ask the model about `unit`; when the answer does not parse or does not follow the unit
+/// schema, ask once more with the problems and the previous answer quoted (a repair request).
+/// Usage covers both calls. A repaired answer that still does not follow the schema fails the
+/// unit with `Beacon.InvalidAnswer`, which the state machine retries once from the start.
 async fn analyse(
     services: &Services,
     unit: &Unit,
     language: Option<&str>,
 ) -> Result<(Value, UnitUsage, String), TaskFailure> {
     let request = crate::prompt::unit_request(unit, language, &services.unit_schema, &services.config.llm);
-    let completion = services.llm.complete(&request).await.map_err(|e| failure(e.error_name(), e))?;
-    let result =
-        parse_answer(&completion.text, &services.unit_schema).map_err(|e| failure(errors::INVALID_ANSWER, e))?;
-    let cost_usd = services
-        .config
-        .price_of(&completion.model)
-        .map(|p| crate::pricing::cost_usd(p, completion.usage.input_tokens, completion.usage.output_tokens));
-    let usage = UnitUsage {
+    let first = services.llm.complete(&request).await.map_err(|e| failure(e.error_name(), e))?;
+    let mut usage = usage_of(&first);
+    let first_problems = match parse_answer(&first.text, &services.unit_schema) {
+        Ok(result) => return Ok((result, priced(services, usage, &first.model), first.model)),
+        Err(err) => answer_problems(&err, &first, &request),
+    };
+    tracing::info!(problems = ?first_problems, "the answer is not usable; sending a repair request");
+    let repair = crate::prompt::repair_request(&request, &first.text, &first_problems);
+    let second = services.llm.complete(&repair).await.map_err(|e| failure(e.error_name(), e))?;
+    add_usage(&mut usage, &usage_of(&second));
+    match parse_answer(&second.text, &services.unit_schema) {
+        Ok(result) => Ok((result, priced(services, usage, &second.model), second.model)),
+        Err(err) => {
+            let problems = answer_problems(&err, &second, &repair);
+            tracing::warn!(problems = ?problems, "the repaired answer is not usable either");
+            Err(failure(
+                errors::INVALID_ANSWER,
+                format!(
+                    "the model's answer did not follow the unit schema, also after a repair request: {} \
+                     (first answer: {})",
+                    problems.join("; "),
+                    first_problems.join("; "),
+                ),
+            ))
+        }
+    }
+}
+
+/// What is wrong with an answer, for the repair request and the failure's cause: the parse or
+/// schema problems, and a note when the answer was cut at the token limit (the likely reason
+/// its JSON is incomplete).
+fn answer_problems(err: &AnswerError, completion: &Completion, request: &CompletionRequest) -> Vec<String> {
+    let mut problems = err.problems();
+    if completion.stop_reason == "max_tokens" {
+        problems.push(format!(
+            "the answer was cut off at the limit of {} tokens: keep the JSON object shorter",
+            request.max_tokens
+        ));
+    }
+    problems
+}
+
+fn usage_of(completion: &Completion) -> UnitUsage {
+    UnitUsage {
         input_tokens: completion.usage.input_tokens,
         output_tokens: completion.usage.output_tokens,
         attempts: completion.attempts,
         throttles: completion.throttles,
         duration_ms: 0,
-        cost_usd,
-    };
-    Ok((result, usage, completion.model))
+        cost_usd: None,
+    }
+}
+
+fn add_usage(total: &mut UnitUsage, more: &UnitUsage) {
+    total.input_tokens += more.input_tokens;
+    total.output_tokens += more.output_tokens;
+    total.attempts += more.attempts;
+    total.throttles += more.throttles;
+}
+
+/// `usage` with its cost, when the model's price is configured.
+fn priced(services: &Services, usage: UnitUsage, model: &str) -> UnitUsage {
+    let cost_usd =
+        services.config.price_of(model).map(|p| crate::pricing::cost_usd(p, usage.input_tokens, usage.output_tokens));
+    UnitUsage { cost_usd, ..usage }
 }

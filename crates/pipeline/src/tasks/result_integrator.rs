@@ -17,6 +17,8 @@ struct Input {
     document: ProcessedDocument,
     strategy: String,
     execution: String,
+    #[serde(default)]
+    started_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,7 +81,8 @@ pub async fn integrate_results(services: Services, input: Value, _ctx: TaskConte
             strategy: input.strategy,
             model: services.config.model_name(),
             execution: input.execution.clone(),
-            generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            started_at: input.started_at,
         },
         outcomes,
     );

@@ -1,0 +1,104 @@
+//! The client stack end to end against `beacon sim`: cache, known quota, OpenAI-compatible API.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+fn sent_by_process(out: &std::process::Output) -> u64 {
+    let text = stdout(out);
+    let before = text.split(" sent by this process").next().unwrap_or_default();
+    before
+        .rsplit('(')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no request count in {text}"))
+}
+
+fn run_bedrock(s: &Scratch, sim: &Sim, doc: &Path, extra: &[&str]) -> std::process::Output {
+    let mut cmd = s.beacon();
+    with_fake_aws(&mut cmd)
+        .arg("run")
+        .arg(doc)
+        .arg("--out")
+        .arg(s.out())
+        .args(["--provider", "bedrock", "--model", "sim-model", "--endpoint"])
+        .arg(sim.endpoint())
+        .args(extra);
+    cmd.output().unwrap()
+}
+
+fn pages(n: usize, changed: Option<usize>) -> String {
+    (1..=n)
+        .map(|i| if Some(i) == changed { format!("Page {i} was edited.") } else { format!("Page {i} is unchanged.") })
+        .collect::<Vec<_>>()
+        .join("\n\x0c")
+}
+
+#[test]
+fn a_rerun_is_free_and_an_edited_page_pays_for_itself() {
+    let sim = Sim::start(&[]);
+    let s = Scratch::new();
+    let doc = s.path("doc.txt");
+    std::fs::write(&doc, pages(6, None)).unwrap();
+    let first = run_bedrock(&s, &sim, &doc, &[]);
+    assert_exit(&first, 0);
+    assert_eq!(sent_by_process(&first), 6);
+    let report: Value = s.report();
+
+    let again = run_bedrock(&s, &sim, &doc, &[]);
+    assert_exit(&again, 0);
+    assert_eq!(sent_by_process(&again), 0, "every unit came from the cache");
+    let cached: Value = s.report();
+    assert_eq!(cached["units"][0]["result"], report["units"][0]["result"]);
+    assert_eq!(cached["usage"]["requests"], 0, "cache hits cost no requests");
+
+    std::fs::write(&doc, pages(6, Some(3))).unwrap();
+    let edited = run_bedrock(&s, &sim, &doc, &[]);
+    assert_exit(&edited, 0);
+    assert_eq!(sent_by_process(&edited), 1, "only the edited page is analysed again");
+
+    let uncached = run_bedrock(&s, &sim, &doc, &["--no-cache"]);
+    assert_exit(&uncached, 0);
+    assert_eq!(sent_by_process(&uncached), 6);
+}
+
+#[test]
+fn a_known_quota_is_respected_without_throttles() {
+    // The simulator enforces 60 requests per sliding minute; BEACON is told the same quota.
+    let sim = Sim::start(&["--rpm", "60"]);
+    let s = Scratch::new();
+    let doc = s.path("doc.txt");
+    std::fs::write(&doc, pages(14, None)).unwrap();
+    let out = run_bedrock(&s, &sim, &doc, &["--rpm", "60", "--no-cache", "--max-concurrency", "20"]);
+    assert_exit(&out, 0);
+    let stats = sim.stats();
+    assert_eq!(stats["throttled"], 0, "paced below the quota: {stats}");
+    assert!(stats["max_rpm_observed"].as_u64().unwrap() <= 60, "{stats}");
+    assert_eq!(s.report()["usage"]["units_succeeded"], 14);
+}
+
+#[test]
+fn openai_compatible_servers_are_a_provider() {
+    let sim = Sim::start(&[]);
+    let s = Scratch::new();
+    let doc = s.path("doc.txt");
+    std::fs::write(&doc, pages(3, None)).unwrap();
+    let out = s
+        .beacon()
+        .arg("run")
+        .arg(&doc)
+        .arg("--out")
+        .arg(s.out())
+        .args(["--provider", "openai", "--model", "local-model", "--endpoint"])
+        .arg(format!("{}/v1", sim.endpoint()))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let report = s.report();
+    assert_eq!(report["model"], "local-model");
+    assert_eq!(report["usage"]["units_succeeded"], 3);
+    assert!(report["units"][0]["result"]["summary"].is_string());
+}
