@@ -3,10 +3,12 @@
 //! ```text
 //! cargo run --release -p beacon-bench -- engine            # every engine scenario, a Markdown table
 //! cargo run --release -p beacon-bench -- engine --scenario pass --items 10000   # one, as a JSON line
+//! cargo run --release -p beacon-bench -- quota             # client stack vs the seed's algorithm
 //! ```
 //! Each scenario runs in its own child process so that its peak memory (VmHWM) is its own.
 
 mod engine;
+mod quota;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +24,8 @@ enum Command {
     /// The ASL engine with the SQLite journal on: Map over Pass, Map over Task, the BEACON flow,
     /// and resuming the flow after a kill.
     Engine(engine::EngineArgs),
+    /// The client stack against the seed's algorithm on the simulator's quota scenarios.
+    Quota(quota::QuotaArgs),
 }
 
 fn main() {
@@ -36,6 +40,7 @@ fn main() {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Engine(args) => engine::run(args).await,
+            Command::Quota(args) => quota::run(args).await,
         }
     });
     std::process::exit(code);

@@ -233,6 +233,10 @@ fn write_reports(dir: &Path, outcome: &RunOutcome) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Where adaptive concurrency starts when the quota is unknown: above what a small quota allows
+/// (a throttle halves it quickly), so a large quota is not approached one step per round trip.
+const ADAPTIVE_INITIAL: f64 = 16.0;
+
 /// The client stack the configuration asks for, outermost first:
 /// cache → rate limiter (known quota) or adaptive concurrency (unknown quota) → retry → provider.
 async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn LlmClient>, beacon_llm::LlmError> {
@@ -270,10 +274,12 @@ async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn Llm
     };
     let retrying = Retrying::new(provider, policy, stats.clone());
     let quota = Quota { rpm: config.quota.rpm, tpm: config.quota.tpm };
+    // A burst of a whole minute's quota is what a per-minute quota physically allows; the limiter
+    // still never admits more than the quota in any 60 s window.
     let paced: Arc<dyn LlmClient> = if config.quota.is_known() {
-        Arc::new(Limited::new(retrying, Arc::new(GcraLimiter::new(quota))))
+        Arc::new(Limited::new(retrying, Arc::new(GcraLimiter::new(quota).with_burst(1.0))))
     } else {
-        Arc::new(Adaptive::new(retrying, AdaptiveConfig::default()))
+        Arc::new(Adaptive::new(retrying, AdaptiveConfig { initial: ADAPTIVE_INITIAL, ..AdaptiveConfig::default() }))
     };
     if !config.llm.cache {
         return Ok(paced);

@@ -59,6 +59,13 @@ use crate::{Completion, CompletionRequest, LlmClient, LlmError};
 /// The window quotas are counted over.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
+/// How long an admission stays in the limiter's 60 s record: a little longer than the window,
+/// because the provider's window counts *arrivals*. A request admitted the instant an old one
+/// leaves our record could otherwise reach the provider while that old one's arrival is still
+/// inside the provider's window — after a full burst that throttled a fifth of the next minute's
+/// requests in the RPM-bound benchmark.
+pub const RECORD_WINDOW: Duration = Duration::from_secs(61);
+
 /// The default burst: the share of a minute's quota that may go at once.
 pub const DEFAULT_BURST: f64 = 1.0 / 6.0;
 
@@ -265,7 +272,7 @@ struct Gcra {
 impl Gcra {
     fn prune(&mut self, now: Instant) {
         while let Some(first) = self.ledger.front() {
-            if first.at + WINDOW > now {
+            if first.at + RECORD_WINDOW > now {
                 break;
             }
             self.ledger_tokens = self.ledger_tokens.saturating_sub(first.tokens);
@@ -282,7 +289,7 @@ impl Gcra {
             let quota = usize::try_from(requests.quota).unwrap_or(usize::MAX);
             if self.ledger.len() >= quota {
                 let oldest_to_expire = &self.ledger[self.ledger.len() - quota];
-                wait = wait.max((oldest_to_expire.at + WINDOW).saturating_duration_since(now));
+                wait = wait.max((oldest_to_expire.at + RECORD_WINDOW).saturating_duration_since(now));
             }
         }
         if let Some(dimension) = &self.tokens {
@@ -295,7 +302,7 @@ impl Gcra {
                     break;
                 }
                 in_window = in_window.saturating_sub(admission.tokens);
-                wait = wait.max((admission.at + WINDOW).saturating_duration_since(now));
+                wait = wait.max((admission.at + RECORD_WINDOW).saturating_duration_since(now));
             }
         }
         (!wait.is_zero()).then_some(wait)
