@@ -172,43 +172,15 @@ impl BedrockConverseBuilder {
         if self.model_id.trim().is_empty() {
             return Err(config_error("the model id is empty: pass a Bedrock model id, inference profile id or ARN"));
         }
-        let timeouts =
-            TimeoutConfig::builder().connect_timeout(self.connect_timeout).read_timeout(self.read_timeout).build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(timeouts);
-        if let Some(profile) = &self.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(credentials) = self.credentials {
-            loader = loader.credentials_provider(credentials);
-        }
-        match (&self.region, &self.endpoint) {
-            (Some(region), _) => loader = loader.region(Region::new(region.clone())),
-            (None, Some(_)) => {
-                // With an endpoint override (a simulator, a proxy) the region only matters for
-                // signing, so skip the instance metadata lookup, which off EC2 only costs time.
-                let mut profile_region = ProfileFileRegionProvider::builder();
-                if let Some(profile) = &self.profile {
-                    profile_region = profile_region.profile_name(profile);
-                }
-                let chain = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
-                    .or_else(profile_region.build())
-                    .or_else(Region::new(FALLBACK_REGION));
-                loader = loader.region(chain);
-            }
-            (None, None) => {}
-        }
-        if let Some(endpoint) = &self.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        let sdk_config = loader.load().await;
-        if sdk_config.region().is_none() {
-            return Err(config_error(
-                "no AWS region is configured: set AWS_REGION (or a region in your AWS profile), \
-                 or pass --region, e.g. --region us-east-1",
-            ));
-        }
+        let sdk_config = load_sdk_config(SdkSettings {
+            endpoint: self.endpoint.as_deref(),
+            region: self.region.as_deref(),
+            profile: self.profile.as_deref(),
+            credentials: self.credentials,
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+        })
+        .await?;
         tracing::debug!(
             model_id = %self.model_id,
             region = ?sdk_config.region(),
@@ -217,6 +189,58 @@ impl BedrockConverseBuilder {
         );
         Ok(BedrockConverse { client: Client::new(&sdk_config), model_id: self.model_id })
     }
+}
+
+/// What both Bedrock clients (Converse, InvokeModel) need to build their AWS SDK configuration.
+pub(crate) struct SdkSettings<'a> {
+    pub endpoint: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub profile: Option<&'a str>,
+    pub credentials: Option<aws_sdk_bedrockruntime::config::SharedCredentialsProvider>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+/// The AWS SDK configuration for a Bedrock client: SDK retries off (BEACON's retry layer
+/// retries), timeouts, normal credential resolution unless given; a missing region is an error.
+pub(crate) async fn load_sdk_config(settings: SdkSettings<'_>) -> Result<aws_config::SdkConfig, LlmError> {
+    let timeouts =
+        TimeoutConfig::builder().connect_timeout(settings.connect_timeout).read_timeout(settings.read_timeout).build();
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled()).timeout_config(timeouts);
+    if let Some(profile) = settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(credentials) = settings.credentials {
+        loader = loader.credentials_provider(credentials);
+    }
+    match (settings.region, settings.endpoint) {
+        (Some(region), _) => loader = loader.region(Region::new(region.to_string())),
+        (None, Some(_)) => {
+            // With an endpoint override (a simulator, a proxy) the region only matters for
+            // signing, so skip the instance metadata lookup, which off EC2 only costs time.
+            let mut profile_region = ProfileFileRegionProvider::builder();
+            if let Some(profile) = settings.profile {
+                profile_region = profile_region.profile_name(profile);
+            }
+            let chain = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+                .or_else(profile_region.build())
+                .or_else(Region::new(FALLBACK_REGION));
+            loader = loader.region(chain);
+        }
+        (None, None) => {}
+    }
+    if let Some(endpoint) = settings.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let sdk_config = loader.load().await;
+    if sdk_config.region().is_none() {
+        return Err(config_error(
+            "no AWS region is configured: set AWS_REGION (or a region in your AWS profile), \
+             or pass --region, e.g. --region us-east-1",
+        ));
+    }
+    Ok(sdk_config)
 }
 
 /// The text of the one user message: the instruction, the marker line, the label, the content.

@@ -21,12 +21,6 @@ use std::error::Error as StdError;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
-use aws_config::environment::region::EnvironmentVariableRegionProvider;
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::profile::ProfileFileRegionProvider;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::http::HttpResponse;
@@ -45,10 +39,6 @@ const PROVIDER: &str = "bedrock";
 
 /// The `anthropic_version` Bedrock requires in Anthropic Messages bodies.
 pub const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
-
-/// Region used with an endpoint override when none is configured (see
-/// [`crate::bedrock::BedrockConverse`]).
-const FALLBACK_REGION: &str = "us-east-1";
 
 /// An Anthropic model on Bedrock behind the InvokeModel API.
 #[derive(Debug, Clone)]
@@ -160,43 +150,15 @@ impl BedrockInvokeBuilder {
                 "the model id is empty: pass an Anthropic model id, inference profile id or ARN on Bedrock",
             ));
         }
-        let timeouts =
-            TimeoutConfig::builder().connect_timeout(self.connect_timeout).read_timeout(self.read_timeout).build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(timeouts);
-        if let Some(profile) = &self.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(credentials) = self.credentials {
-            loader = loader.credentials_provider(credentials);
-        }
-        match (&self.region, &self.endpoint) {
-            (Some(region), _) => loader = loader.region(Region::new(region.clone())),
-            (None, Some(_)) => {
-                // As for Converse: with an endpoint override the region only matters for signing,
-                // so skip the instance metadata lookup.
-                let mut profile_region = ProfileFileRegionProvider::builder();
-                if let Some(profile) = &self.profile {
-                    profile_region = profile_region.profile_name(profile);
-                }
-                let chain = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
-                    .or_else(profile_region.build())
-                    .or_else(Region::new(FALLBACK_REGION));
-                loader = loader.region(chain);
-            }
-            (None, None) => {}
-        }
-        if let Some(endpoint) = &self.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        let sdk_config = loader.load().await;
-        if sdk_config.region().is_none() {
-            return Err(config_error(
-                "no AWS region is configured: set AWS_REGION (or a region in your AWS profile), \
-                 or pass --region, e.g. --region us-east-1",
-            ));
-        }
+        let sdk_config = crate::bedrock::load_sdk_config(crate::bedrock::SdkSettings {
+            endpoint: self.endpoint.as_deref(),
+            region: self.region.as_deref(),
+            profile: self.profile.as_deref(),
+            credentials: self.credentials,
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+        })
+        .await?;
         tracing::debug!(
             model_id = %self.model_id,
             region = ?sdk_config.region(),
