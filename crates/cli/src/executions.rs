@@ -37,7 +37,7 @@ pub enum ExecutionsCommand {
         data_dir: Option<PathBuf>,
     },
     /// Continue an execution whose process died; finished tasks are not run again.
-    Resume(ResumeArgs),
+    Resume(Box<ResumeArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -55,7 +55,7 @@ pub async fn executions(config_path: Option<&Path>, command: ExecutionsCommand) 
     match command {
         ExecutionsCommand::List { limit, json, data_dir } => list(config_path, limit, json, data_dir),
         ExecutionsCommand::Show { name, history, json, data_dir } => show(config_path, &name, history, json, data_dir),
-        ExecutionsCommand::Resume(args) => resume(config_path, args).await,
+        ExecutionsCommand::Resume(args) => resume(config_path, *args).await,
     }
 }
 

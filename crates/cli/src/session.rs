@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use beacon_aws::DynamoLimiter;
 use beacon_llm::bedrock::BedrockConverse;
 use beacon_llm::cache::{Cached, DirectoryCache};
 use beacon_llm::concurrency::{Adaptive, AdaptiveConfig};
@@ -51,6 +52,10 @@ pub struct FlowArgs {
     /// The provider's tokens-per-minute quota (input + output).
     #[arg(long)]
     pub tpm: Option<u64>,
+    /// Share the rate limiter with other processes through this DynamoDB table (one item per
+    /// model; created if missing). Needs --rpm or --tpm.
+    #[arg(long, value_name = "TABLE")]
+    pub limiter_table: Option<String>,
     /// Upper bound on each answer's tokens.
     #[arg(long)]
     pub max_tokens: Option<u32>,
@@ -85,6 +90,9 @@ impl FlowArgs {
         }
         if let Some(tpm) = self.tpm {
             config.quota.tpm = Some(tpm);
+        }
+        if let Some(table) = &self.limiter_table {
+            config.quota.shared_table = Some(table.clone());
         }
         if let Some(t) = self.max_tokens {
             config.llm.max_tokens = t;
@@ -276,7 +284,16 @@ async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn Llm
     let quota = Quota { rpm: config.quota.rpm, tpm: config.quota.tpm };
     // A burst of a whole minute's quota is what a per-minute quota physically allows; the limiter
     // still never admits more than the quota in any 60 s window.
-    let paced: Arc<dyn LlmClient> = if config.quota.is_known() {
+    let paced: Arc<dyn LlmClient> = if let Some(table) = &config.quota.shared_table {
+        let limiter =
+            DynamoLimiter::connect(table, &model, quota, p.region.as_deref(), config.quota.shared_endpoint.as_deref())
+                .await
+                .map_err(|error| beacon_llm::LlmError::Config {
+                    provider: "the shared rate limiter".into(),
+                    message: error.to_string(),
+                })?;
+        Arc::new(Limited::new(retrying, Arc::new(limiter.with_burst(1.0))))
+    } else if config.quota.is_known() {
         Arc::new(Limited::new(retrying, Arc::new(GcraLimiter::new(quota).with_burst(1.0))))
     } else {
         Arc::new(Adaptive::new(retrying, AdaptiveConfig { initial: ADAPTIVE_INITIAL, ..AdaptiveConfig::default() }))

@@ -102,3 +102,52 @@ fn openai_compatible_servers_are_a_provider() {
     assert_eq!(report["usage"]["units_succeeded"], 3);
     assert!(report["units"][0]["result"]["summary"].is_string());
 }
+
+#[path = "../../aws/tests/support/mod.rs"]
+mod moto;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_limiter_keeps_its_state_in_dynamodb() {
+    let Some(moto) = moto::Moto::start() else { return };
+    let sim = Sim::start(&["--rpm", "60"]);
+    let s = Scratch::new();
+    let doc = s.path("doc.txt");
+    std::fs::write(&doc, pages(5, None)).unwrap();
+    let mut cmd = s.beacon();
+    cmd.env("BEACON_QUOTA_ENDPOINT", &moto.endpoint);
+    let out = tokio::task::block_in_place(|| {
+        with_fake_aws(&mut cmd)
+            .arg("run")
+            .arg(&doc)
+            .arg("--out")
+            .arg(s.out())
+            .args(["--provider", "bedrock", "--model", "sim-model", "--endpoint"])
+            .arg(sim.endpoint())
+            .args(["--rpm", "60", "--limiter-table", "beacon-limits", "--no-cache"])
+            .output()
+            .unwrap()
+    });
+    assert_exit(&out, 0);
+    assert_eq!(sim.stats()["throttled"], 0);
+    // The process created the table and admitted its five requests through the model's item.
+    let item = moto
+        .dynamodb()
+        .await
+        .get_item()
+        .table_name("beacon-limits")
+        .key("modelId", aws_sdk_dynamodb::types::AttributeValue::S("sim-model".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the model's rate-limit item");
+    let state: Value = serde_json::from_str(item["state"].as_s().unwrap()).unwrap();
+    let admitted: u64 =
+        state["entries"].as_array().unwrap().iter().map(|entry| entry["requests"].as_u64().unwrap()).sum();
+    assert_eq!(admitted, 5, "{state}");
+
+    // Without a quota there is nothing to share: a clear configuration error.
+    let out = s.run(&doc, &["--limiter-table", "beacon-limits"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("--limiter-table") && stderr(&out).contains("--rpm"), "{}", stderr(&out));
+}

@@ -149,13 +149,18 @@ impl Default for LlmConfig {
 }
 
 /// The provider's quota as the user knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuotaConfig {
     /// Requests per minute.
     pub rpm: Option<u32>,
     /// Tokens (input + output) per minute.
     pub tpm: Option<u64>,
+    /// A DynamoDB table holding the rate limiter's state (one item per model), shared by every
+    /// process and Lambda using the same quota. Unset: the limiter lives in this process.
+    pub shared_table: Option<String>,
+    /// An endpoint override for that table (DynamoDB Local, moto).
+    pub shared_endpoint: Option<String>,
 }
 
 impl QuotaConfig {
@@ -285,6 +290,12 @@ impl Config {
         if let Some(v) = get("BEACON_TPM") {
             self.quota.tpm = Some(parse("BEACON_TPM", &v)?);
         }
+        if let Some(v) = get("BEACON_QUOTA_TABLE") {
+            self.quota.shared_table = Some(v);
+        }
+        if let Some(v) = get("BEACON_QUOTA_ENDPOINT") {
+            self.quota.shared_endpoint = Some(v);
+        }
         if let Some(v) = get("BEACON_MAX_CONCURRENCY") {
             self.strategy.inline_max_concurrency = parse("BEACON_MAX_CONCURRENCY", &v)?;
         }
@@ -316,6 +327,12 @@ impl Config {
         }
         if self.quota.rpm == Some(0) || self.quota.tpm == Some(0) {
             return Err(ConfigError::Invalid("quota.rpm and quota.tpm must be positive when set".into()));
+        }
+        if self.quota.shared_table.is_some() && !self.quota.is_known() {
+            return Err(ConfigError::Invalid(
+                "quota.shared_table (--limiter-table) needs the quota it shares: set quota.rpm or quota.tpm (--rpm, --tpm)"
+                    .into(),
+            ));
         }
         if self.limits.max_file_bytes == 0 || self.limits.max_units == 0 {
             return Err(ConfigError::Invalid("limits must be positive".into()));

@@ -12,7 +12,7 @@
 //! moves the TAT to `max(TAT, t) + n·T`. The tolerance `τ` is the time of a burst: `burst·T`,
 //! where `burst` defaults to one sixth of a minute's quota ([`DEFAULT_BURST`], configurable with
 //! [`GcraLimiter::with_burst`]). GCRA alone lets a full burst go after an idle spell *and* keeps
-//! the full rate afterwards, so a 60 s window could see `quota + burst`; a ledger of the last
+//! the full rate afterwards, so a 60 s window could see `quota + burst`; a record of the last
 //! 60 s of admissions closes that gap: a request is also held until the window ending at its
 //! admission holds at most the quota. The result is smooth pacing, bursts of at most `burst`,
 //! never more than the quota in any 60 s window, and a steady state at the quota.
@@ -25,7 +25,7 @@
 //! The output's size is unknown before the call, so [`RateLimiter::acquire`] reserves an
 //! estimate (input estimate + `max_tokens`, which is also how Amazon Bedrock charges a request
 //! when it starts) and [`RateLimiter::settle`] gives back what was not used, moving the token TAT
-//! back by `(reserved − used)·T` (never before now) and lowering the ledger entry. A request that
+//! back by `(reserved − used)·T` (never before now) and lowering the record entry. A request that
 //! used more than it reserved is charged the difference.
 //!
 //! A request larger than the burst waits until the bucket is full (TAT ≤ now) and then goes
@@ -45,7 +45,8 @@
 //! # }
 //! ```
 
-use std::collections::VecDeque;
+pub mod gcra;
+
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+pub use self::gcra::{GcraState, Micros};
 use crate::offline::estimate_tokens;
 use crate::{Completion, CompletionRequest, LlmClient, LlmError};
 
@@ -182,12 +184,16 @@ pub struct Permit {
     pub reserved: u64,
     /// What the issuing limiter uses to find the reservation again; opaque to callers.
     pub ticket: u64,
+    /// When the limiter admitted the request, in microseconds on the limiter's time base (since
+    /// its creation for [`GcraLimiter`], since the Unix epoch for a shared limiter).
+    pub admitted_at: Micros,
 }
 
 impl Permit {
-    /// A permit for `reserved` tokens; `ticket` is the issuing limiter's own reference.
-    pub fn new(reserved: u64, ticket: u64) -> Self {
-        Permit { reserved, ticket }
+    /// A permit for `reserved` tokens admitted at `admitted_at`; `ticket` is the issuing
+    /// limiter's own reference.
+    pub fn new(reserved: u64, ticket: u64, admitted_at: Micros) -> Self {
+        Permit { reserved, ticket, admitted_at }
     }
 }
 
@@ -196,160 +202,24 @@ impl Permit {
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     /// Waits until a request estimated at `tokens` (input estimate + `max_tokens`) may be sent;
-    /// returns a permit. Cancel-safe: a cancelled wait reserves nothing.
-    async fn acquire(&self, tokens: u64) -> Permit;
+    /// returns a permit. Cancel-safe: a cancelled wait reserves nothing. Fails only when a shared
+    /// limiter cannot reach its store ([`LlmError::Transient`]).
+    async fn acquire(&self, tokens: u64) -> Result<Permit, LlmError>;
 
     /// The request finished: `used` is the actual input + output tokens; the unused part of the
-    /// reservation is refunded (and an overrun charged).
-    fn settle(&self, permit: Permit, used: u64);
+    /// reservation is refunded (and an overrun charged). Best effort: a refund that cannot be
+    /// stored is lost, which only slows later requests down.
+    async fn settle(&self, permit: Permit, used: u64);
 }
 
-/// One dimension's GCRA state.
-#[derive(Debug)]
-struct Dimension {
-    /// Units per minute.
-    quota: u64,
-    /// Units that may go at once.
-    burst: u64,
-    /// Theoretical arrival time: when everything admitted so far is paid for.
-    tat: Instant,
-}
-
-impl Dimension {
-    fn new(quota: u64, burst_fraction: f64, now: Instant) -> Self {
-        // Truncation is intended: the burst is a whole number of units, at least one.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
-        let burst = ((quota as f64 * burst_fraction).floor() as u64).clamp(1, quota);
-        Dimension { quota, burst, tat: now }
-    }
-
-    /// The time `units` cost: `units · 60 s / quota`.
-    fn cost(&self, units: u64) -> Duration {
-        let nanos = u128::from(units) * WINDOW.as_nanos() / u128::from(self.quota);
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
-    }
-
-    /// How long a request of `units` must wait from `now` (zero when it may go).
-    fn wait(&self, now: Instant, units: u64) -> Duration {
-        if units <= self.burst {
-            // max(TAT, now) + cost − now ≤ τ  ⇔  now ≥ TAT + cost − τ.
-            later(self.tat, self.cost(units)).saturating_duration_since(later(now, self.cost(self.burst)))
-        } else {
-            // Larger than a burst: wait for a full bucket, then go alone.
-            self.tat.saturating_duration_since(now)
-        }
-    }
-
-    fn charge(&mut self, now: Instant, units: u64) {
-        self.tat = later(self.tat.max(now), self.cost(units));
-    }
-
-    fn refund(&mut self, now: Instant, units: u64) {
-        if self.tat > now {
-            self.tat = self.tat.checked_sub(self.cost(units)).map_or(now, |tat| tat.max(now));
-        }
-    }
-}
-
-/// One admission in the last [`WINDOW`].
-#[derive(Debug)]
-struct Admission {
-    ticket: u64,
-    at: Instant,
-    tokens: u64,
-}
-
-#[derive(Debug)]
-struct Gcra {
-    requests: Option<Dimension>,
-    tokens: Option<Dimension>,
-    /// Admissions of the last [`WINDOW`], oldest first (tickets increase).
-    ledger: VecDeque<Admission>,
-    ledger_tokens: u64,
-    next_ticket: u64,
-}
-
-impl Gcra {
-    fn prune(&mut self, now: Instant) {
-        while let Some(first) = self.ledger.front() {
-            if first.at + RECORD_WINDOW > now {
-                break;
-            }
-            self.ledger_tokens = self.ledger_tokens.saturating_sub(first.tokens);
-            self.ledger.pop_front();
-        }
-    }
-
-    /// How long a request of `tokens` must wait from `now`; `None` when it may go now.
-    fn wait(&self, now: Instant, tokens: u64) -> Option<Duration> {
-        let mut wait = Duration::ZERO;
-        if let Some(requests) = &self.requests {
-            wait = wait.max(requests.wait(now, 1));
-            // At most `rpm` admissions in the window ending now, this one included.
-            let quota = usize::try_from(requests.quota).unwrap_or(usize::MAX);
-            if self.ledger.len() >= quota {
-                let oldest_to_expire = &self.ledger[self.ledger.len() - quota];
-                wait = wait.max((oldest_to_expire.at + RECORD_WINDOW).saturating_duration_since(now));
-            }
-        }
-        if let Some(dimension) = &self.tokens {
-            wait = wait.max(dimension.wait(now, tokens));
-            // At most `tpm` tokens in the window; a request larger than that needs it empty.
-            let allowed = dimension.quota.saturating_sub(tokens);
-            let mut in_window = self.ledger_tokens;
-            for admission in &self.ledger {
-                if in_window <= allowed {
-                    break;
-                }
-                in_window = in_window.saturating_sub(admission.tokens);
-                wait = wait.max((admission.at + RECORD_WINDOW).saturating_duration_since(now));
-            }
-        }
-        (!wait.is_zero()).then_some(wait)
-    }
-
-    fn admit(&mut self, now: Instant, tokens: u64) -> Permit {
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
-        if let Some(requests) = &mut self.requests {
-            requests.charge(now, 1);
-        }
-        if let Some(dimension) = &mut self.tokens {
-            dimension.charge(now, tokens);
-        }
-        if self.requests.is_some() || self.tokens.is_some() {
-            self.ledger.push_back(Admission { ticket, at: now, tokens });
-            self.ledger_tokens = self.ledger_tokens.saturating_add(tokens);
-        }
-        Permit::new(tokens, ticket)
-    }
-
-    /// Settles `permit`; returns whether anything was refunded.
-    fn settle(&mut self, now: Instant, permit: &Permit, used: u64) -> bool {
-        if let Some(dimension) = &mut self.tokens {
-            if used < permit.reserved {
-                dimension.refund(now, permit.reserved - used);
-            } else {
-                dimension.charge(now, used - permit.reserved);
-            }
-        }
-        if let Ok(index) = self.ledger.binary_search_by_key(&permit.ticket, |admission| admission.ticket) {
-            let admission = &mut self.ledger[index];
-            self.ledger_tokens = self.ledger_tokens.saturating_sub(admission.tokens).saturating_add(used);
-            admission.tokens = used;
-        }
-        used < permit.reserved
-    }
-}
-
-/// An in-process [`RateLimiter`]: GCRA on requests and tokens plus a 60 s ledger (see the
-/// [module documentation](self)). Share one (in an `Arc`) among all clients that draw on the
-/// same quota.
+/// An in-process [`RateLimiter`]: GCRA on requests and tokens plus a record of the last minute's
+/// admissions (see the [module documentation](self) and [`gcra`]). Share one (in an `Arc`)
+/// among all clients that draw on the same quota.
 pub struct GcraLimiter {
-    quota: Quota,
-    burst: f64,
     clock: Arc<dyn Clock>,
-    state: Mutex<Gcra>,
+    /// The origin of the state's timestamps.
+    origin: Instant,
+    state: Mutex<GcraState>,
     /// Held by the oldest waiter: FIFO order, one clock watcher.
     turn: tokio::sync::Mutex<()>,
     /// Wakes the oldest waiter early when a settlement refunded tokens.
@@ -364,60 +234,63 @@ impl GcraLimiter {
 
     /// A limiter for `quota` on `clock`, with the default burst.
     pub fn with_clock(quota: Quota, clock: Arc<dyn Clock>) -> Self {
-        let burst = DEFAULT_BURST;
-        let state = Mutex::new(GcraLimiter::fresh_state(quota, burst, clock.now()));
-        GcraLimiter { quota, burst, clock, state, turn: tokio::sync::Mutex::new(()), refunded: Notify::new() }
+        let origin = clock.now();
+        let state = Mutex::new(GcraState::new(quota, DEFAULT_BURST, micros(WINDOW), micros(RECORD_WINDOW), 0));
+        GcraLimiter { clock, origin, state, turn: tokio::sync::Mutex::new(()), refunded: Notify::new() }
     }
 
     /// Sets the burst: the share of a minute's quota (in `(0, 1]`, default [`DEFAULT_BURST`]) that
     /// may go at once. Resets the limiter's state, so call it before use.
-    pub fn with_burst(mut self, fraction: f64) -> Self {
-        self.burst = if fraction.is_finite() { fraction.clamp(f64::MIN_POSITIVE, 1.0) } else { DEFAULT_BURST };
-        self.state = Mutex::new(GcraLimiter::fresh_state(self.quota, self.burst, self.clock.now()));
+    pub fn with_burst(self, fraction: f64) -> Self {
+        let quota = self.quota();
+        let state = GcraState::new(quota, fraction, micros(WINDOW), micros(RECORD_WINDOW), self.now());
+        *lock(&self.state) = state;
         self
     }
 
     /// The quota in force.
     pub fn quota(&self) -> Quota {
-        self.quota
+        lock(&self.state).quota()
     }
 
     /// The burst in units: `(requests, tokens)` that may go at once, per limited dimension.
     pub fn burst(&self) -> (Option<u64>, Option<u64>) {
-        let state = lock(&self.state);
-        (state.requests.as_ref().map(|d| d.burst), state.tokens.as_ref().map(|d| d.burst))
+        lock(&self.state).burst()
     }
 
-    fn fresh_state(quota: Quota, burst: f64, now: Instant) -> Gcra {
-        let dimension = |per_minute: u64| (per_minute > 0).then(|| Dimension::new(per_minute, burst, now));
-        Gcra {
-            requests: quota.rpm.and_then(|rpm| dimension(u64::from(rpm))),
-            tokens: quota.tpm.and_then(dimension),
-            ledger: VecDeque::new(),
-            ledger_tokens: 0,
-            next_ticket: 0,
-        }
+    /// Now, as the state counts time.
+    fn now(&self) -> Micros {
+        micros(self.clock.now().saturating_duration_since(self.origin))
     }
+}
+
+/// `duration` in whole microseconds, saturating.
+pub fn micros(duration: Duration) -> Micros {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl std::fmt::Debug for GcraLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GcraLimiter").field("quota", &self.quota).field("burst", &self.burst).finish_non_exhaustive()
+        let state = lock(&self.state);
+        f.debug_struct("GcraLimiter")
+            .field("quota", &state.quota())
+            .field("burst", &state.burst_fraction())
+            .finish_non_exhaustive()
     }
 }
 
 #[async_trait]
 impl RateLimiter for GcraLimiter {
-    async fn acquire(&self, tokens: u64) -> Permit {
+    async fn acquire(&self, tokens: u64) -> Result<Permit, LlmError> {
         let _turn = self.turn.lock().await;
         loop {
             let deadline = {
                 let mut state = lock(&self.state);
-                let now = self.clock.now();
+                let now = self.now();
                 state.prune(now);
                 match state.wait(now, tokens) {
-                    None => return state.admit(now, tokens),
-                    Some(wait) => now + wait,
+                    None => return Ok(state.admit(now, tokens)),
+                    Some(wait) => later(self.origin, Duration::from_micros(now.saturating_add(wait))),
                 }
             };
             // A refund in between stores a wake-up in `refunded`, so none is lost.
@@ -428,8 +301,8 @@ impl RateLimiter for GcraLimiter {
         }
     }
 
-    fn settle(&self, permit: Permit, used: u64) {
-        let refunded = lock(&self.state).settle(self.clock.now(), &permit, used);
+    async fn settle(&self, permit: Permit, used: u64) {
+        let refunded = lock(&self.state).settle(self.now(), &permit, used);
         if refunded {
             self.refunded.notify_one();
         }
@@ -502,13 +375,13 @@ impl<C: LlmClient> LlmClient for Limited<C> {
 
     async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError> {
         let input = estimate_input_tokens(request);
-        let permit = self.limiter.acquire(input + u64::from(request.max_tokens)).await;
+        let permit = self.limiter.acquire(input + u64::from(request.max_tokens)).await?;
         let result = self.inner.complete(request).await;
         let used = match &result {
             Ok(completion) => completion.usage.total(),
             Err(error) => consumed_by_failure(error, input),
         };
-        self.limiter.settle(permit, used);
+        self.limiter.settle(permit, used).await;
         result
     }
 }
@@ -563,7 +436,7 @@ mod tests {
                 } else {
                     rng.random_range(1..quota.tpm.unwrap() / 10)
                 };
-                let permit = limiter.acquire(reserved).await;
+                let permit = limiter.acquire(reserved).await.unwrap();
                 let used = rng.random_range(0..=reserved);
                 admissions.push((Clock::now(&*clock), used));
                 in_flight.push((permit, used));
@@ -571,7 +444,7 @@ mod tests {
                 clock.advance(Duration::from_millis(rng.random_range(0..2_000)));
                 while !in_flight.is_empty() && rng.random_bool(0.6) {
                     let (permit, used) = in_flight.swap_remove(rng.random_range(0..in_flight.len()));
-                    limiter.settle(permit, used);
+                    limiter.settle(permit, used).await;
                 }
             }
             assert_windows(&admissions, quota.rpm.unwrap() as usize, quota.tpm.unwrap());
@@ -584,9 +457,9 @@ mod tests {
         let start = Clock::now(&*clock);
         let mut admissions = Vec::new();
         for _ in 0..1_200 {
-            let permit = limiter.acquire(100).await;
+            let permit = limiter.acquire(100).await.unwrap();
             admissions.push((Clock::now(&*clock), 100));
-            limiter.settle(permit, 100);
+            limiter.settle(permit, 100).await;
         }
         assert_windows(&admissions, 120, u64::MAX);
         // The default burst goes at once, then one request every 500 ms.
@@ -605,9 +478,9 @@ mod tests {
         let start = Clock::now(&*clock);
         let mut tokens = 0;
         while Clock::now(&*clock) < start + WINDOW * 10 {
-            let permit = limiter.acquire(1_000).await;
+            let permit = limiter.acquire(1_000).await.unwrap();
             tokens += 1_000;
-            limiter.settle(permit, 1_000);
+            limiter.settle(permit, 1_000).await;
         }
         // 1 000 tokens/s plus the initial burst and the last request.
         assert!((600_000..=612_000).contains(&tokens), "{tokens}");
@@ -622,9 +495,9 @@ mod tests {
             let start = Clock::now(&*clock);
             let mut count = 0;
             while Clock::now(&*clock) < start + WINDOW * 5 {
-                let permit = limiter.acquire(5_000).await;
+                let permit = limiter.acquire(5_000).await.unwrap();
                 count += 1;
-                limiter.settle(permit, used);
+                limiter.settle(permit, used).await;
             }
             admitted.push(count);
         }
@@ -637,16 +510,16 @@ mod tests {
         // Time stands still: only the refund can let the second request through.
         let still = Arc::new(StillClock(Instant::now()));
         let limiter = Arc::new(GcraLimiter::with_clock(Quota { rpm: None, tpm: Some(6_000) }, still));
-        let first = limiter.acquire(1_000).await;
+        let first = limiter.acquire(1_000).await.unwrap();
         let waiter = tokio::spawn({
             let limiter = limiter.clone();
-            async move { limiter.acquire(1_000).await }
+            async move { limiter.acquire(1_000).await.unwrap() }
         });
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
         assert!(!waiter.is_finished(), "the second request must wait for tokens");
-        limiter.settle(first, 0);
+        limiter.settle(first, 0).await;
         let second = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
         assert_eq!(second.reserved, 1_000);
     }
@@ -668,25 +541,25 @@ mod tests {
     async fn requests_larger_than_the_quota_go_alone() {
         let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(10_000) });
         let start = Clock::now(&*clock);
-        let huge = limiter.acquire(25_000).await;
+        let huge = limiter.acquire(25_000).await.unwrap();
         assert_eq!(Clock::now(&*clock), start, "an idle limiter admits it at once");
-        limiter.settle(huge, 25_000);
-        let next = limiter.acquire(100).await;
+        limiter.settle(huge, 25_000).await;
+        let next = limiter.acquire(100).await.unwrap();
         // The debt (150 s of tokens) is repaid before anything else goes, less the burst.
         let waited = Clock::now(&*clock) - start;
         assert!(waited >= Duration::from_secs(140), "{waited:?}");
-        limiter.settle(next, 100);
+        limiter.settle(next, 100).await;
     }
 
     #[tokio::test]
     async fn absurd_requests_do_not_panic() {
         let (limiter, _clock) = limiter(Quota { rpm: Some(1), tpm: Some(1) });
-        let permit = limiter.acquire(u64::MAX / 2).await;
-        limiter.settle(permit, u64::MAX / 4);
+        let permit = limiter.acquire(u64::MAX / 2).await.unwrap();
+        limiter.settle(permit, u64::MAX / 4).await;
         let (limiter, _clock) = self::limiter(Quota { rpm: None, tpm: Some(u64::MAX) });
         for _ in 0..3 {
-            let permit = limiter.acquire(u64::MAX / 2).await;
-            limiter.settle(permit, u64::MAX);
+            let permit = limiter.acquire(u64::MAX / 2).await.unwrap();
+            limiter.settle(permit, u64::MAX).await;
         }
     }
 
@@ -694,24 +567,24 @@ mod tests {
     async fn requests_larger_than_the_burst_wait_for_a_full_bucket() {
         let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(6_000) });
         let start = Clock::now(&*clock);
-        let small = limiter.acquire(600).await;
-        limiter.settle(small, 600);
+        let small = limiter.acquire(600).await.unwrap();
+        limiter.settle(small, 600).await;
         // 3 000 > the 1 000-token burst: it waits until the 600 tokens are paid for (6 s).
-        let large = limiter.acquire(3_000).await;
+        let large = limiter.acquire(3_000).await.unwrap();
         assert_eq!(Clock::now(&*clock) - start, Duration::from_secs(6));
-        limiter.settle(large, 3_000);
+        limiter.settle(large, 3_000).await;
     }
 
     #[tokio::test]
     async fn overruns_are_charged() {
         let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(6_000) });
         let start = Clock::now(&*clock);
-        let permit = limiter.acquire(100).await;
-        limiter.settle(permit, 1_000);
-        let permit = limiter.acquire(1_000).await;
+        let permit = limiter.acquire(100).await.unwrap();
+        limiter.settle(permit, 1_000).await;
+        let permit = limiter.acquire(1_000).await.unwrap();
         // 1 000 tokens used, the burst is 1 000: the next 1 000 wait 10 s.
         assert_eq!(Clock::now(&*clock) - start, Duration::from_secs(10));
-        limiter.settle(permit, 1_000);
+        limiter.settle(permit, 1_000).await;
     }
 
     #[tokio::test]
@@ -719,14 +592,14 @@ mod tests {
         let (limiter, clock) = limiter(Quota::unlimited());
         let start = Clock::now(&*clock);
         for _ in 0..10_000 {
-            let permit = limiter.acquire(1_000_000).await;
-            limiter.settle(permit, 1);
+            let permit = limiter.acquire(1_000_000).await.unwrap();
+            limiter.settle(permit, 1).await;
         }
         assert_eq!(Clock::now(&*clock), start);
         // Zero means unset, not "never".
         let (limiter, _clock) = self::limiter(Quota { rpm: Some(0), tpm: Some(0) });
-        let permit = limiter.acquire(5).await;
-        limiter.settle(permit, 5);
+        let permit = limiter.acquire(5).await.unwrap();
+        limiter.settle(permit, 5).await;
     }
 
     #[test]

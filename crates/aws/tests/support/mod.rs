@@ -1,0 +1,78 @@
+//! A moto server (a local AWS emulator from PyPI) for the AWS adapter tests.
+//!
+//! `./scripts/test` installs moto into a virtual environment and exports `BEACON_PYTHON` (its
+//! interpreter) and `BEACON_REQUIRE_MOTO=1`. Without `BEACON_PYTHON` (a bare `cargo test`) the
+//! tests that need moto print why and pass, unless `BEACON_REQUIRE_MOTO` is set, where a missing
+//! emulator is a failure.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A running moto server on a free loopback port, killed (by PID) on drop.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts moto, or returns `None` (after saying why) when it is not installed and not
+    /// required.
+    pub fn start() -> Option<Moto> {
+        let Some(python) = std::env::var_os("BEACON_PYTHON") else {
+            assert!(
+                std::env::var_os("BEACON_REQUIRE_MOTO").is_none(),
+                "BEACON_REQUIRE_MOTO is set but BEACON_PYTHON is not: run ./scripts/test, which installs moto"
+            );
+            eprintln!("skipping: moto is not installed (run ./scripts/test, which installs it into a venv)");
+            return None;
+        };
+        // Port 0: the server picks a free port and prints it; werkzeug logs to stderr.
+        let mut child = Command::new(python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start moto (python -m moto.server)");
+        let stderr = child.stderr.take().expect("moto's stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let endpoint = loop {
+            let line = match lines.next() {
+                Some(Ok(line)) => line,
+                _ => {
+                    let _ = child.kill();
+                    panic!("moto exited before it printed its address");
+                }
+            };
+            if let Some(at) = line.find("Running on http://") {
+                let address: String = line[at + "Running on ".len()..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '\u{1b}')
+                    .collect();
+                break address;
+            }
+        };
+        // Keep draining the request log, or moto blocks once the pipe is full.
+        std::thread::spawn(move || for _ in lines {});
+        Some(Moto { child, endpoint })
+    }
+
+    /// A DynamoDB client for this server (test credentials, us-east-1).
+    pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::config::Builder::new()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "moto"))
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
