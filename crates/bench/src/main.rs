@@ -4,12 +4,11 @@
 //! cargo run --release -p beacon-bench -- engine            # every engine scenario, a Markdown table
 //! cargo run --release -p beacon-bench -- engine --scenario pass --items 10000   # one, as a JSON line
 //! cargo run --release -p beacon-bench -- quota             # client stack vs the seed's algorithm
+//! cargo run --release -p beacon-bench -- tokens            # token estimator vs BPE tokenizers
 //! ```
 //! Each scenario runs in its own child process so that its peak memory (VmHWM) is its own.
 
-mod engine;
-mod quota;
-
+use beacon_bench::{engine, quota, tokens};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -26,6 +25,8 @@ enum Command {
     Engine(engine::EngineArgs),
     /// The client stack against the seed's algorithm on the simulator's quota scenarios.
     Quota(quota::QuotaArgs),
+    /// The token estimator against the o200k and cl100k tokenizers on the shared corpus.
+    Tokens(tokens::TokensArgs),
 }
 
 fn main() {
@@ -41,6 +42,7 @@ fn main() {
         match cli.command {
             Command::Engine(args) => engine::run(args).await,
             Command::Quota(args) => quota::run(args).await,
+            Command::Tokens(args) => tokens::run(&args),
         }
     });
     std::process::exit(code);

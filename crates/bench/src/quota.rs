@@ -12,15 +12,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beacon_llm::bedrock::BedrockConverse;
-use beacon_llm::concurrency::{Adaptive, AdaptiveConfig};
-use beacon_llm::limiter::{GcraLimiter, Limited, Quota};
-use beacon_llm::retry::{RetryPolicy, Retrying};
+use beacon_llm::limiter::{GcraLimiter, Quota};
+use beacon_llm::retry::RetryPolicy;
+use beacon_llm::stack::{self, Pacing};
 use beacon_llm::{ClientStats, CompletionRequest, LlmClient, LlmError};
 use beacon_sim::{SimConfig, SimServer};
 use clap::Args;
 use futures::StreamExt;
 
 #[derive(Args)]
+/// `beacon-bench quota` options.
 pub struct QuotaArgs {
     /// Run only the scenarios whose name contains this.
     #[arg(long)]
@@ -33,18 +34,21 @@ pub struct QuotaArgs {
     no_baseline: bool,
 }
 
-struct Scenario {
-    name: &'static str,
-    sim: SimConfig,
-    units: usize,
-    chars: usize,
-    max_tokens: u32,
+/// One workload against one simulated quota.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub sim: SimConfig,
+    pub units: usize,
+    pub chars: usize,
+    pub max_tokens: u32,
     /// Whether BEACON is told the quota (otherwise adaptive concurrency finds it).
-    quota_known: bool,
-    timeout: Duration,
+    pub quota_known: bool,
+    pub timeout: Duration,
 }
 
-fn scenarios(scale: f64) -> Vec<Scenario> {
+/// The five scenarios, with the number of units multiplied by `scale`.
+pub fn scenarios(scale: f64) -> Vec<Scenario> {
     let n = |units: f64| ((units * scale).round() as usize).max(1);
     let rpm_bound =
         SimConfig { rpm: Some(120), latency_ms: 1500, latency_spread: 0.3, seed: 7, ..SimConfig::default() };
@@ -97,6 +101,43 @@ fn scenarios(scale: f64) -> Vec<Scenario> {
     ]
 }
 
+/// The five scenarios cut down to about a minute each, for CI: quotas and units scaled so that
+/// every quota-bound run still needs a second window (the part that goes wrong when pacing is
+/// wrong), latencies shortened.
+pub fn reduced_scenarios() -> Vec<Scenario> {
+    let rpm_bound = SimConfig { rpm: Some(30), latency_ms: 500, latency_spread: 0.3, seed: 11, ..SimConfig::default() };
+    let scenario = |name, sim: SimConfig, units, chars, quota_known, timeout_secs| Scenario {
+        name,
+        sim,
+        units,
+        chars,
+        max_tokens: 300,
+        quota_known,
+        timeout: Duration::from_secs(timeout_secs),
+    };
+    vec![
+        scenario("RPM-bound", rpm_bound.clone(), 45, 2000, true, 60),
+        scenario(
+            "TPM-bound",
+            SimConfig { rpm: Some(1000), tpm: Some(15_000), latency_ms: 300, seed: 11, ..SimConfig::default() },
+            25,
+            4000,
+            true,
+            60,
+        ),
+        scenario(
+            "latency-bound",
+            SimConfig { rpm: Some(6000), latency_ms: 1000, seed: 11, ..SimConfig::default() },
+            100,
+            2000,
+            true,
+            60,
+        ),
+        scenario("unknown quota", rpm_bound.clone(), 45, 2000, false, 60),
+        scenario("faults", SimConfig { fault_503: 0.05, fault_hang: 0.02, ..rpm_bound }, 45, 2000, true, 5),
+    ]
+}
+
 /// A unit's text: varied sentences of about `chars` characters.
 fn unit_text(i: usize, chars: usize) -> String {
     let mut text = format!("Unit {i}. ");
@@ -136,29 +177,41 @@ async fn provider(endpoint: &str, timeout: Duration) -> Result<BedrockConverse, 
         .await
 }
 
-struct Outcome {
-    makespan: Duration,
-    failed: usize,
-    requests: u64,
-    throttled: u64,
-    tokens: u64,
+/// What one client did in one scenario.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub makespan: Duration,
+    pub failed: usize,
+    /// As the simulator counted them: every request, throttled ones included.
+    pub requests: u64,
+    pub throttled: u64,
+    pub tokens: u64,
+    /// The most requests and tokens the simulator admitted in any 60 s window.
+    pub max_rpm_observed: u64,
+    pub max_tpm_observed: u64,
+}
+
+/// Which client runs a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// BEACON's client stack, as `beacon run` builds it.
+    Beacon,
+    /// The seed design's algorithm.
+    Seed,
 }
 
 /// BEACON: limiter (known quota) or adaptive concurrency (unknown), over full-jitter retry.
 async fn run_beacon(s: &Scenario, endpoint: &str) -> Result<Outcome, String> {
     let inner = provider(endpoint, s.timeout).await.map_err(|e| e.to_string())?;
-    let policy = RetryPolicy {
-        base_delay: Duration::from_millis(250),
-        max_delay: Duration::from_secs(10),
-        ..RetryPolicy::default()
-    };
-    let retrying = Retrying::new(inner, policy, ClientStats::default());
-    let client: Arc<dyn LlmClient> = if s.quota_known {
+    // The retry policy `beacon run` uses by default.
+    let policy = RetryPolicy::default();
+    let pacing = if s.quota_known {
         let quota = Quota { rpm: s.sim.rpm, tpm: s.sim.tpm };
-        Arc::new(Limited::new(retrying, Arc::new(GcraLimiter::new(quota).with_burst(1.0))))
+        Pacing::Limiter(Arc::new(GcraLimiter::new(quota).with_burst(1.0)))
     } else {
-        Arc::new(Adaptive::new(retrying, AdaptiveConfig { initial: 16.0, ..AdaptiveConfig::default() }))
+        Pacing::Adaptive
     };
+    let client = stack::paced(Arc::new(inner), policy, ClientStats::default(), pacing);
     let started = Instant::now();
     let calls = (0..s.units).map(|i| {
         let client = client.clone();
@@ -167,13 +220,7 @@ async fn run_beacon(s: &Scenario, endpoint: &str) -> Result<Outcome, String> {
     });
     // The Map hands every unit to the stack; the stack decides how many go at once.
     let results: Vec<bool> = futures::stream::iter(calls).buffer_unordered(1024).collect().await;
-    Ok(Outcome {
-        makespan: started.elapsed(),
-        failed: results.iter().filter(|ok| !**ok).count(),
-        requests: 0,
-        throttled: 0,
-        tokens: 0,
-    })
+    Ok(Outcome { makespan: started.elapsed(), failed: results.iter().filter(|ok| !**ok).count(), ..Outcome::default() })
 }
 
 /// The seed's algorithm exactly: concurrency 10, up to 5 attempts, retry only
@@ -202,16 +249,11 @@ async fn run_seed(s: &Scenario, endpoint: &str) -> Result<Outcome, String> {
         }
     });
     let results: Vec<bool> = futures::stream::iter(calls).buffer_unordered(10).collect().await;
-    Ok(Outcome {
-        makespan: started.elapsed(),
-        failed: results.iter().filter(|ok| !**ok).count(),
-        requests: 0,
-        throttled: 0,
-        tokens: 0,
-    })
+    Ok(Outcome { makespan: started.elapsed(), failed: results.iter().filter(|ok| !**ok).count(), ..Outcome::default() })
 }
 
-fn ideal(s: &Scenario, tokens: u64) -> Duration {
+/// The quota's physical limit for `s` (see the module documentation).
+pub fn ideal(s: &Scenario, tokens: u64) -> Duration {
     let n = s.units as f64;
     let by_requests = s.sim.rpm.map(|r| n / f64::from(r)).unwrap_or(0.0);
     let by_tokens = s.sim.tpm.map(|t| tokens as f64 / t as f64).unwrap_or(0.0);
@@ -219,19 +261,22 @@ fn ideal(s: &Scenario, tokens: u64) -> Duration {
     Duration::from_secs_f64(60.0 * windows + s.sim.latency_ms as f64 / 1000.0)
 }
 
-async fn measure(s: &Scenario, which: &str) -> Result<Outcome, String> {
+/// Runs `s` with `client` against a fresh in-process simulator.
+pub async fn measure(s: &Scenario, client: Client) -> Result<Outcome, String> {
     let server = SimServer::start("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?, s.sim.clone())
         .await
         .map_err(|e| e.to_string())?;
     let endpoint = format!("http://{}", server.local_addr());
-    let mut outcome = match which {
-        "beacon" => run_beacon(s, &endpoint).await?,
-        _ => run_seed(s, &endpoint).await?,
+    let mut outcome = match client {
+        Client::Beacon => run_beacon(s, &endpoint).await?,
+        Client::Seed => run_seed(s, &endpoint).await?,
     };
     let stats = server.stats();
     outcome.requests = stats.requests;
     outcome.throttled = stats.throttled;
     outcome.tokens = stats.input_tokens + stats.output_tokens;
+    outcome.max_rpm_observed = stats.max_rpm_observed;
+    outcome.max_tpm_observed = stats.max_tpm_observed;
     server.shutdown().await;
     Ok(outcome)
 }
@@ -245,15 +290,15 @@ pub async fn run(args: QuotaArgs) -> i32 {
         if args.only.as_deref().is_some_and(|o| !s.name.contains(o)) {
             continue;
         }
-        let clients: &[&str] = if args.no_baseline { &["beacon"] } else { &["beacon", "seed"] };
-        for which in clients {
+        let clients: &[Client] = if args.no_baseline { &[Client::Beacon] } else { &[Client::Beacon, Client::Seed] };
+        for &which in clients {
             match measure(&s, which).await {
                 Ok(o) => {
                     let ideal = ideal(&s, o.tokens);
                     println!(
                         "| {} | {} | {} | {:.1} s | {:.1} s | {:.2} | {} | {} | {:.1}% | {} |",
                         s.name,
-                        if *which == "beacon" { "BEACON" } else { "seed baseline" },
+                        if which == Client::Beacon { "BEACON" } else { "seed baseline" },
                         s.units,
                         o.makespan.as_secs_f64(),
                         ideal.as_secs_f64(),
@@ -265,7 +310,7 @@ pub async fn run(args: QuotaArgs) -> i32 {
                     );
                 }
                 Err(e) => {
-                    eprintln!("error: {} / {which}: {e}", s.name);
+                    eprintln!("error: {} / {which:?}: {e}", s.name);
                     return 1;
                 }
             }

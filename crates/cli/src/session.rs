@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use beacon_aws::DynamoLimiter;
 use beacon_llm::bedrock::BedrockConverse;
 use beacon_llm::cache::{Cached, DirectoryCache};
-use beacon_llm::concurrency::{Adaptive, AdaptiveConfig};
 use beacon_llm::invoke::BedrockInvoke;
-use beacon_llm::limiter::{GcraLimiter, Limited, Quota};
+use beacon_llm::limiter::{GcraLimiter, Quota};
 use beacon_llm::offline::OfflineAnalyzer;
 use beacon_llm::openai::OpenAiChat;
 use beacon_llm::retry::{RetryPolicy, Retrying};
+use beacon_llm::stack::{self, Pacing};
 use beacon_llm::{ClientStats, LlmClient};
 use beacon_pipeline::config::{BedrockApi, ProviderConfig};
 use beacon_pipeline::report::UnitStatus;
@@ -241,10 +241,6 @@ fn write_reports(dir: &Path, outcome: &RunOutcome) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Where adaptive concurrency starts when the quota is unknown: above what a small quota allows
-/// (a throttle halves it quickly), so a large quota is not approached one step per round trip.
-const ADAPTIVE_INITIAL: f64 = 16.0;
-
 /// The client stack the configuration asks for, outermost first:
 /// cache → rate limiter (known quota) or adaptive concurrency (unknown quota) → retry → provider.
 async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn LlmClient>, beacon_llm::LlmError> {
@@ -254,6 +250,7 @@ async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn Llm
         max_delay: Duration::from_millis(r.max_delay_ms),
         max_attempts: r.max_attempts,
         throttle_budget: Duration::from_secs(r.throttle_budget_secs),
+        hedge: r.hedge,
     };
     let p = &config.provider;
     let model = p.model.clone().unwrap_or_default();
@@ -280,11 +277,10 @@ async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn Llm
             Arc::new(OpenAiChat::new(p.endpoint.clone().unwrap_or_default(), model.clone(), key, timeout)?)
         }
     };
-    let retrying = Retrying::new(provider, policy, stats.clone());
     let quota = Quota { rpm: config.quota.rpm, tpm: config.quota.tpm };
     // A burst of a whole minute's quota is what a per-minute quota physically allows; the limiter
     // still never admits more than the quota in any 60 s window.
-    let paced: Arc<dyn LlmClient> = if let Some(table) = &config.quota.shared_table {
+    let pacing = if let Some(table) = &config.quota.shared_table {
         let limiter =
             DynamoLimiter::connect(table, &model, quota, p.region.as_deref(), config.quota.shared_endpoint.as_deref())
                 .await
@@ -292,12 +288,13 @@ async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn Llm
                     provider: "the shared rate limiter".into(),
                     message: error.to_string(),
                 })?;
-        Arc::new(Limited::new(retrying, Arc::new(limiter.with_burst(1.0))))
+        Pacing::Limiter(Arc::new(limiter.with_burst(1.0)))
     } else if config.quota.is_known() {
-        Arc::new(Limited::new(retrying, Arc::new(GcraLimiter::new(quota).with_burst(1.0))))
+        Pacing::Limiter(Arc::new(GcraLimiter::new(quota).with_burst(1.0)))
     } else {
-        Arc::new(Adaptive::new(retrying, AdaptiveConfig { initial: ADAPTIVE_INITIAL, ..AdaptiveConfig::default() }))
+        Pacing::Adaptive
     };
+    let paced = stack::paced(provider, policy, stats.clone(), pacing);
     if !config.llm.cache {
         return Ok(paced);
     }

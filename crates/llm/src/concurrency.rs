@@ -410,8 +410,12 @@ mod tests {
     #[tokio::test]
     async fn converges_near_the_providers_capacity() {
         const CAPACITY: usize = 12;
-        let provider = Retrying::new(Crowded::new(CAPACITY), RetryPolicy::default(), ClientStats::default())
-            .with_sleeper(Arc::new(NoWait));
+        let provider = Retrying::new(
+            Crowded::new(CAPACITY),
+            RetryPolicy { hedge: false, ..RetryPolicy::default() },
+            ClientStats::default(),
+        )
+        .with_sleeper(Arc::new(NoWait));
         let client = Arc::new(Adaptive::new(provider, no_latency_signal(4.0, 256.0)));
         let limits = drive(client.clone(), 64, 100).await;
         let settled = &limits[limits.len() / 2..];

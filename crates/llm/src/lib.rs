@@ -29,6 +29,7 @@ pub mod limiter;
 pub mod offline;
 pub mod openai;
 pub mod retry;
+pub mod stack;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -168,6 +169,7 @@ struct StatsInner {
     throttles: AtomicU64,
     retries: AtomicU64,
     failures: AtomicU64,
+    hedges: AtomicU64,
 }
 
 /// A point-in-time copy of [`ClientStats`].
@@ -181,6 +183,8 @@ pub struct StatsSnapshot {
     pub retries: u64,
     /// Calls that finally failed.
     pub failures: u64,
+    /// Second copies sent for attempts that ran long (also counted in `requests`).
+    pub hedges: u64,
 }
 
 impl ClientStats {
@@ -196,12 +200,16 @@ impl ClientStats {
     pub fn record_failure(&self) {
         self.0.failures.fetch_add(1, Ordering::Relaxed);
     }
+    pub fn record_hedge(&self) {
+        self.0.hedges.fetch_add(1, Ordering::Relaxed);
+    }
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             requests: self.0.requests.load(Ordering::Relaxed),
             throttles: self.0.throttles.load(Ordering::Relaxed),
             retries: self.0.retries.load(Ordering::Relaxed),
             failures: self.0.failures.load(Ordering::Relaxed),
+            hedges: self.0.hedges.load(Ordering::Relaxed),
         }
     }
 }

@@ -49,6 +49,7 @@ async fn concurrent_calls_are_throttled_and_retried_until_they_succeed() {
         max_delay: Duration::from_millis(200),
         max_attempts: 3,
         throttle_budget: Duration::from_secs(120),
+        hedge: true,
     };
     let client = Arc::new(Retrying::new(client_for(&sim, MODEL).await, policy, stats.clone()));
 

@@ -114,6 +114,7 @@ async fn throttled_then_answered_is_retried_with_the_servers_hint() {
         max_delay: Duration::from_millis(2),
         max_attempts: 3,
         throttle_budget: Duration::from_secs(60),
+        hedge: false, // the fake sleeper returns at once
     };
     let retrying = Retrying::new(client, policy, stats.clone()).with_sleeper(sleeper.clone());
     let completion = retrying.complete(&request()).await.unwrap();

@@ -111,6 +111,8 @@ fn stack(provider: &Arc<FakeProvider>, clock: &Arc<ManualClock>, quota: Quota) -
     let policy = RetryPolicy {
         base_delay: Duration::from_millis(50),
         max_delay: Duration::from_secs(1),
+        // A manual clock's sleeps end at once, so every attempt would look slow enough to hedge.
+        hedge: false,
         ..RetryPolicy::default()
     };
     let retrying = Retrying::new(provider.clone(), policy, stats.clone()).with_sleeper(clock.clone());

@@ -100,13 +100,25 @@ pub struct StrategyConfig {
     pub distributed_threshold: u32,
     /// Documents with more units than this go to batch inference (seed default: 100).
     pub batch_threshold: u32,
-    /// How many units the inline Map analyses at once (the Map's `MaxConcurrency`).
+    /// How many units the inline Map has in progress at once (the Map's `MaxConcurrency`). The
+    /// client stack decides how many requests actually go to the provider (rate limiter or
+    /// adaptive concurrency), so this only needs to exceed what the quota allows in flight; it
+    /// bounds the memory and open files of units waiting for their turn.
     pub inline_max_concurrency: u32,
 }
 
+/// The inline Map's default `MaxConcurrency`: as many as adaptive concurrency may reach (its
+/// default maximum), so the client stack, not the Map, is what paces a run. The seed's fixed 10
+/// left most of a large quota unused.
+pub const DEFAULT_INLINE_MAX_CONCURRENCY: u32 = 256;
+
 impl Default for StrategyConfig {
     fn default() -> Self {
-        StrategyConfig { distributed_threshold: 40, batch_threshold: 100, inline_max_concurrency: 10 }
+        StrategyConfig {
+            distributed_threshold: 40,
+            batch_threshold: 100,
+            inline_max_concurrency: DEFAULT_INLINE_MAX_CONCURRENCY,
+        }
     }
 }
 
@@ -180,11 +192,19 @@ pub struct RetryConfig {
     pub max_attempts: u32,
     /// How long a throttled request keeps trying before its unit fails.
     pub throttle_budget_secs: u64,
+    /// Race a second copy of a request that runs far longer than recent ones (hung connections).
+    pub hedge: bool,
 }
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        RetryConfig { base_delay_ms: 500, max_delay_ms: 20_000, max_attempts: 8, throttle_budget_secs: 30 * 60 }
+        RetryConfig {
+            base_delay_ms: 500,
+            max_delay_ms: 20_000,
+            max_attempts: 8,
+            throttle_budget_secs: 30 * 60,
+            hedge: true,
+        }
     }
 }
 
@@ -363,7 +383,7 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.strategy.distributed_threshold, 40);
         assert_eq!(c.strategy.batch_threshold, 100);
-        assert_eq!(c.strategy.inline_max_concurrency, 10);
+        assert_eq!(c.strategy.inline_max_concurrency, DEFAULT_INLINE_MAX_CONCURRENCY);
         assert_eq!(c.provider.kind, ProviderKind::Offline);
         c.validate().unwrap();
     }

@@ -1,0 +1,6 @@
+//! The measurements behind BENCHMARKS.md, as a library so that tests can run reduced forms of
+//! them (see `tests/quota_reduced.rs`); the `beacon-bench` binary prints the tables.
+
+pub mod engine;
+pub mod quota;
+pub mod tokens;
