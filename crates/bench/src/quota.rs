@@ -164,6 +164,7 @@ fn request(i: usize, s: &Scenario) -> CompletionRequest {
         language: Some("en".into()),
         max_tokens: s.max_tokens,
         temperature: 0.0,
+        attachments: Vec::new(),
     }
 }
 

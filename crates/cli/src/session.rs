@@ -68,6 +68,10 @@ pub struct FlowArgs {
     /// Do not reuse cached results of identical requests.
     #[arg(long)]
     pub no_cache: bool,
+    /// Send each PDF page to the model as a one-page PDF with its text (for models that read
+    /// PDF documents: Claude on Bedrock; scanned pages become readable).
+    #[arg(long)]
+    pub attach_pages: bool,
     /// Largest input file accepted, in bytes.
     #[arg(long)]
     pub max_file_bytes: Option<u64>,
@@ -102,6 +106,9 @@ impl FlowArgs {
         }
         if let Some(schema) = &self.schema {
             config.llm.schema = Some(schema.clone());
+        }
+        if self.attach_pages {
+            config.llm.attach_pages = true;
         }
         if self.no_cache {
             config.llm.cache = false;

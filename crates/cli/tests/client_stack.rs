@@ -151,3 +151,22 @@ async fn a_shared_limiter_keeps_its_state_in_dynamodb() {
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("--limiter-table") && stderr(&out).contains("--rpm"), "{}", stderr(&out));
 }
+
+#[test]
+fn pdf_pages_can_be_sent_as_documents() {
+    let sim = Sim::start(&[]);
+    let s = Scratch::new();
+    let doc = repo_root().join("samples/operations-review.pdf");
+    let out = run_bedrock(&s, &sim, &doc, &["--attach-pages", "--no-cache"]);
+    assert_exit(&out, 0);
+    let report = s.report();
+    let pages = report["document"]["unit_count"].as_u64().unwrap();
+    assert_eq!(report["usage"]["units_succeeded"].as_u64(), Some(pages));
+    // Every page went as a Converse document block the simulator checked (a PDF, a valid name).
+    assert_eq!(sim.stats()["attachments"].as_u64(), Some(pages), "{}", sim.stats());
+    // Without the flag, text only.
+    let sim = Sim::start(&[]);
+    let out = run_bedrock(&s, &sim, &doc, &["--no-cache"]);
+    assert_exit(&out, 0);
+    assert_eq!(sim.stats()["attachments"], 0);
+}

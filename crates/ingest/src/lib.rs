@@ -35,6 +35,7 @@ mod text;
 pub use detect::detect_format;
 pub use language::detect_language;
 pub use model::*;
+pub use pdf::single_page_pdf;
 
 /// Flag on a unit whose page has no extractable text (a scan or an image): OCR would be needed.
 pub const FLAG_NEEDS_OCR: &str = "needs_ocr";

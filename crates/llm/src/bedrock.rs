@@ -243,6 +243,36 @@ pub(crate) async fn load_sdk_config(settings: SdkSettings<'_>) -> Result<aws_con
     Ok(sdk_config)
 }
 
+/// A Converse document block (PDF) or image block for `attachment`.
+fn attachment_block(attachment: &crate::Attachment) -> Result<ContentBlock, LlmError> {
+    use aws_sdk_bedrockruntime::primitives::Blob;
+    use aws_sdk_bedrockruntime::types::{
+        DocumentBlock, DocumentFormat, DocumentSource, ImageBlock, ImageFormat, ImageSource,
+    };
+    let invalid = |err: aws_sdk_bedrockruntime::error::BuildError| LlmError::Rejected {
+        provider: PROVIDER.into(),
+        kind: "InvalidRequest".into(),
+        message: format!("attachment {:?}: {err}", attachment.name),
+    };
+    let bytes = Blob::new(attachment.bytes.clone());
+    let image = |format| {
+        ImageBlock::builder().format(format).source(ImageSource::Bytes(bytes.clone())).build().map(ContentBlock::Image)
+    };
+    match attachment.kind {
+        crate::AttachmentKind::Pdf => DocumentBlock::builder()
+            .format(DocumentFormat::Pdf)
+            .name(&attachment.name)
+            .source(DocumentSource::Bytes(bytes.clone()))
+            .build()
+            .map(ContentBlock::Document),
+        crate::AttachmentKind::Png => image(ImageFormat::Png),
+        crate::AttachmentKind::Jpeg => image(ImageFormat::Jpeg),
+        crate::AttachmentKind::Gif => image(ImageFormat::Gif),
+        crate::AttachmentKind::Webp => image(ImageFormat::Webp),
+    }
+    .map_err(invalid)
+}
+
 /// The text of the one user message: the instruction, the marker line, the label, the content.
 pub fn user_message_text(request: &CompletionRequest) -> String {
     format!("{}\n{CONTENT_MARKER}\n{}\n{}", request.instruction, request.content_label, request.content)
@@ -255,15 +285,14 @@ impl LlmClient for BedrockConverse {
     }
 
     async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError> {
-        let message = Message::builder()
-            .role(ConversationRole::User)
-            .content(ContentBlock::Text(user_message_text(request)))
-            .build()
-            .map_err(|err| LlmError::Rejected {
-                provider: PROVIDER.into(),
-                kind: "InvalidRequest".into(),
-                message: err.to_string(),
-            })?;
+        // Files first, then the question: how Anthropic recommends ordering long inputs.
+        let mut message = Message::builder().role(ConversationRole::User);
+        for attachment in &request.attachments {
+            message = message.content(attachment_block(attachment)?);
+        }
+        let message = message.content(ContentBlock::Text(user_message_text(request))).build().map_err(|err| {
+            LlmError::Rejected { provider: PROVIDER.into(), kind: "InvalidRequest".into(), message: err.to_string() }
+        })?;
         let inference = InferenceConfiguration::builder()
             .max_tokens(i32::try_from(request.max_tokens).unwrap_or(i32::MAX))
             .temperature(request.temperature)
@@ -487,6 +516,7 @@ mod tests {
             language: Some("en".into()),
             max_tokens: 256,
             temperature: 0.0,
+            attachments: Vec::new(),
         }
     }
 

@@ -53,7 +53,16 @@ pub trait CacheStore: Send + Sync {
 /// The encoding is versioned and length-prefixed (so no two different requests encode alike);
 /// changing it invalidates every cache, which is the point of the version.
 pub fn cache_key(request: &CompletionRequest, model: &str) -> String {
-    let CompletionRequest { system, instruction, content, content_label, language, max_tokens, temperature } = request;
+    let CompletionRequest {
+        system,
+        instruction,
+        content,
+        content_label,
+        language,
+        max_tokens,
+        temperature,
+        attachments,
+    } = request;
     let mut hasher = Sha256::new();
     let mut field = |name: &str, value: &[u8]| {
         for part in [name.as_bytes(), value] {
@@ -75,6 +84,11 @@ pub fn cache_key(request: &CompletionRequest, model: &str) -> String {
     // 0.0 and -0.0 sample alike.
     let temperature = if *temperature == 0.0 { 0.0f32 } else { *temperature };
     field("temperature", &temperature.to_bits().to_le_bytes());
+    for attachment in attachments {
+        field("attachment", attachment.kind.media_type().as_bytes());
+        field("attachment name", attachment.name.as_bytes());
+        field("attachment bytes", &attachment.bytes);
+    }
     hex(&hasher.finalize())
 }
 
@@ -304,6 +318,7 @@ mod tests {
             language: Some("ja".into()),
             max_tokens: 100,
             temperature: 0.0,
+            attachments: Vec::new(),
         }
     }
 

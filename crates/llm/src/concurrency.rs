@@ -313,6 +313,7 @@ mod tests {
             language: None,
             max_tokens: 10,
             temperature: 0.0,
+            attachments: Vec::new(),
         }
     }
 
@@ -362,13 +363,19 @@ mod tests {
         }
     }
 
-    /// Retries at once (yielding to other tasks).
+    /// Retries after a few scheduler turns instead of real time: a random number, as jittered
+    /// backoff would (a fixed number can lock every retrying call in step with the provider's
+    /// calls, so that each one arrives just when the provider is full, forever).
     struct NoWait;
 
     #[async_trait]
     impl Sleep for NoWait {
         async fn sleep(&self, _duration: Duration) {
-            tokio::task::yield_now().await;
+            use rand::Rng;
+            let turns = rand::rng().random_range(1..=8);
+            for _ in 0..turns {
+                tokio::task::yield_now().await;
+            }
         }
     }
 

@@ -183,13 +183,8 @@ struct MessagesBody<'a> {
 #[derive(Debug, Serialize)]
 struct UserMessage {
     role: &'static str,
-    content: [TextBlock; 1],
-}
-
-#[derive(Debug, Serialize)]
-struct TextBlock {
-    r#type: &'static str,
-    text: String,
+    /// Attachments (document and image blocks, base64), then the text block.
+    content: Vec<serde_json::Value>,
 }
 
 /// The request body InvokeModel takes for an Anthropic model: the system prompt (left out when
@@ -204,7 +199,22 @@ pub fn request_body(request: &CompletionRequest) -> serde_json::Value {
         system: (!system.trim().is_empty()).then_some(system),
         messages: [UserMessage {
             role: "user",
-            content: [TextBlock { r#type: "text", text: user_message_text(request) }],
+            content: request
+                .attachments
+                .iter()
+                .map(|attachment| {
+                    let kind = if attachment.kind.is_image() { "image" } else { "document" };
+                    serde_json::json!({
+                        "type": kind,
+                        "source": {
+                            "type": "base64",
+                            "media_type": attachment.kind.media_type(),
+                            "data": base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, &attachment.bytes),
+                        },
+                    })
+                })
+                .chain([serde_json::json!({"type": "text", "text": user_message_text(request)})])
+                .collect(),
         }],
     };
     // Plain strings and numbers always serialize.
@@ -473,6 +483,22 @@ mod tests {
         SdkError::service_error(err, response(status, headers))
     }
 
+    #[test]
+    fn attachments_go_first_as_base64_blocks() {
+        let attachments = vec![
+            crate::Attachment { kind: crate::AttachmentKind::Pdf, name: "page-3".into(), bytes: b"%PDF-1.7".to_vec() },
+            crate::Attachment { kind: crate::AttachmentKind::Png, name: "scan".into(), bytes: vec![0x89, b'P'] },
+        ];
+        let body = request_body(&CompletionRequest { attachments, ..request() });
+        let content = &body["messages"][0]["content"];
+        assert_eq!(content[0]["type"], "document");
+        assert_eq!(content[0]["source"]["media_type"], "application/pdf");
+        assert_eq!(content[0]["source"]["data"], "JVBERi0xLjc=");
+        assert_eq!(content[1]["type"], "image");
+        assert_eq!(content[1]["source"]["media_type"], "image/png");
+        assert_eq!(content[2]["type"], "text");
+    }
+
     fn request() -> CompletionRequest {
         CompletionRequest {
             system: "You analyse documents.".into(),
@@ -482,6 +508,7 @@ mod tests {
             language: Some("en".into()),
             max_tokens: 256,
             temperature: 0.0,
+            attachments: Vec::new(),
         }
     }
 

@@ -55,6 +55,72 @@ pub struct CompletionRequest {
     pub max_tokens: u32,
     /// Sampling temperature; 0.0 for reproducible answers.
     pub temperature: f32,
+    /// Files the model reads alongside the text (a one-page PDF of the page, an image), for
+    /// models that accept them. Providers that cannot send an attachment's kind reject the
+    /// request with [`LlmError::Config`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file sent to the model with a request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Attachment {
+    pub kind: AttachmentKind,
+    /// A short name ("page-3"): letters, digits, spaces, hyphens, parentheses and brackets only,
+    /// as Bedrock requires for document names.
+    pub name: String,
+    #[serde(with = "attachment_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// What an [`Attachment`] holds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachmentKind {
+    Pdf,
+    Png,
+    Jpeg,
+    Gif,
+    Webp,
+}
+
+impl AttachmentKind {
+    /// The MIME type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            AttachmentKind::Pdf => "application/pdf",
+            AttachmentKind::Png => "image/png",
+            AttachmentKind::Jpeg => "image/jpeg",
+            AttachmentKind::Gif => "image/gif",
+            AttachmentKind::Webp => "image/webp",
+        }
+    }
+
+    /// Whether it is an image (otherwise a document).
+    pub fn is_image(self) -> bool {
+        !matches!(self, AttachmentKind::Pdf)
+    }
+}
+
+/// The tokens an attachment is assumed to cost before the provider says: a PDF page or an image
+/// of about a megapixel is 1,000–1,600 tokens for Claude (text of the page plus its image), so
+/// the reservation takes the high end; the limiter settles with the real count.
+pub const ATTACHMENT_TOKEN_ESTIMATE: u64 = 1_600;
+
+/// Attachments travel as base64 in JSON (caches, journals).
+mod attachment_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Token usage of one call as reported by the provider.

@@ -173,7 +173,8 @@ struct ChatRequest<'a> {
 #[derive(Debug, Serialize)]
 struct ChatMessage {
     role: &'static str,
-    content: String,
+    /// A string, or content parts when there are attachments.
+    content: Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -181,14 +182,38 @@ struct ResponseFormat {
     r#type: &'static str,
 }
 
+/// The user message's content: its text, or, with attachments, content parts (images as
+/// `image_url` data URLs, PDFs as `file` parts) followed by the text.
+fn user_content(request: &CompletionRequest) -> Value {
+    let text = user_message_text(request);
+    if request.attachments.is_empty() {
+        return Value::String(text);
+    }
+    let encode = |bytes: &[u8]| base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    let mut parts: Vec<Value> = request
+        .attachments
+        .iter()
+        .map(|attachment| {
+            let data_url = format!("data:{};base64,{}", attachment.kind.media_type(), encode(&attachment.bytes));
+            if attachment.kind.is_image() {
+                serde_json::json!({"type": "image_url", "image_url": {"url": data_url}})
+            } else {
+                serde_json::json!({"type": "file", "file": {"filename": format!("{}.pdf", attachment.name), "file_data": data_url}})
+            }
+        })
+        .collect();
+    parts.push(serde_json::json!({"type": "text", "text": text}));
+    Value::Array(parts)
+}
+
 /// The chat completions request body for `request`: the system prompt as a system message (left
 /// out when empty), and one user message with the content after the [`CONTENT_MARKER`](crate::bedrock::CONTENT_MARKER) line.
 pub fn request_body(request: &CompletionRequest, model: &str, json_response: bool) -> Value {
     let mut messages = Vec::with_capacity(2);
     if !request.system.trim().is_empty() {
-        messages.push(ChatMessage { role: "system", content: request.system.clone() });
+        messages.push(ChatMessage { role: "system", content: Value::String(request.system.clone()) });
     }
-    messages.push(ChatMessage { role: "user", content: user_message_text(request) });
+    messages.push(ChatMessage { role: "user", content: user_content(request) });
     let body = ChatRequest {
         model,
         messages,
@@ -428,6 +453,23 @@ mod tests {
     use reqwest::header::HeaderValue;
     use serde_json::json;
 
+    #[test]
+    fn attachments_become_content_parts() {
+        let attachments = vec![
+            crate::Attachment { kind: crate::AttachmentKind::Pdf, name: "page-3".into(), bytes: b"%PDF-1.7".to_vec() },
+            crate::Attachment { kind: crate::AttachmentKind::Jpeg, name: "scan".into(), bytes: vec![0xFF, 0xD8] },
+        ];
+        let body = request_body(&CompletionRequest { attachments, ..request() }, "m", true);
+        let parts = &body["messages"][1]["content"];
+        assert_eq!(parts[0]["type"], "file");
+        assert_eq!(parts[0]["file"]["filename"], "page-3.pdf");
+        assert_eq!(parts[0]["file"]["file_data"], "data:application/pdf;base64,JVBERi0xLjc=");
+        assert_eq!(parts[1]["image_url"]["url"], "data:image/jpeg;base64,/9g=");
+        assert_eq!(parts[2]["type"], "text");
+        // Without attachments the content stays a plain string.
+        assert!(request_body(&request(), "m", true)["messages"][1]["content"].is_string());
+    }
+
     fn request() -> CompletionRequest {
         CompletionRequest {
             system: "You analyse documents.".into(),
@@ -437,6 +479,7 @@ mod tests {
             language: None,
             max_tokens: 256,
             temperature: 0.0,
+            attachments: Vec::new(),
         }
     }
 

@@ -594,6 +594,7 @@ mod tests {
             language: None,
             max_tokens: 10,
             temperature: 0.0,
+            attachments: Vec::new(),
         }
     }
 

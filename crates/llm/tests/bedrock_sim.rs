@@ -36,6 +36,7 @@ fn request(n: usize) -> CompletionRequest {
         language: Some("en".into()),
         max_tokens: 512,
         temperature: 0.0,
+        attachments: Vec::new(),
     }
 }
 

@@ -68,6 +68,7 @@ fn request() -> CompletionRequest {
         language: Some("en".into()),
         max_tokens: 300,
         temperature: 0.0,
+        attachments: Vec::new(),
     }
 }
 

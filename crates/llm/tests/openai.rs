@@ -84,6 +84,7 @@ fn request() -> CompletionRequest {
         language: Some("en".into()),
         max_tokens: 300,
         temperature: 0.0,
+        attachments: Vec::new(),
     }
 }
 

@@ -17,6 +17,7 @@ fn request() -> CompletionRequest {
         language: Some("en".into()),
         max_tokens: 1024,
         temperature: 0.0,
+        attachments: Vec::new(),
     }
 }
 

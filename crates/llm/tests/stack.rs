@@ -103,6 +103,7 @@ fn request(n: usize) -> CompletionRequest {
         language: Some("en".into()),
         max_tokens: 500,
         temperature: 0.0,
+        attachments: Vec::new(),
     }
 }
 

@@ -152,11 +152,22 @@ pub struct LlmConfig {
     pub schema: Option<PathBuf>,
     /// Reuse earlier results for identical requests (content, prompt, model, schema, parameters).
     pub cache: bool,
+    /// Send every PDF page to the model as a one-page PDF (a Converse document block) with its
+    /// extracted text, for models that read PDFs: they see the layout, the figures and scanned
+    /// pages that have no text layer.
+    pub attach_pages: bool,
 }
 
 impl Default for LlmConfig {
     fn default() -> Self {
-        LlmConfig { max_tokens: 2048, temperature: 0.0, request_timeout_secs: 120, schema: None, cache: true }
+        LlmConfig {
+            max_tokens: 2048,
+            temperature: 0.0,
+            request_timeout_secs: 120,
+            schema: None,
+            cache: true,
+            attach_pages: false,
+        }
     }
 }
 

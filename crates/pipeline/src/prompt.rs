@@ -45,6 +45,7 @@ tables (columns and row count). {language_rule}",
         language: language.map(str::to_string),
         max_tokens: llm.max_tokens,
         temperature: llm.temperature,
+        attachments: Vec::new(),
     }
 }
 
@@ -60,7 +61,7 @@ pub const REPAIR_QUOTE_CHARS: usize = 16_000;
 /// # use beacon_llm::CompletionRequest;
 /// let original = CompletionRequest {
 ///     system: "sys".into(), instruction: "Return JSON.".into(), content: "text".into(),
-///     content_label: "page 1".into(), language: None, max_tokens: 100, temperature: 0.0,
+///     content_label: "page 1".into(), language: None, max_tokens: 100, temperature: 0.0, attachments: vec![],
 /// };
 /// let problems = vec!["/: missing required property 'summary'".to_string()];
 /// let repair = beacon_pipeline::prompt::repair_request(&original, r#"{"title":"x"}"#, &problems);

@@ -194,7 +194,7 @@ impl Answer {
         } else {
             (answer, false)
         };
-        let input_tokens = estimate_tokens(&request.all_text);
+        let input_tokens = estimate_tokens(&request.all_text) + request.attachments * protocol::ATTACHMENT_TOKENS;
         let output_tokens = estimate_tokens(&text);
         Answer { text, truncated, input_tokens, output_tokens, latency_ms: 0 }
     }
@@ -336,7 +336,8 @@ impl SimState {
         let Some(_slot) = self.enter() else {
             return self.throttled(Throttle::InFlight, Duration::from_secs(1));
         };
-        let reservation = estimate_tokens(&request.all_text) + request.max_tokens;
+        let reservation =
+            estimate_tokens(&request.all_text) + request.attachments * protocol::ATTACHMENT_TOKENS + request.max_tokens;
         let admission = match lock(&self.quota).try_admit(now(), reservation) {
             Ok(admission) => admission,
             Err(refusal) => {
@@ -360,6 +361,7 @@ impl SimState {
         lock(&self.quota).settle(admission, answer.input_tokens + answer.output_tokens);
         let counters = &self.counters;
         bump(&counters.succeeded);
+        counters.attachments.fetch_add(request.attachments, Ordering::Relaxed);
         counters.input_tokens.fetch_add(answer.input_tokens, Ordering::Relaxed);
         counters.output_tokens.fetch_add(answer.output_tokens, Ordering::Relaxed);
         counters.at_second(self.second(now()), |s| {

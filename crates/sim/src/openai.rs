@@ -105,7 +105,14 @@ impl ChatRequest {
         }
         let prompt = text_of(&last_user.content);
         let all_text = self.messages.iter().map(|m| text_of(&m.content)).collect::<Vec<_>>().join("\n");
-        Ok((model, ValidRequest { prompt, all_text, max_tokens }))
+        let attachments = self
+            .messages
+            .iter()
+            .filter_map(|m| m.content.as_array())
+            .flatten()
+            .filter(|part| matches!(part.get("type").and_then(Value::as_str), Some("image_url" | "file")))
+            .count() as u64;
+        Ok((model, ValidRequest { prompt, all_text, max_tokens, attachments }))
     }
 }
 
@@ -266,7 +273,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(model, "gpt-x");
-        assert_eq!(ok, ValidRequest { prompt: "hi".into(), all_text: "sys\nhi".into(), max_tokens: 100 });
+        assert_eq!(
+            ok,
+            ValidRequest { prompt: "hi".into(), all_text: "sys\nhi".into(), max_tokens: 100, attachments: 0 }
+        );
 
         for body in [
             &b"not json"[..],

@@ -65,6 +65,57 @@ pub struct ValidRequest {
     /// The text of the system prompt and every message, for counting input tokens.
     pub all_text: String,
     pub max_tokens: u64,
+    /// Document and image blocks (validated).
+    pub attachments: u64,
+}
+
+/// The input tokens the simulator counts per document or image block (about what a PDF page or
+/// a one-megapixel image costs on Claude).
+pub const ATTACHMENT_TOKENS: u64 = 1_600;
+
+/// Checks a document or image block as Bedrock does (format, name, decodable bytes that look
+/// like the format); returns whether `block` is one.
+fn check_attachment(block: &Value) -> Result<bool, BedrockError> {
+    use base64::Engine;
+    let (kind, body) = match (block.get("document"), block.get("image")) {
+        (Some(document), _) => ("document", document),
+        (None, Some(image)) => ("image", image),
+        (None, None) => return Ok(false),
+    };
+    let format = body.get("format").and_then(Value::as_str).unwrap_or_default();
+    let allowed: &[&str] = if kind == "document" {
+        &["pdf", "csv", "doc", "docx", "xls", "xlsx", "html", "txt", "md"]
+    } else {
+        &["png", "jpeg", "gif", "webp"]
+    };
+    if !allowed.contains(&format) {
+        return Err(BedrockError::validation(format!("The {kind} format {format:?} is not supported.")));
+    }
+    if kind == "document" {
+        let name = body.get("name").and_then(Value::as_str).unwrap_or_default();
+        let valid = !name.is_empty()
+            && !name.contains("  ")
+            && name.chars().all(|c| c.is_alphanumeric() || " -()[]".contains(c));
+        if !valid {
+            return Err(BedrockError::validation(format!(
+                "The document name {name:?} can only contain alphanumeric characters, whitespace (no two in a row), hyphens, parentheses and square brackets."
+            )));
+        }
+    }
+    let encoded = body.pointer("/source/bytes").and_then(Value::as_str).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| BedrockError::validation(format!("The {kind} bytes are not valid base64.")))?;
+    let magic_ok = match format {
+        "pdf" => bytes.starts_with(b"%PDF-"),
+        "png" => bytes.starts_with(b"\x89PNG"),
+        "jpeg" => bytes.starts_with(&[0xFF, 0xD8]),
+        _ => !bytes.is_empty(),
+    };
+    if !magic_ok {
+        return Err(BedrockError::validation(format!("Could not process the {kind}: its bytes are not {format}.")));
+    }
+    Ok(true)
 }
 
 /// The text of the `text` content blocks; other block kinds (images, documents, ...) carry no
@@ -116,13 +167,17 @@ impl ConverseRequest {
                 "The value at inferenceConfig.temperature ({t}) must be between 0 and 1."
             )));
         }
+        let mut attachments = 0;
+        for block in self.messages.iter().flat_map(|m| &m.content) {
+            attachments += u64::from(check_attachment(block)?);
+        }
         let prompt = text_of(&last_user.content);
         let mut all_text = text_of(&self.system);
         for message in &self.messages {
             all_text.push('\n');
             all_text.push_str(&text_of(&message.content));
         }
-        Ok(ValidRequest { prompt, all_text, max_tokens })
+        Ok(ValidRequest { prompt, all_text, max_tokens, attachments })
     }
 }
 
@@ -348,9 +403,10 @@ mod tests {
     #[test]
     fn requests_are_validated() {
         let ok = ConverseRequest::parse(
-            br#"{"system":[{"text":"sys"}],"messages":[{"role":"user","content":[{"text":"hi"},{"image":{}}]}],"inferenceConfig":{"maxTokens":100,"temperature":0.0}}"#,
+            br#"{"system":[{"text":"sys"}],"messages":[{"role":"user","content":[{"text":"hi"},{"image":{"format":"png","source":{"bytes":"iVBORw=="}}}]}],"inferenceConfig":{"maxTokens":100,"temperature":0.0}}"#,
         )
         .unwrap();
+        assert_eq!(ok.attachments, 1);
         assert_eq!(ok.prompt, "hi");
         assert_eq!(ok.all_text, "sys\nhi");
         assert_eq!(ok.max_tokens, 100);
@@ -367,6 +423,27 @@ mod tests {
             let err = ConverseRequest::parse(body).unwrap_err();
             assert_eq!(err.status, StatusCode::BAD_REQUEST);
             assert_eq!(err.error_type, "ValidationException");
+        }
+    }
+
+    #[test]
+    fn documents_and_images_are_checked_and_counted() {
+        let body = |block: &str| {
+            format!(r#"{{"messages":[{{"role":"user","content":[{block},{{"text":"hi"}}]}}]}}"#).into_bytes()
+        };
+        // "%PDF-1.7" and a PNG signature, base64.
+        let pdf = r#"{"document":{"format":"pdf","name":"page-3","source":{"bytes":"JVBERi0xLjc="}}}"#;
+        let png = r#"{"image":{"format":"png","source":{"bytes":"iVBORw=="}}}"#;
+        assert_eq!(ConverseRequest::parse(&body(pdf)).unwrap().attachments, 1);
+        assert_eq!(ConverseRequest::parse(&body(png)).unwrap().attachments, 1);
+        for bad in [
+            r#"{"document":{"format":"pdf","name":"page_3.pdf","source":{"bytes":"JVBERi0xLjc="}}}"#,
+            r#"{"document":{"format":"exe","name":"x","source":{"bytes":"JVBERi0xLjc="}}}"#,
+            r#"{"document":{"format":"pdf","name":"x","source":{"bytes":"aGVsbG8="}}}"#,
+            r#"{"image":{"format":"png","source":{"bytes":"not base64!"}}}"#,
+        ] {
+            let error = ConverseRequest::parse(&body(bad)).unwrap_err();
+            assert_eq!(error.error_type, "ValidationException", "{bad}");
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct SimStats {
     /// The most tokens counted in any 60 s window (requests still being answered count at their
     /// reservation: input tokens plus `maxTokens`).
     pub max_tpm_observed: u64,
+    /// Document and image blocks in the succeeded requests.
+    pub attachments: u64,
 }
 
 /// Injected failures by kind.
@@ -72,6 +74,7 @@ pub(crate) struct Counters {
     pub hung: AtomicU64,
     pub malformed: AtomicU64,
     pub in_flight: AtomicU64,
+    pub attachments: AtomicU64,
     timeline: Mutex<Vec<SecondStats>>,
 }
 
@@ -99,6 +102,7 @@ impl Counters {
             in_flight: load(&self.in_flight),
             max_rpm_observed,
             max_tpm_observed,
+            attachments: load(&self.attachments),
         }
     }
 
@@ -134,6 +138,7 @@ pub(crate) fn stats_json(stats: &SimStats, timeline: &[SecondStats], legacy: boo
         "in_flight": stats.in_flight,
         "max_rpm_observed": stats.max_rpm_observed,
         "max_tpm_observed": stats.max_tpm_observed,
+        "attachments": stats.attachments,
         "timeline": timeline,
     });
     if legacy && let Some(object) = body.as_object_mut() {

@@ -18,6 +18,36 @@ use crate::{
 };
 use content::{Budget, Interpreter, PageGlyphs};
 
+/// Page `index` (0-based, the unit index of [`ingest_pdf`]) of a PDF as a PDF of its own: the
+/// other pages removed, objects no page uses dropped, decrypted, compressed. For models that
+/// read PDF documents (Bedrock Converse document blocks).
+pub fn single_page_pdf(bytes: &[u8], index: usize, limits: &Limits) -> Result<Vec<u8>, IngestError> {
+    let max_decompressed = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);
+    let options = LoadOptions { max_decompressed_size: Some(max_decompressed), ..LoadOptions::default() };
+    let mut doc = guard_panic(Format::Pdf, || lopdf::Document::load_mem_with_options(bytes, options))?
+        .map_err(|err| load_error(err, limits))?;
+    guard_panic(Format::Pdf, move || {
+        let numbers: Vec<u32> = doc.get_pages().into_keys().collect();
+        let Some(&keep) = numbers.get(index) else {
+            return Err(corrupt(&format!("it has no page {} ({} pages)", index + 1, numbers.len())));
+        };
+        let others: Vec<u32> = numbers.into_iter().filter(|n| *n != keep).collect();
+        doc.delete_pages(&others);
+        // The outline and named destinations point into the deleted pages; the copy is decrypted.
+        if let Ok(catalog) = doc.catalog_mut() {
+            catalog.remove(b"Outlines");
+            catalog.remove(b"Names");
+            catalog.remove(b"PageLabels");
+        }
+        doc.trailer.remove(b"Encrypt");
+        doc.prune_objects();
+        doc.compress();
+        let mut out = Vec::new();
+        doc.save_to(&mut out).map_err(|err| corrupt(&format!("the page could not be written: {err}")))?;
+        Ok(out)
+    })?
+}
+
 /// Reads a PDF into one [`UnitKind::Page`] unit per page.
 pub(crate) fn ingest_pdf(bytes: &[u8], limits: &Limits) -> Result<Document, IngestError> {
     let max_decompressed = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);

@@ -349,7 +349,11 @@ impl<C> std::fmt::Debug for Limited<C> {
 
 /// The input tokens of `request` as estimated before sending it.
 pub fn estimate_input_tokens(request: &CompletionRequest) -> u64 {
-    estimate_tokens(&request.system) + estimate_tokens(&request.instruction) + estimate_tokens(&request.content)
+    let attachments = request.attachments.len() as u64 * crate::ATTACHMENT_TOKEN_ESTIMATE;
+    estimate_tokens(&request.system)
+        + estimate_tokens(&request.instruction)
+        + estimate_tokens(&request.content)
+        + attachments
 }
 
 /// The tokens a failed call is assumed to have consumed at the provider.

@@ -283,6 +283,7 @@ fn completes_as_an_llm_client() {
         language: Some("ja".into()),
         max_tokens: 1000,
         temperature: 0.0,
+        attachments: Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
     let completion = runtime.block_on(OfflineAnalyzer.complete(&request)).expect("offline never fails");

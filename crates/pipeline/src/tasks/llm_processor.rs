@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use beacon_asl::{TaskContext, TaskFailure};
-use beacon_ingest::{FLAG_UNREADABLE, Unit};
-use beacon_llm::{Completion, CompletionRequest};
+use beacon_ingest::{FLAG_UNREADABLE, Format, Unit, UnitKind, detect_format, single_page_pdf};
+use beacon_llm::{Attachment, AttachmentKind, Completion, CompletionRequest};
 use beacon_store::keys;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -36,12 +36,13 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
             ));
         }
         let started = Instant::now();
-        let (result, usage, model) = if unit.text.trim().is_empty() {
+        let page = page_attachment(&services, &input.document_id, &unit).await?;
+        let (result, usage, model) = if unit.text.trim().is_empty() && page.is_none() {
             // Nothing to read (a scanned page): asking a text model would only cost money.
             let result = json!({"title": unit.title, "summary": "", "flags": unit.flags});
             (result, UnitUsage::default(), services.config.model_name())
         } else {
-            analyse(&services, &unit, input.language.as_deref()).await?
+            analyse(&services, &unit, input.language.as_deref(), page).await?
         };
         let usage = UnitUsage { duration_ms: started.elapsed().as_millis() as u64, ..usage };
         let record = UnitRecord::succeeded(unit.index, unit.title, model, result, usage);
@@ -53,6 +54,28 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
     .await
 }
 
+/// With `[llm] attach_pages`, a PDF page unit's page as a one-page PDF to send along.
+async fn page_attachment(
+    services: &Services,
+    document_id: &str,
+    unit: &Unit,
+) -> Result<Option<Attachment>, TaskFailure> {
+    if !services.config.llm.attach_pages || unit.kind != UnitKind::Page {
+        return Ok(None);
+    }
+    let source = services.store.get(&keys::document_source(document_id)).await.map_err(store_failure)?;
+    if !matches!(detect_format(&source), Ok(Format::Pdf)) {
+        return Ok(None);
+    }
+    let limits = services.config.limits.clone();
+    let index = unit.index;
+    let bytes = tokio::task::spawn_blocking(move || single_page_pdf(&source, index, &limits))
+        .await
+        .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("page {}: {e}", index + 1)))?
+        .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("page {}: {e}", index + 1)))?;
+    Ok(Some(Attachment { kind: AttachmentKind::Pdf, name: format!("page-{}", index + 1), bytes }))
+}
+
 /// Ask the model about `unit`; when the answer does not parse or does not follow the unit
 /// schema, ask once more with the problems and the previous answer quoted (a repair request).
 /// Usage covers both calls. A repaired answer that still does not follow the schema fails the
@@ -61,8 +84,10 @@ async fn analyse(
     services: &Services,
     unit: &Unit,
     language: Option<&str>,
+    page: Option<Attachment>,
 ) -> Result<(Value, UnitUsage, String), TaskFailure> {
-    let request = crate::prompt::unit_request(unit, language, &services.unit_schema, &services.config.llm);
+    let mut request = crate::prompt::unit_request(unit, language, &services.unit_schema, &services.config.llm);
+    request.attachments.extend(page);
     let first = services.llm.complete(&request).await.map_err(|e| failure(e.error_name(), e))?;
     let mut usage = usage_of(&first);
     let first_problems = match parse_answer(&first.text, &services.unit_schema) {
