@@ -10,6 +10,7 @@ mod exit;
 mod run;
 mod session;
 mod sim;
+mod units;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ struct Cli {
 enum Command {
     /// Analyse a document (PDF, XLSX/XLSM/XLSB/XLS/ODS, CSV, text/Markdown) and write report.json and report.md.
     Run(run::RunArgs),
+    /// List the units a document splits into (what the model will see), without calling a model.
+    Units(units::UnitsArgs),
     /// Start a local Amazon Bedrock-compatible simulator (Converse API) with quotas and latency.
     Sim(sim::SimArgs),
     /// Validate or run any ASL state machine locally (a local Step Functions).
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(cli.config.as_deref(), args).await,
+            Command::Units(args) => units::units(cli.config.as_deref(), &args),
             Command::Sim(args) => sim::sim(args).await,
             Command::Asl(command) => asl::asl(cli.config.as_deref(), command).await,
             Command::Executions(command) => executions::executions(cli.config.as_deref(), command).await,

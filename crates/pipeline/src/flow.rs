@@ -98,6 +98,22 @@ pub struct Runner {
     sleeper: Option<Arc<dyn Sleeper>>,
 }
 
+/// Reads a document file, refusing directories and files over `max_file_bytes` before reading
+/// them; the error says what is wrong in words for the user.
+pub fn read_document_file(path: &Path, max_file_bytes: u64) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| describe_io_error(&e))?;
+    if meta.is_dir() {
+        return Err("is a directory, not a file".into());
+    }
+    if meta.len() > max_file_bytes {
+        return Err(format!(
+            "the file is {} bytes, over the limit of {max_file_bytes} bytes (raise limits.max_file_bytes)",
+            meta.len()
+        ));
+    }
+    std::fs::read(path).map_err(|e| describe_io_error(&e))
+}
+
 impl Runner {
     pub fn new(services: Services, journal: Journal, progress: Arc<dyn Progress>) -> Runner {
         Runner { services, journal, progress, sleeper: None }
@@ -117,22 +133,12 @@ impl Runner {
         &self.journal
     }
 
-    /// Check the file, upload it to the store and run the state machine on it.
+    /// Check the file (see [`read_document_file`]), upload it to the store and run the state
+    /// machine on it.
     pub async fn run_file(&self, path: &Path, options: RunOptions) -> Result<RunOutcome, RunError> {
         let shown = path.display().to_string();
         let input_error = |message: String| RunError::Input { path: shown.clone(), message };
-        let meta = std::fs::metadata(path).map_err(|e| input_error(describe_io_error(&e)))?;
-        if meta.is_dir() {
-            return Err(input_error("is a directory, not a file".into()));
-        }
-        let limit = self.services.config.limits.max_file_bytes;
-        if meta.len() > limit {
-            return Err(input_error(format!(
-                "the file is {} bytes, over the limit of {limit} bytes (raise limits.max_file_bytes)",
-                meta.len()
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(|e| input_error(describe_io_error(&e)))?;
+        let bytes = read_document_file(path, self.services.config.limits.max_file_bytes).map_err(input_error)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| shown.clone());
         self.run_bytes(&name, bytes, options).await.map_err(|e| match e {
             RunError::Input { message, .. } => input_error(message),
