@@ -23,7 +23,9 @@ fn read_entry(archive: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str, max: u64
 }
 
 fn unsupported_yet(what: &str) -> IngestError {
-    IngestError::Unsupported(format!("{what} is not supported yet (only PDF, spreadsheets, CSV and text are)"))
+    IngestError::Unsupported(format!(
+        "{what} is not supported yet (only PDF, spreadsheets, PowerPoint, CSV and text are)"
+    ))
 }
 
 /// The format of a ZIP container, by its entries.
@@ -62,7 +64,7 @@ pub(crate) fn zip_format(bytes: &[u8]) -> Result<Format, IngestError> {
         return Err(unsupported_yet("a Word document (DOCX)"));
     }
     if has("ppt/presentation.xml") {
-        return Err(unsupported_yet("a PowerPoint presentation (PPTX)"));
+        return Ok(Format::Pptx);
     }
     if has("[Content_Types].xml") {
         return Err(unsupported_yet("an Office Open XML package"));
@@ -78,6 +80,8 @@ fn damaged_zip(bytes: &[u8], reason: &str) -> IngestError {
         Some(Format::Xlsb)
     } else if contains(b"xl/") {
         Some(Format::Xlsx)
+    } else if contains(b"ppt/") {
+        Some(Format::Pptx)
     } else if contains(b"application/vnd.oasis.opendocument.spreadsheet") {
         Some(Format::Ods)
     } else {

@@ -29,6 +29,7 @@ mod language;
 mod markdown;
 mod model;
 mod pdf;
+mod pptx;
 mod spreadsheet;
 mod text;
 
@@ -68,6 +69,7 @@ pub fn ingest(bytes: &[u8], limits: &Limits) -> Result<Document, IngestError> {
     let _guard = span.enter();
     let mut doc = match format {
         Format::Pdf => pdf::ingest_pdf(bytes, limits)?,
+        Format::Pptx => pptx::ingest_pptx(bytes, limits)?,
         Format::Xlsx | Format::Xlsm | Format::Xlsb | Format::Xls | Format::Ods => {
             spreadsheet::ingest_workbook(bytes, format, limits)?
         }

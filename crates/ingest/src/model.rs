@@ -15,6 +15,7 @@ pub enum Format {
     Csv,
     Text,
     Markdown,
+    Pptx,
 }
 
 impl Format {
@@ -30,6 +31,7 @@ impl Format {
             Format::Csv => "csv",
             Format::Text => "text",
             Format::Markdown => "markdown",
+            Format::Pptx => "pptx",
         }
     }
 }
@@ -52,6 +54,8 @@ pub enum UnitKind {
     Rows,
     /// A section of a text document (split at headings or by size).
     Section,
+    /// One slide of a presentation, with its speaker notes.
+    Slide,
 }
 
 /// A table as cell texts, first row being the header when `has_header` is true.

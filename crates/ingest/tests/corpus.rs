@@ -224,3 +224,50 @@ fn truncated_corpus_pdfs_fail_cleanly() {
         }
     }
 }
+
+/// Collapses whitespace, so a must-contain phrase matches across line breaks and runs.
+fn squeeze(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn pptx_slide_counts_notes_and_text() {
+    let Some(corpus) = corpus() else { return };
+    let dir = corpus.join("office");
+    let mut checked = 0;
+    for entry in entries(&dir).iter().filter(|e| e["kind"] == "pptx") {
+        let path = entry["path"].as_str().expect("path");
+        let doc = ingest_file(&dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(doc.format, Format::Pptx, "{path}");
+        assert_eq!(doc.units.len(), entry["slides"].as_u64().expect("slides") as usize, "{path}: slide count");
+        assert!(doc.units.iter().all(|u| u.kind == UnitKind::Slide), "{path}");
+        if let Some(with_notes) = entry["slides_with_notes"].as_u64() {
+            let found = doc.units.iter().filter(|u| u.text.contains("Speaker notes:")).count();
+            assert_eq!(found as u64, with_notes, "{path}: slides with speaker notes");
+        }
+        let all_text = squeeze(&doc.units.iter().map(|u| u.text.as_str()).collect::<Vec<_>>().join("\n"));
+        for needle in strings(&entry["must_contain"]) {
+            assert!(all_text.contains(&squeeze(&needle)), "{path}: missing {needle:?}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 9, "{checked} presentations checked");
+}
+
+#[test]
+fn truncated_or_bombed_presentations_are_clear_errors() {
+    let Some(corpus) = corpus() else { return };
+    let bytes = std::fs::read(corpus.join("office/SampleShow.pptx")).expect("sample");
+    for cut in [bytes.len() / 2, bytes.len() - 10, 200] {
+        match ingest(&bytes[..cut], &Limits::default()) {
+            Err(IngestError::Corrupt { format: Format::Pptx, .. }) => {}
+            // Cut before any ppt/ entry name: nothing says it was a presentation.
+            Err(IngestError::Unsupported(message)) if cut == 200 && message.contains("damaged ZIP") => {}
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+    let tiny = Limits { max_decompressed_bytes: 1_000, ..Limits::default() };
+    assert!(matches!(ingest(&bytes, &tiny), Err(IngestError::DecompressionLimit { limit: 1_000 })));
+    let few = Limits { max_units: 1, ..Limits::default() };
+    assert!(matches!(ingest(&bytes, &few), Err(IngestError::TooManyUnits { count: 2, limit: 1 })));
+}
