@@ -24,7 +24,7 @@ fn read_entry(archive: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str, max: u64
 
 fn unsupported_yet(what: &str) -> IngestError {
     IngestError::Unsupported(format!(
-        "{what} is not supported yet (only PDF, spreadsheets, PowerPoint, CSV and text are)"
+        "{what} is not supported yet (only PDF, spreadsheets, Word, PowerPoint, CSV and text are)"
     ))
 }
 
@@ -61,7 +61,7 @@ pub(crate) fn zip_format(bytes: &[u8]) -> Result<Format, IngestError> {
         };
     }
     if has("word/document.xml") {
-        return Err(unsupported_yet("a Word document (DOCX)"));
+        return Ok(Format::Docx);
     }
     if has("ppt/presentation.xml") {
         return Ok(Format::Pptx);
@@ -82,6 +82,8 @@ fn damaged_zip(bytes: &[u8], reason: &str) -> IngestError {
         Some(Format::Xlsx)
     } else if contains(b"ppt/") {
         Some(Format::Pptx)
+    } else if contains(b"word/") {
+        Some(Format::Docx)
     } else if contains(b"application/vnd.oasis.opendocument.spreadsheet") {
         Some(Format::Ods)
     } else {
@@ -203,12 +205,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn documents_and_plain_zips_are_unsupported_with_a_name() {
+    fn word_and_powerpoint_by_their_main_part() {
         let docx = zip_with(&[("[Content_Types].xml", b"<Types/>"), ("word/document.xml", b"<w/>")]);
-        match zip_format(&docx) {
-            Err(IngestError::Unsupported(m)) => assert!(m.contains("DOCX") && m.contains("not supported yet")),
-            other => panic!("unexpected {other:?}"),
-        }
+        assert_eq!(zip_format(&docx).unwrap(), Format::Docx);
+        let pptx = zip_with(&[("[Content_Types].xml", b"<Types/>"), ("ppt/presentation.xml", b"<p/>")]);
+        assert_eq!(zip_format(&pptx).unwrap(), Format::Pptx);
+    }
+
+    #[test]
+    fn opendocument_text_and_plain_zips_are_unsupported_with_a_name() {
         let odt = zip_with(&[("mimetype", b"application/vnd.oasis.opendocument.text")]);
         assert!(matches!(zip_format(&odt), Err(IngestError::Unsupported(m)) if m.contains("ODT")));
         let plain = zip_with(&[("notes.txt", b"hello")]);

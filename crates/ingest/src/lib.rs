@@ -25,9 +25,11 @@ mod charset;
 mod container;
 mod delimited;
 mod detect;
+mod docx;
 mod language;
 mod markdown;
 mod model;
+mod ooxml;
 mod pdf;
 mod pptx;
 mod spreadsheet;
@@ -70,6 +72,7 @@ pub fn ingest(bytes: &[u8], limits: &Limits) -> Result<Document, IngestError> {
     let mut doc = match format {
         Format::Pdf => pdf::ingest_pdf(bytes, limits)?,
         Format::Pptx => pptx::ingest_pptx(bytes, limits)?,
+        Format::Docx => docx::ingest_docx(bytes, limits)?,
         Format::Xlsx | Format::Xlsm | Format::Xlsb | Format::Xls | Format::Ods => {
             spreadsheet::ingest_workbook(bytes, format, limits)?
         }

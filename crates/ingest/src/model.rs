@@ -16,6 +16,7 @@ pub enum Format {
     Text,
     Markdown,
     Pptx,
+    Docx,
 }
 
 impl Format {
@@ -32,6 +33,7 @@ impl Format {
             Format::Text => "text",
             Format::Markdown => "markdown",
             Format::Pptx => "pptx",
+            Format::Docx => "docx",
         }
     }
 }

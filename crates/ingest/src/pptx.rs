@@ -7,32 +7,24 @@
 //! checked against the limit before anything is read.
 
 use std::collections::HashMap;
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
+use crate::ooxml::{Archive, attribute_values, entity_char, read_entry};
 use crate::{Document, Format, IngestError, Limits, Table, Unit, UnitKind, markdown};
-
-type Archive<'a> = zip::ZipArchive<Cursor<&'a [u8]>>;
 
 fn corrupt(reason: impl Into<String>) -> IngestError {
     IngestError::Corrupt { format: Format::Pptx, reason: reason.into() }
-}
-
-fn read(archive: &mut Archive<'_>, name: &str) -> Result<String, IngestError> {
-    let mut entry = archive.by_name(name).map_err(|e| corrupt(format!("{name} is missing ({e})")))?;
-    let mut text = String::new();
-    entry.read_to_string(&mut text).map_err(|e| corrupt(format!("{name} cannot be read ({e})")))?;
-    Ok(text)
 }
 
 /// Reads a PPTX into one unit per slide.
 pub(crate) fn ingest_pptx(bytes: &[u8], limits: &Limits) -> Result<Document, IngestError> {
     crate::container::check_zip_budget(bytes, Format::Pptx, limits.max_decompressed_bytes)?;
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| corrupt(e.to_string()))?;
-    let presentation = read(&mut archive, "ppt/presentation.xml")?;
-    let relations = relationships(&read(&mut archive, "ppt/_rels/presentation.xml.rels")?);
+    let presentation = read_entry(&mut archive, Format::Pptx, "ppt/presentation.xml")?;
+    let relations = relationships(&read_entry(&mut archive, Format::Pptx, "ppt/_rels/presentation.xml.rels")?);
     let slide_ids = attribute_values(&presentation, "sldId", "r:id");
     if slide_ids.len() > limits.max_units {
         return Err(IngestError::TooManyUnits { count: slide_ids.len(), limit: limits.max_units });
@@ -43,9 +35,9 @@ pub(crate) fn ingest_pptx(bytes: &[u8], limits: &Limits) -> Result<Document, Ing
             .get(id)
             .ok_or_else(|| corrupt(format!("slide {} points to a missing relationship {id}", index + 1)))?;
         let path = resolve("ppt", target);
-        let slide = read_shapes(&read(&mut archive, &path)?);
+        let slide = read_shapes(&read_entry(&mut archive, Format::Pptx, &path)?);
         let notes = notes_path(&mut archive, &path)
-            .and_then(|notes| read(&mut archive, &notes).ok())
+            .and_then(|notes| read_entry(&mut archive, Format::Pptx, &notes).ok())
             .map(|xml| read_shapes(&xml).body.join("\n"))
             .unwrap_or_default();
         units.push(slide_unit(index, slide, &notes, limits));
@@ -74,7 +66,7 @@ fn resolve(base: &str, target: &str) -> String {
 /// The notes slide of the slide at `slide_path`, from the slide's relationships.
 fn notes_path(archive: &mut Archive<'_>, slide_path: &str) -> Option<String> {
     let (dir, file) = slide_path.rsplit_once('/')?;
-    let rels = read(archive, &format!("{dir}/_rels/{file}.rels")).ok()?;
+    let rels = read_entry(archive, Format::Pptx, &format!("{dir}/_rels/{file}.rels")).ok()?;
     let target = relationship_targets(&rels).into_iter().find(|(kind, _)| kind.ends_with("/notesSlide"))?.1;
     Some(resolve(dir, &target))
 }
@@ -91,23 +83,6 @@ fn relationship_targets(xml: &str) -> Vec<(String, String)> {
     let kinds = attribute_values(xml, "Relationship", "Type");
     let targets = attribute_values(xml, "Relationship", "Target");
     kinds.into_iter().zip(targets).collect()
-}
-
-/// The values of attribute `attribute` on every element named `element` (qualified name).
-fn attribute_values(xml: &str, element: &str, attribute: &str) -> Vec<String> {
-    let mut reader = Reader::from_str(xml);
-    let mut values = Vec::new();
-    loop {
-        match reader.read_event() {
-            Ok(Event::Start(e) | Event::Empty(e)) if e.local_name().as_ref() == element => {
-                if let Some(value) = e.attributes().flatten().find(|a| a.key.as_ref() == attribute) {
-                    values.push(value.value.to_string());
-                }
-            }
-            Ok(Event::Eof) | Err(_) => return values,
-            Ok(_) => {}
-        }
-    }
 }
 
 /// What a slide (or notes slide) says.
@@ -153,13 +128,7 @@ fn read_shapes(xml: &str) -> Shapes {
             },
             Event::Empty(e) if e.local_name().as_ref() == "br" => paragraph.push('\n'),
             Event::Text(text) if in_text => paragraph.push_str(&text.xml_content(quick_xml::XmlVersion::Implicit1_0)),
-            Event::GeneralRef(reference) if in_text => {
-                if let Ok(Some(c)) = reference.resolve_char_ref() {
-                    paragraph.push(c);
-                } else if let Some(c) = predefined_entity(&reference.into_inner()) {
-                    paragraph.push(c);
-                }
-            }
+            Event::GeneralRef(reference) if in_text => paragraph.extend(entity_char(&reference)),
             Event::End(e) => match e.local_name().as_ref() {
                 "t" => in_text = false,
                 "p" => {
@@ -201,17 +170,6 @@ fn read_shapes(xml: &str) -> Shapes {
         }
     }
     shapes
-}
-
-fn predefined_entity(name: &str) -> Option<char> {
-    Some(match name {
-        "amp" => '&',
-        "lt" => '<',
-        "gt" => '>',
-        "quot" => '"',
-        "apos" => '\'',
-        _ => return None,
-    })
 }
 
 fn slide_unit(index: usize, slide: Shapes, notes: &str, limits: &Limits) -> Unit {

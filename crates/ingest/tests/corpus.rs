@@ -271,3 +271,34 @@ fn truncated_or_bombed_presentations_are_clear_errors() {
     let few = Limits { max_units: 1, ..Limits::default() };
     assert!(matches!(ingest(&bytes, &few), Err(IngestError::TooManyUnits { count: 2, limit: 1 })));
 }
+
+#[test]
+fn docx_text_tables_and_accepted_changes() {
+    let Some(corpus) = corpus() else { return };
+    let dir = corpus.join("office");
+    let limits = Limits::default();
+    let mut checked = 0;
+    for entry in entries(&dir).iter().filter(|e| e["kind"] == "docx") {
+        let path = entry["path"].as_str().expect("path");
+        let doc = ingest_file(&dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(doc.format, Format::Docx, "{path}");
+        assert!(!doc.units.is_empty(), "{path}");
+        for unit in &doc.units {
+            assert_eq!(unit.kind, UnitKind::Section, "{path}");
+            assert!(unit.text.chars().count() <= limits.max_unit_chars, "{path}: unit {} too long", unit.index);
+        }
+        // Split at page breaks: at least as many units as the document's explicit page breaks
+        // allow, minus breaks that start an empty page.
+        let breaks = entry["page_breaks"].as_u64().unwrap_or(0) as usize;
+        assert!(doc.units.len() * 2 >= breaks, "{path}: {} units for {breaks} page breaks", doc.units.len());
+        if entry["tables"].as_u64().unwrap_or(0) > 0 {
+            assert!(doc.units.iter().any(|u| u.text.contains("| --- ") || u.text.contains("|---")), "{path}: no table");
+        }
+        let all_text = squeeze(&doc.units.iter().map(|u| u.text.as_str()).collect::<Vec<_>>().join("\n"));
+        for needle in strings(&entry["must_contain"]) {
+            assert!(all_text.contains(&squeeze(&needle)), "{path}: missing {needle:?}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 13, "{checked} documents checked");
+}
