@@ -32,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Analyse a document (PDF, XLSX/XLSM/XLSB/XLS/ODS, DOCX, PPTX, CSV, text/Markdown) and write report.json and report.md.
+    /// Analyse a document (PDF, XLSX/XLSM/XLSB/XLS/ODS, DOCX/ODT, PPTX/ODP, CSV, text/Markdown) and write report.json and report.md.
     Run(run::RunArgs),
     /// List the units a document splits into (what the model will see), without calling a model.
     Units(units::UnitsArgs),

@@ -15,7 +15,7 @@ use crate::exit;
 
 #[derive(Args, Debug)]
 pub struct UnitsArgs {
-    /// The document (PDF, XLSX/XLSM/XLSB/XLS/ODS, DOCX, PPTX, CSV/TSV, text/Markdown).
+    /// The document (PDF, XLSX/XLSM/XLSB/XLS/ODS, DOCX/ODT, PPTX/ODP, CSV/TSV, text/Markdown).
     pub file: PathBuf,
     /// One JSON object per unit and line, with the full text and table, instead of a table.
     #[arg(long)]

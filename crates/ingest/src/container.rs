@@ -24,7 +24,7 @@ fn read_entry(archive: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str, max: u64
 
 fn unsupported_yet(what: &str) -> IngestError {
     IngestError::Unsupported(format!(
-        "{what} is not supported yet (only PDF, spreadsheets, Word, PowerPoint, CSV and text are)"
+        "{what} is not supported yet (only PDF, spreadsheets, Word, PowerPoint, OpenDocument, CSV and text are)"
     ))
 }
 
@@ -49,10 +49,8 @@ pub(crate) fn zip_format(bytes: &[u8]) -> Result<Format, IngestError> {
         let mime = mime.trim();
         return match mime {
             "application/vnd.oasis.opendocument.spreadsheet" => Ok(Format::Ods),
-            "application/vnd.oasis.opendocument.text" => Err(unsupported_yet("an OpenDocument text document (ODT)")),
-            "application/vnd.oasis.opendocument.presentation" => {
-                Err(unsupported_yet("an OpenDocument presentation (ODP)"))
-            }
+            "application/vnd.oasis.opendocument.text" => Ok(Format::Odt),
+            "application/vnd.oasis.opendocument.presentation" => Ok(Format::Odp),
             "application/epub+zip" => Err(unsupported_yet("an EPUB e-book")),
             m if m.starts_with("application/vnd.oasis.opendocument") => {
                 Err(unsupported_yet(&format!("an OpenDocument file ({m})")))
@@ -213,9 +211,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn opendocument_text_and_plain_zips_are_unsupported_with_a_name() {
+    fn odt_by_its_mimetype_and_other_zips_unsupported_with_a_name() {
         let odt = zip_with(&[("mimetype", b"application/vnd.oasis.opendocument.text")]);
-        assert!(matches!(zip_format(&odt), Err(IngestError::Unsupported(m)) if m.contains("ODT")));
+        assert_eq!(zip_format(&odt).unwrap(), Format::Odt);
+        let odg = zip_with(&[("mimetype", b"application/vnd.oasis.opendocument.graphics")]);
+        assert!(matches!(zip_format(&odg), Err(IngestError::Unsupported(m)) if m.contains("opendocument.graphics")));
         let plain = zip_with(&[("notes.txt", b"hello")]);
         assert!(matches!(zip_format(&plain), Err(IngestError::Unsupported(m)) if m.contains("ZIP")));
     }

@@ -17,7 +17,7 @@ use crate::{Document, FLAG_TRUNCATED, Format, IngestError, Limits, Table, Unit, 
 
 /// One block of the body, in order.
 #[derive(Debug, PartialEq)]
-enum Block {
+pub(crate) enum Block {
     Paragraph { text: String, heading: bool },
     Table(Vec<Vec<String>>),
     PageBreak,
@@ -173,7 +173,7 @@ fn flush_paragraph(blocks: &mut Vec<Block>, paragraph: &mut String, heading: &mu
 
 /// Groups blocks into units: a new unit at every page break and top-level heading, and when a
 /// unit would exceed the character limit.
-fn sections(blocks: Vec<Block>, limits: &Limits) -> Result<Vec<Unit>, IngestError> {
+pub(crate) fn sections(blocks: Vec<Block>, limits: &Limits) -> Result<Vec<Unit>, IngestError> {
     let mut units: Vec<Unit> = Vec::new();
     let mut title: Option<String> = None;
     let mut text = String::new();

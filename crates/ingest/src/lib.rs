@@ -30,6 +30,7 @@ mod language;
 mod markdown;
 mod model;
 mod ooxml;
+mod opendocument;
 mod pdf;
 mod pptx;
 mod spreadsheet;
@@ -73,6 +74,8 @@ pub fn ingest(bytes: &[u8], limits: &Limits) -> Result<Document, IngestError> {
         Format::Pdf => pdf::ingest_pdf(bytes, limits)?,
         Format::Pptx => pptx::ingest_pptx(bytes, limits)?,
         Format::Docx => docx::ingest_docx(bytes, limits)?,
+        Format::Odt => opendocument::ingest_odt(bytes, limits)?,
+        Format::Odp => opendocument::ingest_odp(bytes, limits)?,
         Format::Xlsx | Format::Xlsm | Format::Xlsb | Format::Xls | Format::Ods => {
             spreadsheet::ingest_workbook(bytes, format, limits)?
         }

@@ -17,6 +17,8 @@ pub enum Format {
     Markdown,
     Pptx,
     Docx,
+    Odt,
+    Odp,
 }
 
 impl Format {
@@ -34,6 +36,8 @@ impl Format {
             Format::Markdown => "markdown",
             Format::Pptx => "pptx",
             Format::Docx => "docx",
+            Format::Odt => "odt",
+            Format::Odp => "odp",
         }
     }
 }

@@ -87,10 +87,10 @@ fn relationship_targets(xml: &str) -> Vec<(String, String)> {
 
 /// What a slide (or notes slide) says.
 #[derive(Debug, Default)]
-struct Shapes {
-    title: Vec<String>,
-    body: Vec<String>,
-    tables: Vec<Vec<Vec<String>>>,
+pub(crate) struct Shapes {
+    pub title: Vec<String>,
+    pub body: Vec<String>,
+    pub tables: Vec<Vec<Vec<String>>>,
 }
 
 /// Reads the paragraphs of every shape (title placeholders apart; slide numbers, dates and
@@ -172,8 +172,9 @@ fn read_shapes(xml: &str) -> Shapes {
     shapes
 }
 
-fn slide_unit(index: usize, slide: Shapes, notes: &str, limits: &Limits) -> Unit {
-    let title = slide.title.join(" ");
+pub(crate) fn slide_unit(index: usize, slide: Shapes, notes: &str, limits: &Limits) -> Unit {
+    // One line: a title's own line breaks say nothing in a unit title.
+    let title = slide.title.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
     let mut text = String::new();
     if !title.is_empty() {
         text.push_str(&format!("# {title}\n\n"));

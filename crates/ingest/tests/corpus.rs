@@ -231,14 +231,15 @@ fn squeeze(text: &str) -> String {
 }
 
 #[test]
-fn pptx_slide_counts_notes_and_text() {
+fn presentation_slide_counts_notes_and_text() {
     let Some(corpus) = corpus() else { return };
     let dir = corpus.join("office");
     let mut checked = 0;
-    for entry in entries(&dir).iter().filter(|e| e["kind"] == "pptx") {
+    for entry in entries(&dir).iter().filter(|e| e["kind"] == "pptx" || e["kind"] == "odp") {
         let path = entry["path"].as_str().expect("path");
         let doc = ingest_file(&dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-        assert_eq!(doc.format, Format::Pptx, "{path}");
+        let format = if entry["kind"] == "odp" { Format::Odp } else { Format::Pptx };
+        assert_eq!(doc.format, format, "{path}");
         assert_eq!(doc.units.len(), entry["slides"].as_u64().expect("slides") as usize, "{path}: slide count");
         assert!(doc.units.iter().all(|u| u.kind == UnitKind::Slide), "{path}");
         if let Some(with_notes) = entry["slides_with_notes"].as_u64() {
@@ -251,7 +252,7 @@ fn pptx_slide_counts_notes_and_text() {
         }
         checked += 1;
     }
-    assert!(checked >= 9, "{checked} presentations checked");
+    assert!(checked >= 10, "{checked} presentations checked");
 }
 
 #[test]
@@ -273,15 +274,16 @@ fn truncated_or_bombed_presentations_are_clear_errors() {
 }
 
 #[test]
-fn docx_text_tables_and_accepted_changes() {
+fn word_processing_text_tables_and_accepted_changes() {
     let Some(corpus) = corpus() else { return };
     let dir = corpus.join("office");
     let limits = Limits::default();
     let mut checked = 0;
-    for entry in entries(&dir).iter().filter(|e| e["kind"] == "docx") {
+    for entry in entries(&dir).iter().filter(|e| e["kind"] == "docx" || e["kind"] == "odt") {
         let path = entry["path"].as_str().expect("path");
         let doc = ingest_file(&dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-        assert_eq!(doc.format, Format::Docx, "{path}");
+        let format = if entry["kind"] == "odt" { Format::Odt } else { Format::Docx };
+        assert_eq!(doc.format, format, "{path}");
         assert!(!doc.units.is_empty(), "{path}");
         for unit in &doc.units {
             assert_eq!(unit.kind, UnitKind::Section, "{path}");
@@ -300,5 +302,5 @@ fn docx_text_tables_and_accepted_changes() {
         }
         checked += 1;
     }
-    assert!(checked >= 13, "{checked} documents checked");
+    assert!(checked >= 16, "{checked} documents checked");
 }
