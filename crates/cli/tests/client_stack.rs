@@ -170,3 +170,32 @@ fn pdf_pages_can_be_sent_as_documents() {
     assert_exit(&out, 0);
     assert_eq!(sim.stats()["attachments"], 0);
 }
+
+/// A 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0xDA, 0x63, 0x64, 0x60, 0xF8, 0x5F, 0x0F, 0x00, 0x02, 0x87, 0x01, 0x80, 0xEB, 0x47, 0xBA,
+    0x92, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+#[test]
+fn an_image_goes_to_the_model_as_an_image_block() {
+    let sim = Sim::start(&[]);
+    let s = Scratch::new();
+    let image = s.path("scan.png");
+    std::fs::write(&image, PNG).unwrap();
+    let out = run_bedrock(&s, &sim, &image, &["--no-cache"]);
+    assert_exit(&out, 0);
+    let report = s.report();
+    assert_eq!(report["document"]["format"], "png");
+    assert_eq!(report["units"][0]["title"], "Image (1×1)");
+    assert_eq!(report["usage"]["units_succeeded"], 1);
+    assert_eq!(sim.stats()["attachments"], 1, "{}", sim.stats());
+
+    // The offline analyzer reads no images: the unit succeeds, flagged, with nothing made up.
+    let out = s.run(&image, &[]);
+    assert_exit(&out, 0);
+    let units = s.beacon().arg("units").arg(&image).output().unwrap();
+    assert!(stdout(&units).contains("needs_ocr"), "{}", stdout(&units));
+}

@@ -20,7 +20,7 @@ const CFB_MAGIC: &[u8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 /// assert_eq!(detect_format(b"%PDF-1.7\n...").unwrap(), Format::Pdf);
 /// assert_eq!(detect_format(b"a,b\n1,2\n3,4\n").unwrap(), Format::Csv);
 /// assert_eq!(detect_format(b"# Notes\n\ntext").unwrap(), Format::Markdown);
-/// assert!(detect_format(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").is_err());
+/// assert_eq!(detect_format(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap(), Format::Png);
 /// ```
 pub fn detect_format(bytes: &[u8]) -> Result<Format, IngestError> {
     if bytes.is_empty() {
@@ -35,6 +35,9 @@ pub fn detect_format(bytes: &[u8]) -> Result<Format, IngestError> {
     }
     if bytes.starts_with(CFB_MAGIC) {
         return container::cfb_format(bytes);
+    }
+    if let Some(format) = crate::image::image_format(bytes) {
+        return Ok(format);
     }
     if let Some(kind) = known_binary(bytes) {
         return Err(IngestError::Unsupported(kind));
@@ -91,7 +94,10 @@ fn known_binary(bytes: &[u8]) -> Option<String> {
         return image("a GIF");
     }
     if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
-        return image("a TIFF");
+        return Some(
+            "a TIFF image (TIFF is not supported yet: models take PNG, JPEG, GIF or WebP; convert it or export a PDF)"
+                .into(),
+        );
     }
     if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
         return image("a WebP");
@@ -127,18 +133,19 @@ mod tests {
     }
 
     #[test]
-    fn images_are_named() {
-        for (bytes, name) in [
-            (&b"\x89PNG\r\n\x1a\n\0\0"[..], "PNG"),
-            (&b"\xFF\xD8\xFF\xE0\0\x10JFIF"[..], "JPEG"),
-            (&b"GIF89a\x01\0"[..], "GIF"),
-            (&b"II*\0\x08\0\0\0"[..], "TIFF"),
-            (&b"RIFF\0\0\0\0WEBPVP8 "[..], "WebP"),
+    fn images_by_signature() {
+        for (bytes, format) in [
+            (&b"\x89PNG\r\n\x1a\n\0\0"[..], Format::Png),
+            (&b"\xFF\xD8\xFF\xE0\0\x10JFIF"[..], Format::Jpeg),
+            (&b"GIF89a\x01\0"[..], Format::Gif),
+            (&b"RIFF\0\0\0\0WEBPVP8 "[..], Format::Webp),
         ] {
-            match detect_format(bytes) {
-                Err(IngestError::Unsupported(m)) => assert!(m.contains(name), "{m}"),
-                other => panic!("{name}: {other:?}"),
-            }
+            assert_eq!(detect_format(bytes).unwrap(), format);
+        }
+        // TIFF is named and refused: models do not take it.
+        match detect_format(b"II*\0\x08\0\0\0") {
+            Err(IngestError::Unsupported(m)) => assert!(m.contains("TIFF") && m.contains("PNG"), "{m}"),
+            other => panic!("TIFF: {other:?}"),
         }
     }
 

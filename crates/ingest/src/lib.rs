@@ -26,6 +26,7 @@ mod container;
 mod delimited;
 mod detect;
 mod docx;
+mod image;
 mod language;
 mod markdown;
 mod model;
@@ -76,6 +77,7 @@ pub fn ingest(bytes: &[u8], limits: &Limits) -> Result<Document, IngestError> {
         Format::Docx => docx::ingest_docx(bytes, limits)?,
         Format::Odt => opendocument::ingest_odt(bytes, limits)?,
         Format::Odp => opendocument::ingest_odp(bytes, limits)?,
+        Format::Png | Format::Jpeg | Format::Gif | Format::Webp => image::ingest_image(bytes, format, limits)?,
         Format::Xlsx | Format::Xlsm | Format::Xlsb | Format::Xls | Format::Ods => {
             spreadsheet::ingest_workbook(bytes, format, limits)?
         }

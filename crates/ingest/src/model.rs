@@ -19,6 +19,10 @@ pub enum Format {
     Docx,
     Odt,
     Odp,
+    Png,
+    Jpeg,
+    Gif,
+    Webp,
 }
 
 impl Format {
@@ -38,6 +42,10 @@ impl Format {
             Format::Docx => "docx",
             Format::Odt => "odt",
             Format::Odp => "odp",
+            Format::Png => "png",
+            Format::Jpeg => "jpeg",
+            Format::Gif => "gif",
+            Format::Webp => "webp",
         }
     }
 }
@@ -62,6 +70,8 @@ pub enum UnitKind {
     Section,
     /// One slide of a presentation, with its speaker notes.
     Slide,
+    /// An image file; its content goes to the model as an image.
+    Image,
 }
 
 /// A table as cell texts, first row being the header when `has_header` is true.
@@ -120,6 +130,8 @@ pub struct Limits {
     pub max_unit_chars: usize,
     /// Rows per unit for CSV files and large sheets (the header is repeated in each).
     pub max_rows_per_unit: usize,
+    /// Most pixels (width × height) an image may have, checked on its header before decoding.
+    pub max_image_pixels: u64,
 }
 
 impl Default for Limits {
@@ -130,6 +142,7 @@ impl Default for Limits {
             max_decompressed_bytes: 1024 * 1024 * 1024,
             max_unit_chars: 40_000,
             max_rows_per_unit: 500,
+            max_image_pixels: 50_000_000,
         }
     }
 }
@@ -153,4 +166,6 @@ pub enum IngestError {
     TooManyUnits { count: usize, limit: usize },
     #[error("the file decompresses to more than {limit} bytes (raise limits.max_decompressed_bytes)")]
     DecompressionLimit { limit: u64 },
+    #[error("the image is {width}×{height} pixels, over the limit of {limit} pixels (raise limits.max_image_pixels)")]
+    TooManyPixels { width: u64, height: u64, limit: u64 },
 }

@@ -24,6 +24,7 @@ pub fn unit_request(
         UnitKind::Rows => "a range of rows of a table (as a Markdown table)",
         UnitKind::Section => "a section of a text document",
         UnitKind::Slide => "a presentation slide (title, text, tables, speaker notes)",
+        UnitKind::Image => "an image (attached; read the text and figures in it)",
     };
     let language_rule = match language {
         Some(code) => format!("The document's language is '{code}'; write text values in that language."),

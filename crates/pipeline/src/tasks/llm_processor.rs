@@ -5,6 +5,8 @@ use std::time::Instant;
 use beacon_asl::{TaskContext, TaskFailure};
 use beacon_ingest::{FLAG_UNREADABLE, Format, Unit, UnitKind, detect_format, single_page_pdf};
 use beacon_llm::{Attachment, AttachmentKind, Completion, CompletionRequest};
+
+use crate::ProviderKind;
 use beacon_store::keys;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -36,7 +38,7 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
             ));
         }
         let started = Instant::now();
-        let page = page_attachment(&services, &input.document_id, &unit).await?;
+        let page = unit_attachment(&services, &input.document_id, &unit).await?;
         let (result, usage, model) = if unit.text.trim().is_empty() && page.is_none() {
             // Nothing to read (a scanned page): asking a text model would only cost money.
             let result = json!({"title": unit.title, "summary": "", "flags": unit.flags});
@@ -54,17 +56,31 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
     .await
 }
 
-/// With `[llm] attach_pages`, a PDF page unit's page as a one-page PDF to send along.
-async fn page_attachment(
+/// The file a unit is sent with: an image unit's image (unless the offline analyzer, which reads
+/// no images, answers); with `[llm] attach_pages`, a PDF page unit's page as a one-page PDF.
+async fn unit_attachment(
     services: &Services,
     document_id: &str,
     unit: &Unit,
 ) -> Result<Option<Attachment>, TaskFailure> {
-    if !services.config.llm.attach_pages || unit.kind != UnitKind::Page {
+    let image = unit.kind == UnitKind::Image && services.config.provider.kind != ProviderKind::Offline;
+    let page = unit.kind == UnitKind::Page && services.config.llm.attach_pages;
+    if !image && !page {
         return Ok(None);
     }
     let source = services.store.get(&keys::document_source(document_id)).await.map_err(store_failure)?;
-    if !matches!(detect_format(&source), Ok(Format::Pdf)) {
+    let format = detect_format(&source).ok();
+    if image {
+        let kind = match format {
+            Some(Format::Png) => AttachmentKind::Png,
+            Some(Format::Jpeg) => AttachmentKind::Jpeg,
+            Some(Format::Gif) => AttachmentKind::Gif,
+            Some(Format::Webp) => AttachmentKind::Webp,
+            _ => return Ok(None),
+        };
+        return Ok(Some(Attachment { kind, name: "image".into(), bytes: source.to_vec() }));
+    }
+    if format != Some(Format::Pdf) {
         return Ok(None);
     }
     let limits = services.config.limits.clone();
