@@ -1,0 +1,80 @@
+//! Hostile and degenerate files: a clear error or a correct result, never a panic or a hang.
+
+use beacon_ingest::{IngestError, Limits, ingest};
+use lopdf::{Document, Object, Stream, dictionary};
+
+/// A PDF with `pages` empty pages, built with lopdf.
+fn empty_pages_pdf(pages: usize) -> Vec<u8> {
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let content = doc.add_object(Stream::new(dictionary! {}, Vec::new()));
+    let kids: Vec<Object> = (0..pages)
+        .map(|_| {
+            doc.add_object(dictionary! {
+                "Type" => "Page",
+                "Parent" => pages_id,
+                "Contents" => content,
+                "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+            })
+            .into()
+        })
+        .collect();
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => kids, "Count" => pages as i64 }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn ten_thousand_empty_pages_are_read_quickly_and_flagged() {
+    let bytes = empty_pages_pdf(10_000);
+    let limits = Limits { max_units: 20_000, ..Limits::default() };
+    let doc = ingest(&bytes, &limits).unwrap();
+    assert_eq!(doc.units.len(), 10_000);
+    assert!(doc.units.iter().all(|u| u.text.is_empty() && u.flags.iter().any(|f| f == "needs_ocr")));
+    // Over the unit limit: refused, saying which limit.
+    let error = ingest(&bytes, &Limits::default()).unwrap_err();
+    assert!(matches!(error, IngestError::TooManyUnits { count: 10_000, limit: 5_000 }), "{error}");
+}
+
+#[test]
+fn a_page_tree_that_loops_is_an_error_not_a_crash() {
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let page = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id });
+    // The tree lists itself among its kids.
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(
+            dictionary! { "Type" => "Pages", "Kids" => vec![page.into(), pages_id.into()], "Count" => 2 },
+        ),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    let mut bytes = Vec::new();
+    doc.save_to(&mut bytes).unwrap();
+    match ingest(&bytes, &Limits::default()) {
+        Ok(doc) => assert!(doc.units.len() <= 2, "{} units", doc.units.len()),
+        Err(error) => assert!(matches!(error, IngestError::Corrupt { .. }), "{error}"),
+    }
+}
+
+#[test]
+fn truncated_pdfs_are_read_or_clear_errors() {
+    let sample = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/operations-review.pdf")).unwrap();
+    // Too short to hold anything: a clear error.
+    let error = ingest(&sample[..10], &Limits::default()).unwrap_err();
+    assert!(matches!(error, IngestError::Corrupt { .. }), "{error}");
+    // Cut later: what can be read is read (the xref is rebuilt) or a clear error; never a panic.
+    for cut in [sample.len() / 3, sample.len() - 50] {
+        match ingest(&sample[..cut], &Limits::default()) {
+            Ok(doc) => assert!(!doc.units.is_empty()),
+            Err(error) => assert!(matches!(error, IngestError::Corrupt { .. }), "{error}"),
+        }
+    }
+}
