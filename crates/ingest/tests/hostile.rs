@@ -78,3 +78,46 @@ fn truncated_pdfs_are_read_or_clear_errors() {
         }
     }
 }
+
+/// A DOCX whose parts are `parts` (name, content), deflated.
+fn docx_with(parts: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, content) in parts {
+        writer.start_file(*name, options).unwrap();
+        writer.write_all(content).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+#[test]
+fn a_zip_bomb_in_a_word_document_is_refused_before_it_is_inflated() {
+    // 64 MiB of zeros deflate to about 64 KiB.
+    let zeros = vec![b' '; 64 << 20];
+    let bomb = docx_with(&[("[Content_Types].xml", b"<Types/>"), ("word/document.xml", &zeros)]);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let limits = Limits { max_decompressed_bytes: 16 << 20, ..Limits::default() };
+    let error = ingest(&bomb, &limits).unwrap_err();
+    assert!(matches!(error, IngestError::DecompressionLimit { .. }), "{error}");
+    assert!(error.to_string().contains("limits.max_decompressed_bytes"), "{error}");
+}
+
+#[test]
+fn entity_definitions_are_never_expanded() {
+    // "Billion laughs": ten levels of ten references each, a gigabyte if expanded.
+    let mut doctype = String::from("<!DOCTYPE w:document [<!ENTITY l0 \"ha\">");
+    for level in 1..10 {
+        let refs = format!("&l{};", level - 1).repeat(10);
+        doctype.push_str(&format!("<!ENTITY l{level} \"{refs}\">"));
+    }
+    doctype.push(']');
+    doctype.push('>');
+    let body = format!(
+        "<?xml version=\"1.0\"?>{doctype}<w:document><w:body><w:p><w:r><w:t>Before &l9; after</w:t></w:r></w:p></w:body></w:document>"
+    );
+    let docx = docx_with(&[("[Content_Types].xml", b"<Types/>"), ("word/document.xml", body.as_bytes())]);
+    let doc = ingest(&docx, &Limits::default()).unwrap();
+    assert_eq!(doc.units.len(), 1);
+    assert_eq!(doc.units[0].text, "Before  after");
+}
