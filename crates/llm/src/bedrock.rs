@@ -80,23 +80,12 @@ impl BedrockConverse {
         endpoint: Option<String>,
         region: Option<String>,
     ) -> Result<Self, LlmError> {
-        let mut builder = BedrockConverse::builder(model_id);
-        builder.endpoint = endpoint;
-        builder.region = region;
-        builder.build().await
+        BedrockConverse::builder(model_id).maybe_endpoint(endpoint).maybe_region(region).build().await
     }
 
     /// A builder with more options than [`BedrockConverse::new`].
     pub fn builder(model_id: impl Into<String>) -> BedrockConverseBuilder {
-        BedrockConverseBuilder {
-            model_id: model_id.into(),
-            endpoint: None,
-            region: None,
-            profile: None,
-            credentials: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            read_timeout: DEFAULT_READ_TIMEOUT,
-        }
+        BedrockBuilder::new(model_id)
     }
 
     /// The model id requests are sent to.
@@ -110,28 +99,58 @@ impl BedrockConverse {
     }
 }
 
-/// Options for [`BedrockConverse`]; start with [`BedrockConverse::builder`].
+/// Options for a Bedrock client: [`BedrockConverse`] (start with [`BedrockConverse::builder`])
+/// or [`crate::invoke::BedrockInvoke`] (start with its `builder`). Both share the AWS SDK set-up:
+/// SDK retries off (BEACON's retry layer retries), timeouts, normal credential and region
+/// resolution unless given.
 #[derive(Debug)]
-pub struct BedrockConverseBuilder {
-    model_id: String,
+pub struct BedrockBuilder<T> {
+    pub(crate) model_id: String,
     endpoint: Option<String>,
     region: Option<String>,
     profile: Option<String>,
     credentials: Option<aws_sdk_bedrockruntime::config::SharedCredentialsProvider>,
     connect_timeout: Duration,
     read_timeout: Duration,
+    client: std::marker::PhantomData<fn() -> T>,
 }
 
-impl BedrockConverseBuilder {
+/// Options for [`BedrockConverse`].
+pub type BedrockConverseBuilder = BedrockBuilder<BedrockConverse>;
+
+impl<T> BedrockBuilder<T> {
+    pub(crate) fn new(model_id: impl Into<String>) -> Self {
+        BedrockBuilder {
+            model_id: model_id.into(),
+            endpoint: None,
+            region: None,
+            profile: None,
+            credentials: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            client: std::marker::PhantomData,
+        }
+    }
+
     /// Sends requests to this URL instead of the regional Bedrock endpoint.
-    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoint = Some(url.into());
+    pub fn endpoint(self, url: impl Into<String>) -> Self {
+        self.maybe_endpoint(Some(url.into()))
+    }
+
+    /// [`BedrockBuilder::endpoint`] when given.
+    pub fn maybe_endpoint(mut self, url: Option<String>) -> Self {
+        self.endpoint = url.or(self.endpoint);
         self
     }
 
     /// Uses this region instead of resolving one.
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.region = Some(region.into());
+    pub fn region(self, region: impl Into<String>) -> Self {
+        self.maybe_region(Some(region.into()))
+    }
+
+    /// [`BedrockBuilder::region`] when given.
+    pub fn maybe_region(mut self, region: Option<String>) -> Self {
+        self.region = region.or(self.region);
         self
     }
 
@@ -166,81 +185,66 @@ impl BedrockConverseBuilder {
         self
     }
 
-    /// Resolves the configuration and creates the client. Credentials are resolved lazily, at
-    /// the first request; a missing region is an error here.
-    pub async fn build(self) -> Result<BedrockConverse, LlmError> {
+    /// The SDK client for these options, after checking the model id (`what` names the models
+    /// expected, for the error). Credentials are resolved lazily, at the first request; a missing
+    /// region is an error here.
+    pub(crate) async fn client(&self, api: &str, what: &str) -> Result<Client, LlmError> {
         if self.model_id.trim().is_empty() {
-            return Err(config_error("the model id is empty: pass a Bedrock model id, inference profile id or ARN"));
+            return Err(config_error(format!("the model id is empty: pass {what}")));
         }
-        let sdk_config = load_sdk_config(SdkSettings {
-            endpoint: self.endpoint.as_deref(),
-            region: self.region.as_deref(),
-            profile: self.profile.as_deref(),
-            credentials: self.credentials,
-            connect_timeout: self.connect_timeout,
-            read_timeout: self.read_timeout,
-        })
-        .await?;
+        let timeouts =
+            TimeoutConfig::builder().connect_timeout(self.connect_timeout).read_timeout(self.read_timeout).build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts);
+        if let Some(profile) = &self.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(credentials) = self.credentials.clone() {
+            loader = loader.credentials_provider(credentials);
+        }
+        match (&self.region, &self.endpoint) {
+            (Some(region), _) => loader = loader.region(Region::new(region.clone())),
+            (None, Some(_)) => {
+                // With an endpoint override (a simulator, a proxy) the region only matters for
+                // signing, so skip the instance metadata lookup, which off EC2 only costs time.
+                let mut profile_region = ProfileFileRegionProvider::builder();
+                if let Some(profile) = &self.profile {
+                    profile_region = profile_region.profile_name(profile);
+                }
+                let chain = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+                    .or_else(profile_region.build())
+                    .or_else(Region::new(FALLBACK_REGION));
+                loader = loader.region(chain);
+            }
+            (None, None) => {}
+        }
+        if let Some(endpoint) = &self.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let sdk_config = loader.load().await;
+        if sdk_config.region().is_none() {
+            return Err(config_error(
+                "no AWS region is configured: set AWS_REGION (or a region in your AWS profile), \
+                 or pass --region, e.g. --region us-east-1",
+            ));
+        }
         tracing::debug!(
             model_id = %self.model_id,
             region = ?sdk_config.region(),
             endpoint = ?self.endpoint,
-            "Bedrock Converse client configured"
+            "Bedrock {api} client configured"
         );
-        Ok(BedrockConverse { client: Client::new(&sdk_config), model_id: self.model_id })
+        Ok(Client::new(&sdk_config))
     }
 }
 
-/// What both Bedrock clients (Converse, InvokeModel) need to build their AWS SDK configuration.
-pub(crate) struct SdkSettings<'a> {
-    pub endpoint: Option<&'a str>,
-    pub region: Option<&'a str>,
-    pub profile: Option<&'a str>,
-    pub credentials: Option<aws_sdk_bedrockruntime::config::SharedCredentialsProvider>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-}
-
-/// The AWS SDK configuration for a Bedrock client: SDK retries off (BEACON's retry layer
-/// retries), timeouts, normal credential resolution unless given; a missing region is an error.
-pub(crate) async fn load_sdk_config(settings: SdkSettings<'_>) -> Result<aws_config::SdkConfig, LlmError> {
-    let timeouts =
-        TimeoutConfig::builder().connect_timeout(settings.connect_timeout).read_timeout(settings.read_timeout).build();
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled()).timeout_config(timeouts);
-    if let Some(profile) = settings.profile {
-        loader = loader.profile_name(profile);
+impl BedrockBuilder<BedrockConverse> {
+    /// Resolves the configuration and creates the client.
+    pub async fn build(self) -> Result<BedrockConverse, LlmError> {
+        let client = self.client("Converse", "a Bedrock model id, inference profile id or ARN").await?;
+        Ok(BedrockConverse { client, model_id: self.model_id })
     }
-    if let Some(credentials) = settings.credentials {
-        loader = loader.credentials_provider(credentials);
-    }
-    match (settings.region, settings.endpoint) {
-        (Some(region), _) => loader = loader.region(Region::new(region.to_string())),
-        (None, Some(_)) => {
-            // With an endpoint override (a simulator, a proxy) the region only matters for
-            // signing, so skip the instance metadata lookup, which off EC2 only costs time.
-            let mut profile_region = ProfileFileRegionProvider::builder();
-            if let Some(profile) = settings.profile {
-                profile_region = profile_region.profile_name(profile);
-            }
-            let chain = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
-                .or_else(profile_region.build())
-                .or_else(Region::new(FALLBACK_REGION));
-            loader = loader.region(chain);
-        }
-        (None, None) => {}
-    }
-    if let Some(endpoint) = settings.endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    let sdk_config = loader.load().await;
-    if sdk_config.region().is_none() {
-        return Err(config_error(
-            "no AWS region is configured: set AWS_REGION (or a region in your AWS profile), \
-             or pass --region, e.g. --region us-east-1",
-        ));
-    }
-    Ok(sdk_config)
 }
 
 /// A Converse document block (PDF) or image block for `attachment`.

@@ -18,20 +18,20 @@
 //! ```
 
 use std::error::Error as StdError;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_bedrockruntime::Client;
+use aws_sdk_bedrockruntime::config::Region;
 use aws_sdk_bedrockruntime::config::http::HttpResponse;
-use aws_sdk_bedrockruntime::config::{Credentials, ProvideCredentials, Region, SharedCredentialsProvider};
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::RequestId;
 use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
 use aws_smithy_types::Blob;
 use serde::{Deserialize, Serialize};
 
-use crate::bedrock::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, user_message_text};
+use crate::bedrock::{BedrockBuilder, user_message_text};
 use crate::{Completion, CompletionRequest, LlmClient, LlmError, Usage};
 
 /// The provider name in errors.
@@ -57,23 +57,12 @@ impl BedrockInvoke {
         endpoint: Option<String>,
         region: Option<String>,
     ) -> Result<Self, LlmError> {
-        let mut builder = BedrockInvoke::builder(model_id);
-        builder.endpoint = endpoint;
-        builder.region = region;
-        builder.build().await
+        BedrockInvoke::builder(model_id).maybe_endpoint(endpoint).maybe_region(region).build().await
     }
 
     /// A builder with more options than [`BedrockInvoke::new`].
     pub fn builder(model_id: impl Into<String>) -> BedrockInvokeBuilder {
-        BedrockInvokeBuilder {
-            model_id: model_id.into(),
-            endpoint: None,
-            region: None,
-            profile: None,
-            credentials: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            read_timeout: DEFAULT_READ_TIMEOUT,
-        }
+        BedrockBuilder::new(model_id)
     }
 
     /// The model id requests are sent to.
@@ -87,85 +76,15 @@ impl BedrockInvoke {
     }
 }
 
-/// Options for [`BedrockInvoke`]; start with [`BedrockInvoke::builder`].
-#[derive(Debug)]
-pub struct BedrockInvokeBuilder {
-    model_id: String,
-    endpoint: Option<String>,
-    region: Option<String>,
-    profile: Option<String>,
-    credentials: Option<SharedCredentialsProvider>,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-}
+/// Options for [`BedrockInvoke`] (the same as for Converse: see [`BedrockBuilder`]).
+pub type BedrockInvokeBuilder = BedrockBuilder<BedrockInvoke>;
 
-impl BedrockInvokeBuilder {
-    /// Sends requests to this URL instead of the regional Bedrock endpoint.
-    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoint = Some(url.into());
-        self
-    }
-
-    /// Uses this region instead of resolving one.
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.region = Some(region.into());
-        self
-    }
-
-    /// Reads credentials and region from this profile of `~/.aws/config` instead of the default.
-    pub fn profile(mut self, profile: impl Into<String>) -> Self {
-        self.profile = Some(profile.into());
-        self
-    }
-
-    /// Signs with these fixed credentials instead of resolving any (tests, simulators).
-    pub fn static_credentials(self, access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
-        let credentials = Credentials::new(access_key_id, secret_access_key, None, None, "beacon-static");
-        self.credentials_provider(credentials)
-    }
-
-    /// Resolves credentials with this provider instead of the default chain.
-    pub fn credentials_provider(mut self, provider: impl ProvideCredentials + 'static) -> Self {
-        self.credentials = Some(SharedCredentialsProvider::new(provider));
-        self
-    }
-
-    /// How long to wait for a connection (default [`DEFAULT_CONNECT_TIMEOUT`]).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long to wait for response bytes (default [`DEFAULT_READ_TIMEOUT`]).
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.read_timeout = timeout;
-        self
-    }
-
-    /// Resolves the configuration and creates the client. Credentials are resolved lazily, at
-    /// the first request; a missing region is an error here.
+impl BedrockBuilder<BedrockInvoke> {
+    /// Resolves the configuration and creates the client.
     pub async fn build(self) -> Result<BedrockInvoke, LlmError> {
-        if self.model_id.trim().is_empty() {
-            return Err(config_error(
-                "the model id is empty: pass an Anthropic model id, inference profile id or ARN on Bedrock",
-            ));
-        }
-        let sdk_config = crate::bedrock::load_sdk_config(crate::bedrock::SdkSettings {
-            endpoint: self.endpoint.as_deref(),
-            region: self.region.as_deref(),
-            profile: self.profile.as_deref(),
-            credentials: self.credentials,
-            connect_timeout: self.connect_timeout,
-            read_timeout: self.read_timeout,
-        })
-        .await?;
-        tracing::debug!(
-            model_id = %self.model_id,
-            region = ?sdk_config.region(),
-            endpoint = ?self.endpoint,
-            "Bedrock InvokeModel client configured"
-        );
-        Ok(BedrockInvoke { client: Client::new(&sdk_config), model_id: self.model_id })
+        let client =
+            self.client("InvokeModel", "an Anthropic model id, inference profile id or ARN on Bedrock").await?;
+        Ok(BedrockInvoke { client, model_id: self.model_id })
     }
 }
 
@@ -457,6 +376,8 @@ fn error_chain(err: &(dyn StdError + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::bedrock::CONTENT_MARKER;
     use aws_sdk_bedrockruntime::types::error::{
