@@ -459,7 +459,7 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// The first error of type `E` in `err`'s source chain.
-fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a E> {
+pub(crate) fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a E> {
     let mut next = Some(err);
     while let Some(current) = next {
         if let Some(found) = current.downcast_ref::<E>() {
@@ -471,7 +471,7 @@ fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> 
 }
 
 /// An error and its sources as one line: SDK errors say little at the top level.
-fn error_chain(err: &(dyn StdError + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn StdError + 'static)) -> String {
     let mut text = err.to_string();
     let mut next = err.source();
     while let Some(source) = next {

@@ -31,7 +31,7 @@ use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
 use aws_smithy_types::Blob;
 use serde::{Deserialize, Serialize};
 
-use crate::bedrock::{BedrockBuilder, user_message_text};
+use crate::bedrock::{BedrockBuilder, error_chain, find_source, user_message_text};
 use crate::{Completion, CompletionRequest, LlmClient, LlmError, Usage};
 
 /// The provider name in errors.
@@ -345,33 +345,6 @@ fn classify_credentials_error(err: &CredentialsError) -> LlmError {
              profiles), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         )),
     }
-}
-
-/// The first error of type `E` in `err`'s source chain.
-fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a E> {
-    let mut next = Some(err);
-    while let Some(current) = next {
-        if let Some(found) = current.downcast_ref::<E>() {
-            return Some(found);
-        }
-        next = current.source();
-    }
-    None
-}
-
-/// An error and its sources as one line: SDK errors say little at the top level.
-fn error_chain(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(source) = next {
-        let part = source.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        next = source.source();
-    }
-    text
 }
 
 #[cfg(test)]
