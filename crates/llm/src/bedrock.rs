@@ -42,6 +42,7 @@ use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, ConverseOutput, InferenceConfiguration, Message, SystemContentBlock,
 };
 
+use crate::openai::parse_retry_after;
 use crate::{Completion, CompletionRequest, LlmClient, LlmError, Usage};
 
 /// The provider name in errors.
@@ -347,8 +348,26 @@ fn transient(message: impl Into<String>) -> LlmError {
 /// the network are [`LlmError::Transient`], bad requests are [`LlmError::Rejected`], and missing
 /// credentials are [`LlmError::Config`].
 pub fn classify(err: &SdkError<ConverseError, HttpResponse>) -> LlmError {
+    classify_sdk_error(err, modeled_parts)
+}
+
+/// The SDK error classification for any Bedrock runtime operation; `modeled` names the
+/// operation's modeled exceptions (errors built in code carry no metadata code).
+pub(crate) fn classify_sdk_error<E>(
+    err: &SdkError<E, HttpResponse>,
+    modeled: fn(&E) -> (Option<&'static str>, Option<&str>),
+) -> LlmError
+where
+    E: ProvideErrorMetadata + RequestId + StdError + 'static,
+{
     match err {
-        SdkError::ServiceError(context) => classify_service_error(context.err(), context.raw()),
+        SdkError::ServiceError(context) => {
+            let service_err = context.err();
+            let (modeled_kind, modeled_message) = modeled(service_err);
+            let kind = modeled_kind.or(service_err.code());
+            let message = service_err.message().or(modeled_message);
+            classify_exception(kind, message, service_err.request_id(), context.raw(), SystemTime::now())
+        }
         SdkError::TimeoutError(_) => transient(format!("the request timed out: {}", error_chain(err))),
         SdkError::DispatchFailure(failure) => {
             if let Some(credentials) = find_source::<CredentialsError>(err) {
@@ -379,21 +398,23 @@ pub fn classify(err: &SdkError<ConverseError, HttpResponse>) -> LlmError {
     }
 }
 
-fn classify_service_error(err: &ConverseError, raw: &HttpResponse) -> LlmError {
+/// Classifies a service exception by its name, then by the HTTP status for names not known here.
+fn classify_exception(
+    kind: Option<&str>,
+    message: Option<&str>,
+    request_id: Option<&str>,
+    raw: &HttpResponse,
+    now: SystemTime,
+) -> LlmError {
     let status = raw.status().as_u16();
-    let (modeled_kind, modeled_message) = modeled_parts(err);
-    let kind = modeled_kind.or(err.code()).map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
-    let mut message =
-        err.message().or(modeled_message).map(str::to_string).unwrap_or_else(|| format!("{kind} (HTTP {status})"));
-    if let Some(request_id) = err.request_id() {
+    let kind = kind.map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
+    let mut message = message.map(str::to_string).unwrap_or_else(|| format!("{kind} (HTTP {status})"));
+    if let Some(request_id) = request_id {
         message = format!("{message} (request id {request_id})");
     }
-    // By name rather than by variant, so that exceptions this SDK version does not model yet are
-    // classified the same way when the service names them.
+    let retry_after = || raw.headers().get("retry-after").and_then(|v| parse_retry_after(v, now));
     match kind.as_str() {
-        "ThrottlingException" => {
-            LlmError::Throttled { provider: PROVIDER.into(), message, retry_after: retry_after(raw, SystemTime::now()) }
-        }
+        "ThrottlingException" => LlmError::Throttled { provider: PROVIDER.into(), message, retry_after: retry_after() },
         "ServiceUnavailableException"
         | "ModelNotReadyException"
         | "InternalServerException"
@@ -402,11 +423,10 @@ fn classify_service_error(err: &ConverseError, raw: &HttpResponse) -> LlmError {
         "ValidationException" | "AccessDeniedException" | "ResourceNotFoundException" => {
             LlmError::Rejected { provider: PROVIDER.into(), kind, message }
         }
-        // Anything else: go by the status code.
         _ if status == 429 => LlmError::Throttled {
             provider: PROVIDER.into(),
             message: format!("{kind}: {message}"),
-            retry_after: retry_after(raw, SystemTime::now()),
+            retry_after: retry_after(),
         },
         _ if status >= 500 || status == 408 => transient(format!("{kind}: {message}")),
         _ => LlmError::Rejected { provider: PROVIDER.into(), kind, message },
@@ -441,21 +461,6 @@ fn classify_credentials_error(err: &CredentialsError) -> LlmError {
              values work"
         )),
     }
-}
-
-/// The `Retry-After` header as a delay: seconds (`"5"`, `"0.5"`) or an HTTP date.
-fn retry_after(raw: &HttpResponse, now: SystemTime) -> Option<Duration> {
-    parse_retry_after(raw.headers().get("retry-after")?, now)
-}
-
-fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds).ok();
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let at = SystemTime::from(date);
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The first error of type `E` in `err`'s source chain.

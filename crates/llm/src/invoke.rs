@@ -17,21 +17,16 @@
 //! # }
 //! ```
 
-use std::error::Error as StdError;
-use std::time::SystemTime;
-
 use async_trait::async_trait;
-use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::Region;
 use aws_sdk_bedrockruntime::config::http::HttpResponse;
-use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_bedrockruntime::operation::RequestId;
+use aws_sdk_bedrockruntime::error::SdkError;
 use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
 use aws_smithy_types::Blob;
 use serde::{Deserialize, Serialize};
 
-use crate::bedrock::{BedrockBuilder, error_chain, find_source, user_message_text};
+use crate::bedrock::{BedrockBuilder, user_message_text};
 use crate::{Completion, CompletionRequest, LlmClient, LlmError, Usage};
 
 /// The provider name in errors.
@@ -222,10 +217,6 @@ impl LlmClient for BedrockInvoke {
     }
 }
 
-fn config_error(message: impl Into<String>) -> LlmError {
-    LlmError::Config { provider: PROVIDER.into(), message: message.into() }
-}
-
 fn transient(message: impl Into<String>) -> LlmError {
     LlmError::Transient { provider: PROVIDER.into(), message: message.into() }
 }
@@ -235,89 +226,7 @@ fn transient(message: impl Into<String>) -> LlmError {
 /// [`LlmError::Transient`], bad requests [`LlmError::Rejected`], missing credentials
 /// [`LlmError::Config`].
 pub fn classify(err: &SdkError<InvokeModelError, HttpResponse>) -> LlmError {
-    classify_sdk_error(err, modeled_parts)
-}
-
-/// The SDK error classification for any Bedrock runtime operation; `modeled` names the
-/// operation's modeled exceptions (errors built in code carry no metadata code).
-fn classify_sdk_error<E>(
-    err: &SdkError<E, HttpResponse>,
-    modeled: fn(&E) -> (Option<&'static str>, Option<&str>),
-) -> LlmError
-where
-    E: ProvideErrorMetadata + RequestId + StdError + 'static,
-{
-    match err {
-        SdkError::ServiceError(context) => {
-            let service_err = context.err();
-            let (modeled_kind, modeled_message) = modeled(service_err);
-            let kind = modeled_kind.or(service_err.code());
-            let message = service_err.message().or(modeled_message);
-            classify_exception(kind, message, service_err.request_id(), context.raw(), SystemTime::now())
-        }
-        SdkError::TimeoutError(_) => transient(format!("the request timed out: {}", error_chain(err))),
-        SdkError::DispatchFailure(failure) => {
-            if let Some(credentials) = find_source::<CredentialsError>(err) {
-                return classify_credentials_error(credentials);
-            }
-            if failure.is_user() {
-                return config_error(format!(
-                    "the request could not be sent (check the endpoint URL): {}",
-                    error_chain(err)
-                ));
-            }
-            transient(format!("the request could not be sent: {}", error_chain(err)))
-        }
-        SdkError::ResponseError(context) => {
-            transient(format!("unreadable response (HTTP {}): {}", context.raw().status().as_u16(), error_chain(err)))
-        }
-        SdkError::ConstructionFailure(_) => {
-            if let Some(credentials) = find_source::<CredentialsError>(err) {
-                return classify_credentials_error(credentials);
-            }
-            LlmError::Rejected {
-                provider: PROVIDER.into(),
-                kind: "InvalidRequest".into(),
-                message: format!("the request could not be built: {}", error_chain(err)),
-            }
-        }
-        _ => transient(error_chain(err)),
-    }
-}
-
-/// Classifies a service exception by its name, then by the HTTP status for names not known here.
-fn classify_exception(
-    kind: Option<&str>,
-    message: Option<&str>,
-    request_id: Option<&str>,
-    raw: &HttpResponse,
-    now: SystemTime,
-) -> LlmError {
-    let status = raw.status().as_u16();
-    let kind = kind.map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
-    let mut message = message.map(str::to_string).unwrap_or_else(|| format!("{kind} (HTTP {status})"));
-    if let Some(request_id) = request_id {
-        message = format!("{message} (request id {request_id})");
-    }
-    let retry_after = || raw.headers().get("retry-after").and_then(|v| crate::openai::parse_retry_after(v, now));
-    match kind.as_str() {
-        "ThrottlingException" => LlmError::Throttled { provider: PROVIDER.into(), message, retry_after: retry_after() },
-        "ServiceUnavailableException"
-        | "ModelNotReadyException"
-        | "InternalServerException"
-        | "ModelTimeoutException"
-        | "ModelErrorException" => transient(format!("{kind}: {message}")),
-        "ValidationException" | "AccessDeniedException" | "ResourceNotFoundException" => {
-            LlmError::Rejected { provider: PROVIDER.into(), kind, message }
-        }
-        _ if status == 429 => LlmError::Throttled {
-            provider: PROVIDER.into(),
-            message: format!("{kind}: {message}"),
-            retry_after: retry_after(),
-        },
-        _ if status >= 500 || status == 408 => transient(format!("{kind}: {message}")),
-        _ => LlmError::Rejected { provider: PROVIDER.into(), kind, message },
-    }
+    crate::bedrock::classify_sdk_error(err, modeled_parts)
 }
 
 fn modeled_parts(err: &InvokeModelError) -> (Option<&'static str>, Option<&str>) {
@@ -336,20 +245,11 @@ fn modeled_parts(err: &InvokeModelError) -> (Option<&'static str>, Option<&str>)
     }
 }
 
-fn classify_credentials_error(err: &CredentialsError) -> LlmError {
-    let detail = error_chain(err);
-    match err {
-        CredentialsError::ProviderTimedOut(_) => transient(format!("loading AWS credentials timed out: {detail}")),
-        _ => config_error(format!(
-            "no usable AWS credentials ({detail}). Set AWS_PROFILE (and run `aws sso login` for SSO \
-             profiles), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use aws_credential_types::provider::error::CredentialsError;
 
     use super::*;
     use crate::bedrock::CONTENT_MARKER;
