@@ -118,7 +118,7 @@ pub(crate) fn ingest_delimited(text: &str, limits: &Limits) -> Result<Document, 
             kind: UnitKind::Rows,
             title,
             text,
-            table: Some(Table { rows: table_rows, has_header: true }),
+            table: Some(Table { rows: table_rows, has_header: true, values: Vec::new() }),
             flags,
         });
         start = end;
@@ -129,7 +129,7 @@ pub(crate) fn ingest_delimited(text: &str, limits: &Limits) -> Result<Document, 
             kind: UnitKind::Rows,
             title: "Header".into(),
             text: header_text,
-            table: Some(Table { rows: vec![header], has_header: true }),
+            table: Some(Table { rows: vec![header], has_header: true, values: Vec::new() }),
             flags: Vec::new(),
         });
     }

@@ -191,7 +191,7 @@ pub(crate) fn sections(blocks: Vec<Block>, limits: &Limits) -> Result<Vec<Unit>,
             kind: UnitKind::Section,
             title: title.take().unwrap_or_else(|| format!("Section {number}")),
             text: body,
-            table: table.map(|rows| Table { rows, has_header: true }),
+            table: table.map(|rows| Table { rows, has_header: true, values: Vec::new() }),
             flags: Vec::new(),
         });
     };

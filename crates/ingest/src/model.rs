@@ -77,8 +77,29 @@ pub enum UnitKind {
 /// A table as cell texts, first row being the header when `has_header` is true.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Table {
+    /// Each cell as the producing application displays it (number formats applied).
     pub rows: Vec<Vec<String>>,
     pub has_header: bool,
+    /// Spreadsheets: each cell's typed value, aligned with `rows` (`None`: empty cell). Empty
+    /// for tables whose cells are text by nature (CSV, Word and slide tables).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<Vec<Option<CellValue>>>,
+}
+
+/// A spreadsheet cell's value, independent of how it is displayed: `{"number": 1500}`,
+/// `{"date": "2026-04-30"}`, `{"text": "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CellValue {
+    Number(f64),
+    Text(String),
+    Bool(bool),
+    /// ISO 8601 date, date-time or time of day.
+    Date(String),
+    /// Elapsed time as `h:mm:ss`.
+    Duration(String),
+    /// An error value as the application shows it (`#DIV/0!`).
+    Error(String),
 }
 
 /// One unit of analysis: what one LLM call sees.

@@ -198,7 +198,7 @@ pub(crate) fn slide_unit(index: usize, slide: Shapes, notes: &str, limits: &Limi
     if text.is_empty() {
         flags.push(crate::FLAG_EMPTY.to_string());
     }
-    let table = slide.tables.into_iter().next().map(|rows| Table { rows, has_header: true });
+    let table = slide.tables.into_iter().next().map(|rows| Table { rows, has_header: true, values: Vec::new() });
     Unit {
         index,
         kind: UnitKind::Slide,

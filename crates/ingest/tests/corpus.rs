@@ -101,20 +101,89 @@ fn japanese_corpus() {
     }
 }
 
-/// Whether two cell texts say the same: equal after trimming, or equal as numbers.
-fn same_cell(ours: &str, expected: &str) -> bool {
+/// Whether two cell texts say the same, after normalising what the exporting application
+/// changed without changing the value: line endings (`\r`), surrounding spaces, number spelling
+/// (`1.50` = `1.5`), a column-width run of `#` (Excel's "cannot display this date"), the
+/// locale-dependent short date (`10/11/14` for the ISO `2014-10-11` we show for built-in format
+/// 14 and 22), and, for an export written in Windows-1252, characters that code page cannot hold
+/// (the exporter wrote `_`).
+fn same_cell(ours: &str, expected: &str, windows_1252: bool) -> bool {
+    let ours = ours.replace("\r\n", "\n").replace('\r', "\n");
+    let expected = expected.replace("\r\n", "\n").replace('\r', "\n");
+    let ours = if windows_1252 { in_windows_1252(&ours) } else { ours };
     let (a, b) = (ours.trim(), expected.trim());
     if a == b {
         return true;
     }
+    let all_hashes = |s: &str| !s.is_empty() && s.chars().all(|c| c == '#');
+    if all_hashes(a) && all_hashes(b) {
+        return true;
+    }
+    if us_short_date_as_iso(b).iter().flatten().any(|iso| a == iso) {
+        return true;
+    }
     match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+        (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0) || same_to_general_width(x, b, y),
         _ => false,
     }
 }
 
-/// Cells matching over the cells that are non-empty on either side.
-fn cell_match(ours: &[Vec<String>], expected: &[Vec<String>]) -> (usize, usize) {
+/// Excel's General format shows at most 11 characters (`2.92842E+23`, `0.529924834`); we keep
+/// full precision. Equal when ours rounds to the digits the export shows; only for exports that
+/// show six or more significant digits, or an exponent, so a deliberately rounded `1` is no
+/// excuse for `1.4`.
+fn same_to_general_width(ours: f64, expected_text: &str, expected: f64) -> bool {
+    let mantissa = expected_text.split(['E', 'e']).next().unwrap_or("");
+    let digits = mantissa.chars().filter(char::is_ascii_digit).collect::<String>();
+    let significant = digits.trim_start_matches('0').len();
+    if significant == 0 || (significant < 6 && !expected_text.contains(['E', 'e'])) {
+        return false;
+    }
+    format!("{:.*e}", significant - 1, ours) == format!("{:.*e}", significant - 1, expected)
+}
+
+/// `m/d/yy` or `m/d/yy h:mm` as `yyyy-mm-dd[ hh:mm]`, in both centuries a two-digit year may
+/// stand for.
+fn us_short_date_as_iso(text: &str) -> Option<[String; 2]> {
+    let (date, time) = match text.split_once(' ') {
+        Some((d, t)) => (d, Some(t)),
+        None => (text, None),
+    };
+    let mut parts = date.split('/').map(|p| p.parse::<u32>().ok());
+    let (m, d, y) = (parts.next()??, parts.next()??, parts.next()??);
+    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let time = match time {
+        Some(time) => {
+            let (h, min) = time.split_once(':')?;
+            format!(" {:02}:{:02}", h.parse::<u32>().ok()?, min.parse::<u32>().ok()?)
+        }
+        None => String::new(),
+    };
+    let iso = |year: u32| format!("{year:04}-{m:02}-{d:02}{time}");
+    Some(if y < 100 { [iso(1900 + y), iso(2000 + y)] } else { [iso(y), iso(y)] })
+}
+
+/// The text as a Windows-1252 export writes it: each UTF-16 unit of a character outside the
+/// code page becomes `_`.
+fn in_windows_1252(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let mut buf = [0u8; 4];
+        let (_, _, unmappable) = encoding_rs::WINDOWS_1252.encode(c.encode_utf8(&mut buf));
+        if unmappable {
+            out.extend(std::iter::repeat_n('_', c.len_utf16()));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Cells matching over the cells that are non-empty on either side; misses are printed with
+/// `BEACON_CELL_MISSES=1`.
+fn cell_match(ours: &[Vec<String>], expected: &[Vec<String>], windows_1252: bool) -> (usize, usize) {
     let rows = ours.len().max(expected.len());
     let (mut matched, mut total) = (0, 0);
     for r in 0..rows {
@@ -127,26 +196,34 @@ fn cell_match(ours: &[Vec<String>], expected: &[Vec<String>]) -> (usize, usize) 
                 continue;
             }
             total += 1;
-            if same_cell(x, y) {
+            if same_cell(x, y, windows_1252) {
                 matched += 1;
+            } else if std::env::var_os("BEACON_CELL_MISSES").is_some() {
+                println!("  miss r{r} c{c}: ours {x:?} expected {y:?}");
             }
         }
     }
     (matched, total)
 }
 
-fn read_expected_csv(path: &Path) -> Vec<Vec<String>> {
+/// The expected CSV's rows and whether it was written in Windows-1252: not UTF-8, or plain
+/// ASCII (which is what a Windows-1252 export of text it could not encode looks like).
+fn read_expected_csv(path: &Path) -> (Vec<Vec<String>>, bool) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let text = String::from_utf8_lossy(&bytes);
+    let (text, windows_1252) = match std::str::from_utf8(&bytes) {
+        Ok(text) => (text.to_string(), text.is_ascii()),
+        Err(_) => (encoding_rs::WINDOWS_1252.decode(&bytes).0.into_owned(), true),
+    };
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    csv::ReaderBuilder::new()
+    let rows = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(text.as_bytes())
         .records()
         .filter_map(Result::ok)
         .map(|r| r.iter().map(str::to_string).collect())
-        .collect()
+        .collect();
+    (rows, windows_1252)
 }
 
 /// The sheet index an expected CSV belongs to: `expected/<file>.<index>.csv`.
@@ -154,7 +231,17 @@ fn sheet_index(expected: &str) -> Option<usize> {
     expected.strip_suffix(".csv")?.rsplit('.').next()?.parse().ok()
 }
 
-fn check_workbooks(dir: &Path, totals: &mut (usize, usize)) -> Vec<(String, f64)> {
+/// Reference CSVs that do not belong to their workbook: (file, a cell text of the CSV, why). The
+/// test checks the claim (the text is nowhere in the file) and reports the rate with and without
+/// them.
+const MISMATCHED_REFERENCES: [(&str, &str, &str); 1] = [(
+    "BlankSheetTypes.xls",
+    "ISDN BRA",
+    "the reference CSV is a telecom price table that occurs nowhere in the workbook; the same workbook \
+     as .xlsb/.xlsm has an empty Sheet1 and an empty reference",
+)];
+
+fn check_workbooks(dir: &Path, totals: &mut (usize, usize), excluded: &mut (usize, usize)) -> Vec<(String, f64)> {
     let mut rates = Vec::new();
     for entry in entries(dir) {
         let path = entry["path"].as_str().expect("path");
@@ -176,14 +263,26 @@ fn check_workbooks(dir: &Path, totals: &mut (usize, usize)) -> Vec<(String, f64)
             let Some(index) = sheet_index(&expected) else {
                 continue;
             };
-            let want = read_expected_csv(&dir.join(&expected));
+            let (want, windows_1252) = read_expected_csv(&dir.join(&expected));
             let got = doc.units.get(index).and_then(|u| u.table.as_ref()).map(|t| t.rows.clone()).unwrap_or_default();
-            let (m, t) = cell_match(&got, &want);
+            let (m, t) = cell_match(&got, &want, windows_1252);
             matched += m;
             total += t;
         }
         totals.0 += matched;
         totals.1 += total;
+        if let Some((_, text, why)) = MISMATCHED_REFERENCES.iter().find(|(file, ..)| *file == path) {
+            let bytes = std::fs::read(dir.join(path)).expect("reads");
+            let utf16: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+            let occurs = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+            assert!(
+                !occurs(text.as_bytes()) && !occurs(&utf16),
+                "{path} does contain {text:?}: its reference is valid"
+            );
+            println!("{path}: excluded from the adjusted rate: {why}");
+            excluded.0 += matched;
+            excluded.1 += total;
+        }
         let rate = if total == 0 { 1.0 } else { matched as f64 / total as f64 };
         println!("{path}: {} sheets, cells {matched}/{total} ({:.1}%)", doc.units.len(), rate * 100.0);
         rates.push((path.to_string(), rate));
@@ -194,15 +293,14 @@ fn check_workbooks(dir: &Path, totals: &mut (usize, usize)) -> Vec<(String, f64)
 #[test]
 fn spreadsheets_sheets_encryption_and_cells() {
     let Some(corpus) = corpus() else { return };
-    let mut totals = (0, 0);
-    let mut rates = check_workbooks(&corpus.join("spreadsheets"), &mut totals);
-    rates.extend(check_workbooks(&corpus.join("ja"), &mut totals));
-    println!(
-        "overall cell match: {}/{} ({:.1}%)",
-        totals.0,
-        totals.1,
-        100.0 * totals.0 as f64 / totals.1.max(1) as f64
-    );
+    let (mut totals, mut excluded) = ((0, 0), (0, 0));
+    let mut rates = check_workbooks(&corpus.join("spreadsheets"), &mut totals, &mut excluded);
+    rates.extend(check_workbooks(&corpus.join("ja"), &mut totals, &mut excluded));
+    let percent = |(m, t): (usize, usize)| 100.0 * m as f64 / t.max(1) as f64;
+    let adjusted = (totals.0 - excluded.0, totals.1 - excluded.1);
+    println!("overall cell match: {}/{} ({:.1}%)", totals.0, totals.1, percent(totals));
+    println!("without mismatched references: {}/{} ({:.2}%)", adjusted.0, adjusted.1, percent(adjusted));
+    assert!(percent(adjusted) >= 98.0, "cell match {:.2}% is below the 98% target", percent(adjusted));
     let sales = rates.iter().find(|(p, _)| p == "sales-ja.xlsx").expect("sales-ja.xlsx is in the corpus");
     assert_eq!(sales.1, 1.0, "sales-ja.xlsx must match its expected CSVs exactly");
 }

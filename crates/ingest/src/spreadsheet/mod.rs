@@ -1,14 +1,21 @@
 //! Workbooks (XLSX, XLSM, XLSB, XLS, ODS) through calamine: one unit per sheet, in workbook
 //! order, so unit counts match sheet counts even for chart and empty sheets.
 
+mod formats;
+mod numfmt;
+mod xls_formats;
+mod xlsb_formats;
+
 use std::io::Cursor;
 
-use calamine::{Data, Reader, SheetType, SheetVisible, Sheets};
+use calamine::{Data, Reader, SheetType, SheetVisible, Sheets, StyleRange};
 
 use crate::{
-    Document, FLAG_EMPTY, FLAG_HIDDEN, FLAG_TRUNCATED, FLAG_UNREADABLE, Format, IngestError, Limits, Table, Unit,
-    UnitKind, container, guard_panic, markdown, truncate_chars,
+    CellValue, Document, FLAG_EMPTY, FLAG_HIDDEN, FLAG_TRUNCATED, FLAG_UNREADABLE, Format, IngestError, Limits, Table,
+    Unit, UnitKind, container, guard_panic, markdown, truncate_chars,
 };
+use formats::SheetFormats;
+use numfmt::DisplayFormatter;
 
 /// Reads a workbook into one [`UnitKind::Sheet`] unit per sheet.
 pub(crate) fn ingest_workbook(bytes: &[u8], format: Format, limits: &Limits) -> Result<Document, IngestError> {
@@ -36,8 +43,20 @@ pub(crate) fn ingest_workbook(bytes: &[u8], format: Format, limits: &Limits) -> 
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty());
 
+    let source = patched.as_deref().unwrap_or(bytes);
+    let book_formats = match format {
+        Format::Xls => xls_formats::read(source, limits.max_decompressed_bytes),
+        Format::Xlsb => xlsb_formats::read(source, limits.max_decompressed_bytes),
+        _ => None,
+    };
+    let date1904 = match &book_formats {
+        Some(book) => book.date1904,
+        None => matches!(format, Format::Xlsx | Format::Xlsm) && xlsx_date1904(source),
+    };
+    let mut display = DisplayFormatter::new(date1904);
+
     let mut units = Vec::with_capacity(sheets.len());
-    for sheet in sheets {
+    for (sheet_index, sheet) in sheets.into_iter().enumerate() {
         let span = tracing::debug_span!("sheet", name = %sheet.name);
         let _guard = span.enter();
         let mut flags = Vec::new();
@@ -58,7 +77,15 @@ pub(crate) fn ingest_workbook(bytes: &[u8], format: Format, limits: &Limits) -> 
             },
             _ => None,
         };
-        let rows = range.map(|r| sheet_rows(&r)).unwrap_or_default();
+        let styles = match (format, &range) {
+            (Format::Xlsx | Format::Xlsm, Some(_)) => guard_panic(format, || workbook.worksheet_style(&sheet.name))?
+                .ok()
+                .map(|styles| formats_from_styles(&styles)),
+            _ => None,
+        };
+        let cell_formats =
+            styles.as_ref().or_else(|| book_formats.as_ref().and_then(|b| b.sheet(sheet_index, &sheet.name)));
+        let (rows, values) = range.map(|r| sheet_cells(&r, cell_formats, &mut display)).unwrap_or_default();
         if rows.is_empty() {
             flags.push(FLAG_EMPTY.to_string());
             let text = match sheet.typ {
@@ -91,7 +118,7 @@ pub(crate) fn ingest_workbook(bytes: &[u8], format: Format, limits: &Limits) -> 
             kind: UnitKind::Sheet,
             title: sheet.name.clone(),
             text,
-            table: Some(Table { rows, has_header: true }),
+            table: Some(Table { rows, has_header: true, values }),
             flags,
         });
     }
@@ -167,23 +194,84 @@ fn truncate_at_line(text: &mut String, max_chars: usize) -> bool {
     true
 }
 
-/// The sheet's cells as text, from the first used row and column (as spreadsheet applications
-/// export a sheet to CSV), with empty trailing rows and columns trimmed.
-fn sheet_rows(range: &calamine::Range<Data>) -> Vec<Vec<String>> {
+/// The sheet's cells, from the first used row and column (as spreadsheet applications export a
+/// sheet to CSV), with empty trailing rows and columns trimmed: as displayed (`rows`) and typed
+/// (`values`).
+fn sheet_cells(
+    range: &calamine::Range<Data>,
+    formats: Option<&SheetFormats>,
+    display: &mut DisplayFormatter,
+) -> (Vec<Vec<String>>, Vec<Vec<Option<CellValue>>>) {
     let (height, width) = range.get_size();
-    let mut rows: Vec<Vec<String>> =
-        range.rows().take(height).map(|r| r.iter().take(width).map(cell_text).collect()).collect();
-    while rows.last().is_some_and(|r| r.iter().all(String::is_empty)) {
-        rows.pop();
+    let (top, left) = range.start().unwrap_or((0, 0));
+    let mut values: Vec<Vec<Option<CellValue>>> =
+        range.rows().take(height).map(|r| r.iter().take(width).map(cell_value).collect()).collect();
+    while values.last().is_some_and(|r| r.iter().all(Option::is_none)) {
+        values.pop();
     }
-    let used = rows.iter().map(|r| r.iter().rposition(|c| !c.is_empty()).map_or(0, |i| i + 1)).max().unwrap_or(0);
-    for r in &mut rows {
-        r.resize(used, String::new());
-    }
+    let used = values.iter().map(|r| r.iter().rposition(Option::is_some).map_or(0, |i| i + 1)).max().unwrap_or(0);
     if used == 0 {
-        rows.clear();
+        return (Vec::new(), Vec::new());
     }
-    rows
+    let rows = range
+        .rows()
+        .take(values.len())
+        .zip(top..)
+        .map(|(cells, row)| {
+            (0..used)
+                .map(|c| {
+                    let cell = cells.get(c).unwrap_or(&Data::Empty);
+                    let code = formats.and_then(|f| f.code(row, left + c as u32));
+                    display.display(cell, code)
+                })
+                .collect()
+        })
+        .collect();
+    for r in &mut values {
+        r.resize(used, None);
+    }
+    (rows, values)
+}
+
+/// The number format codes of an XLSX sheet's styled cells.
+fn formats_from_styles(styles: &StyleRange) -> SheetFormats {
+    let mut formats = SheetFormats::default();
+    for (row, column, style) in styles.cells() {
+        let Some(format) = &style.number_format else { continue };
+        // Built-in ids by our table (locale-dependent dates as ISO), custom ones as written.
+        let code = format.format_id.and_then(numfmt::builtin_code).unwrap_or(&format.format_code);
+        if !code.is_empty() && !code.eq_ignore_ascii_case("general") {
+            formats.insert(row, column, code.into());
+        }
+    }
+    formats
+}
+
+/// Whether an XLSX workbook counts dates from 1904 (`<workbookPr date1904="1"/>`).
+fn xlsx_date1904(bytes: &[u8]) -> bool {
+    let Ok(mut archive) = zip::ZipArchive::new(Cursor::new(bytes)) else { return false };
+    let Ok(xml) = crate::ooxml::read_entry(&mut archive, Format::Xlsx, "xl/workbook.xml") else { return false };
+    crate::ooxml::attribute_values(&xml, "workbookPr", "date1904").first().is_some_and(|v| v == "1" || v == "true")
+}
+
+/// A cell's typed value; `None` for an empty cell.
+fn cell_value(cell: &Data) -> Option<CellValue> {
+    Some(match cell {
+        Data::Empty => return None,
+        Data::String(s) if s.is_empty() => return None,
+        Data::String(s) => CellValue::Text(s.clone()),
+        Data::Int(i) => CellValue::Number(*i as f64),
+        Data::Float(f) => CellValue::Number(*f),
+        Data::Bool(b) => CellValue::Bool(*b),
+        Data::Error(e) => CellValue::Error(e.to_string()),
+        Data::DateTimeIso(s) => CellValue::Date(s.clone()),
+        Data::DurationIso(s) => CellValue::Duration(s.clone()),
+        Data::DateTime(dt) if dt.is_duration() => CellValue::Duration(cell_text(cell)),
+        Data::DateTime(dt) => match dt.as_datetime() {
+            Some(_) => CellValue::Date(cell_text(cell)),
+            None => CellValue::Number(dt.as_f64()),
+        },
+    })
 }
 
 /// A cell as text: numbers without a spurious `.0`, dates in ISO 8601, booleans as TRUE/FALSE,

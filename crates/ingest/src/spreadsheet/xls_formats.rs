@@ -1,0 +1,225 @@
+//! Cell number formats of an XLS (BIFF5/BIFF8) workbook: FORMAT and XF records from the
+//! workbook globals, DATEMODE, BOUNDSHEET for each sheet's substream, and the XF index of each
+//! value cell ([MS-XLS] 2.4). Best effort: anything unexpected ends the walk with what was read,
+//! and the cells keep their plain values.
+
+use std::collections::HashMap;
+use std::io::{Cursor, Read};
+
+use super::formats::{Bytes, SheetFormats, WorkbookFormats, XfTable, utf16le};
+
+const BOF: u16 = 0x0809;
+const EOF: u16 = 0x000A;
+const DATEMODE: u16 = 0x0022;
+const FORMAT: u16 = 0x041E;
+const FORMAT_BIFF5: u16 = 0x001E;
+const XF: u16 = 0x00E0;
+const BOUNDSHEET: u16 = 0x0085;
+const NUMBER: u16 = 0x0203;
+const RK: u16 = 0x027E;
+const MULRK: u16 = 0x00BD;
+const FORMULA: u16 = 0x0006;
+const LABELSST: u16 = 0x00FD;
+const LABEL: u16 = 0x0204;
+
+/// The workbook's cell formats, or `None` when the workbook stream cannot be read.
+pub(crate) fn read(bytes: &[u8], max_stream_bytes: u64) -> Option<WorkbookFormats> {
+    let mut file = cfb::CompoundFile::open(Cursor::new(bytes)).ok()?;
+    let name = ["/Workbook", "/Book"].into_iter().find(|n| file.is_stream(n))?;
+    let mut stream = Vec::new();
+    file.open_stream(name).ok()?.take(max_stream_bytes).read_to_end(&mut stream).ok()?;
+    Some(read_stream(&stream))
+}
+
+/// One record: type and body.
+fn records(stream: &[u8], start: usize) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut pos = start;
+    std::iter::from_fn(move || {
+        let header = stream.get(pos..pos.checked_add(4)?)?;
+        let kind = u16::from_le_bytes([header[0], header[1]]);
+        let len = u16::from_le_bytes([header[2], header[3]]) as usize;
+        let body = stream.get(pos + 4..pos + 4 + len)?;
+        pos += 4 + len;
+        Some((kind, body))
+    })
+}
+
+fn read_stream(stream: &[u8]) -> WorkbookFormats {
+    let mut workbook = WorkbookFormats::default();
+    let mut biff8 = true;
+    let mut custom: HashMap<u32, String> = HashMap::new();
+    let mut xf_formats: Vec<u32> = Vec::new();
+    let mut sheets: Vec<(String, usize)> = Vec::new();
+    for (index, (kind, body)) in records(stream, 0).enumerate() {
+        let mut r = Bytes::new(body);
+        match kind {
+            BOF if index == 0 => biff8 = r.u16() == Some(0x0600),
+            EOF => break,
+            DATEMODE => workbook.date1904 = r.u16() == Some(1),
+            FORMAT | FORMAT_BIFF5 => {
+                let Some(id) = r.u16() else { continue };
+                let code = if biff8 && kind == FORMAT { unicode_string(&mut r, true) } else { byte_string(&mut r) };
+                if let Some(code) = code {
+                    custom.insert(u32::from(id), code);
+                }
+            }
+            XF => {
+                let _font = r.u16();
+                xf_formats.push(u32::from(r.u16().unwrap_or(0)));
+            }
+            BOUNDSHEET => {
+                let Some(offset) = r.u32() else { continue };
+                let (_state, _kind) = (r.u8(), r.u8());
+                let name = if biff8 { short_unicode_string(&mut r) } else { byte_string(&mut r) };
+                sheets.push((name.unwrap_or_default(), offset as usize));
+            }
+            _ => {}
+        }
+    }
+    let xfs = XfTable::new(&custom, &xf_formats);
+    workbook.sheets = sheets.into_iter().map(|(name, offset)| (name, sheet_formats(stream, offset, &xfs))).collect();
+    workbook
+}
+
+/// The XF-derived format of every value cell in the sheet substream starting at `offset`.
+fn sheet_formats(stream: &[u8], offset: usize, xfs: &XfTable) -> SheetFormats {
+    let mut formats = SheetFormats::default();
+    let mut put = |row: u16, column: u16, xf: u16| {
+        if let Some(code) = xfs.code(usize::from(xf)) {
+            formats.insert(u32::from(row), u32::from(column), code);
+        }
+    };
+    for (index, (kind, body)) in records(stream, offset).enumerate() {
+        let mut r = Bytes::new(body);
+        match kind {
+            BOF if index == 0 => {}
+            // A nested substream (a chart embedded in the sheet) or the sheet's end.
+            BOF | EOF => break,
+            NUMBER | RK | FORMULA | LABELSST | LABEL => {
+                if let (Some(row), Some(column), Some(xf)) = (r.u16(), r.u16(), r.u16()) {
+                    put(row, column, xf);
+                }
+            }
+            MULRK => {
+                let (Some(row), Some(first)) = (r.u16(), r.u16()) else { continue };
+                let mut column = first;
+                while r.remaining() >= 8 {
+                    let Some(xf) = r.u16() else { break };
+                    let _rk = r.u32();
+                    put(row, column, xf);
+                    column = column.saturating_add(1);
+                }
+            }
+            _ => {}
+        }
+    }
+    formats
+}
+
+/// XLUnicodeString: 16-bit count, flags, characters (one byte each unless the high-byte flag is
+/// set), with the rich-text and extended-data headers skipped when flagged.
+fn unicode_string(r: &mut Bytes<'_>, wide_count: bool) -> Option<String> {
+    let count = if wide_count { usize::from(r.u16()?) } else { usize::from(r.u8()?) };
+    let flags = r.u8()?;
+    if flags & 0x08 != 0 {
+        r.u16()?;
+    }
+    if flags & 0x04 != 0 {
+        r.u32()?;
+    }
+    chars(r, count, flags & 0x01 != 0)
+}
+
+fn short_unicode_string(r: &mut Bytes<'_>) -> Option<String> {
+    unicode_string(r, false)
+}
+
+fn chars(r: &mut Bytes<'_>, count: usize, high_byte: bool) -> Option<String> {
+    if high_byte {
+        Some(utf16le(r.take(count * 2)?))
+    } else {
+        // "Compressed" UTF-16: each byte is a code unit below 256, i.e. Latin-1.
+        Some(r.take(count)?.iter().map(|&b| char::from(b)).collect())
+    }
+}
+
+/// BIFF5 FORMAT string: 8-bit count, code page bytes (read as Latin-1: format codes are ASCII
+/// apart from currency symbols).
+fn byte_string(r: &mut Bytes<'_>) -> Option<String> {
+    let count = usize::from(r.u8()?);
+    chars(r, count, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: u16, body: &[u8]) -> Vec<u8> {
+        let mut out = kind.to_le_bytes().to_vec();
+        out.extend((body.len() as u16).to_le_bytes());
+        out.extend(body);
+        out
+    }
+
+    #[test]
+    fn formats_of_number_cells_from_xf_and_format_records() {
+        let mut globals = record(BOF, &[0x00, 0x06, 0x05, 0x00]);
+        let mut format = 164u16.to_le_bytes().to_vec();
+        format.extend(8u16.to_le_bytes());
+        format.push(0);
+        format.extend(b"0.0\"pts\"");
+        globals.extend(record(FORMAT, &format));
+        for id in [0u16, 10, 164] {
+            let mut xf = 0u16.to_le_bytes().to_vec();
+            xf.extend(id.to_le_bytes());
+            xf.extend([0; 16]);
+            globals.extend(record(XF, &xf));
+        }
+        let sheet_offset_at = globals.len() + 4;
+        let mut boundsheet = vec![0; 4];
+        boundsheet.extend([0, 0, 2, 0]);
+        boundsheet.extend(b"S1");
+        globals.extend(record(BOUNDSHEET, &boundsheet));
+        globals.extend(record(EOF, &[]));
+        let offset = globals.len() as u32;
+        globals[sheet_offset_at..sheet_offset_at + 4].copy_from_slice(&offset.to_le_bytes());
+        let mut stream = globals;
+        stream.extend(record(BOF, &[0x00, 0x06, 0x10, 0x00]));
+        let number = |row: u16, col: u16, xf: u16| {
+            let mut b = row.to_le_bytes().to_vec();
+            b.extend(col.to_le_bytes());
+            b.extend(xf.to_le_bytes());
+            b.extend(1.5f64.to_le_bytes());
+            record(NUMBER, &b)
+        };
+        stream.extend(number(0, 0, 0));
+        stream.extend(number(1, 0, 1));
+        stream.extend(number(2, 3, 2));
+        // MULRK: row 4, columns 1..=2 with XF 1 and 2.
+        let mut mulrk = 4u16.to_le_bytes().to_vec();
+        mulrk.extend(1u16.to_le_bytes());
+        for xf in [1u16, 2] {
+            mulrk.extend(xf.to_le_bytes());
+            mulrk.extend(0u32.to_le_bytes());
+        }
+        mulrk.extend(2u16.to_le_bytes());
+        stream.extend(record(MULRK, &mulrk));
+        stream.extend(record(EOF, &[]));
+
+        let workbook = read_stream(&stream);
+        let sheet = workbook.sheet(0, "S1").expect("sheet");
+        assert_eq!(sheet.code(0, 0), None, "General is not stored");
+        assert_eq!(sheet.code(1, 0), Some("0.00%"));
+        assert_eq!(sheet.code(2, 3), Some("0.0\"pts\""));
+        assert_eq!(sheet.code(4, 1), Some("0.00%"));
+        assert_eq!(sheet.code(4, 2), Some("0.0\"pts\""));
+        assert_eq!(sheet.len(), 4);
+    }
+
+    #[test]
+    fn garbage_reads_as_no_formats() {
+        assert!(read(b"not a compound file", 1 << 20).is_none());
+        let workbook = read_stream(&[0x09, 0x08, 0xff, 0xff, 1, 2]);
+        assert!(workbook.sheets.is_empty());
+    }
+}
