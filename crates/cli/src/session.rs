@@ -18,7 +18,7 @@ use beacon_llm::stack::{self, Pacing};
 use beacon_llm::{ClientStats, LlmClient};
 use beacon_pipeline::config::{BedrockApi, ProviderConfig};
 use beacon_pipeline::report::UnitStatus;
-use beacon_pipeline::{Config, ProviderKind, RunError, RunOutcome, Runner, Services};
+use beacon_pipeline::{Config, ProviderKind, RunError, RunOutcome, Runner, Secret, Services};
 use beacon_store::Store;
 use beacon_store::journal::Journal;
 use clap::Args;
@@ -72,6 +72,10 @@ pub struct FlowArgs {
     /// PDF documents: Claude on Bedrock; scanned pages become readable).
     #[arg(long)]
     pub attach_pages: bool,
+    /// The password of an encrypted PDF (prefer the environment variable: a flag is visible in
+    /// the process list and shell history). Never stored.
+    #[arg(long, env = "BEACON_DOCUMENT_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    pub password: Option<String>,
     /// Largest input file accepted, in bytes.
     #[arg(long)]
     pub max_file_bytes: Option<u64>,
@@ -115,6 +119,9 @@ impl FlowArgs {
         }
         if let Some(b) = self.max_file_bytes {
             config.limits.max_file_bytes = b;
+        }
+        if let Some(password) = &self.password {
+            config.document_password = Some(Secret::new(password.clone()));
         }
         if let Some(d) = &self.data_dir {
             config.data_dir = d.clone();

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use beacon_ingest::{Unit, ingest};
+use beacon_ingest::{Unit, ingest_with_password};
 use beacon_llm::offline::estimate_tokens;
 use beacon_pipeline::Config;
 use beacon_pipeline::flow::read_document_file;
@@ -23,6 +23,9 @@ pub struct UnitsArgs {
     /// Largest input file accepted, in bytes.
     #[arg(long)]
     pub max_file_bytes: Option<u64>,
+    /// The password of an encrypted PDF (or BEACON_DOCUMENT_PASSWORD). Never stored.
+    #[arg(long, env = "BEACON_DOCUMENT_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    pub password: Option<String>,
 }
 
 pub fn units(config_path: Option<&Path>, args: &UnitsArgs) -> u8 {
@@ -44,7 +47,7 @@ pub fn units(config_path: Option<&Path>, args: &UnitsArgs) -> u8 {
             return exit::INPUT;
         }
     };
-    let document = match ingest(&bytes, &config.limits) {
+    let document = match ingest_with_password(&bytes, &config.limits, args.password.as_deref()) {
         Ok(document) => document,
         Err(e) => {
             eprintln!("error: {shown}: {e}");

@@ -51,11 +51,47 @@ fn truncated_pdf() {
     assert_input_error(&s, &f, &[], "pdf");
 }
 
+/// py-pdf/sample-files' password-protected PDF; its README gives the user password.
+const ENCRYPTED_PDF: &str = "pdf/005-libreoffice-writer-password/libreoffice-writer-password.pdf";
+const ENCRYPTED_PDF_PASSWORD: &str = "openpassword";
+
 #[test]
 fn encrypted_pdf() {
-    let Some(pdf) = corpus("pdf/005-libreoffice-writer-password/libreoffice-writer-password.pdf") else { return };
+    let Some(pdf) = corpus(ENCRYPTED_PDF) else { return };
     let s = Scratch::new();
     assert_input_error(&s, &pdf, &[], "encrypted");
+    assert!(stderr(&s.run(&pdf, &[])).contains("--password"), "says how to give the password");
+    assert_input_error(&s, &pdf, &["--password", "not-it"], "password given does not open it");
+}
+
+#[test]
+fn encrypted_pdf_opens_with_its_password_which_is_never_stored() {
+    let Some(pdf) = corpus(ENCRYPTED_PDF) else { return };
+    let s = Scratch::new();
+    let out = s
+        .beacon()
+        .env("BEACON_DOCUMENT_PASSWORD", ENCRYPTED_PDF_PASSWORD)
+        .arg("run")
+        .arg(&pdf)
+        .arg("--out")
+        .arg(s.out())
+        .output()
+        .expect("run beacon");
+    assert_exit(&out, 0);
+    assert_eq!(s.report()["units"].as_array().map(Vec::len), Some(1));
+    let mut stack = vec![s.path("data"), s.out()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                let found = bytes.windows(ENCRYPTED_PDF_PASSWORD.len()).any(|w| w == ENCRYPTED_PDF_PASSWORD.as_bytes());
+                assert!(!found, "the password is written to {}", path.display());
+            }
+        }
+    }
 }
 
 #[test]

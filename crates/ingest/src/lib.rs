@@ -67,12 +67,18 @@ pub const FLAG_UNREADABLE: &str = "unreadable";
 /// assert_eq!(doc.language.as_deref(), Some("ja"));
 /// ```
 pub fn ingest(bytes: &[u8], limits: &Limits) -> Result<Document, IngestError> {
+    ingest_with_password(bytes, limits, None)
+}
+
+/// [`ingest`] for a password-protected document: `password` opens an encrypted PDF (a wrong one
+/// is [`IngestError::WrongPassword`]); other formats ignore it.
+pub fn ingest_with_password(bytes: &[u8], limits: &Limits, password: Option<&str>) -> Result<Document, IngestError> {
     check_size(bytes, limits)?;
     let format = detect_format(bytes)?;
     let span = tracing::debug_span!("ingest", %format, bytes = bytes.len());
     let _guard = span.enter();
     let mut doc = match format {
-        Format::Pdf => pdf::ingest_pdf(bytes, limits)?,
+        Format::Pdf => pdf::ingest_pdf(bytes, limits, password)?,
         Format::Pptx => pptx::ingest_pptx(bytes, limits)?,
         Format::Docx => docx::ingest_docx(bytes, limits)?,
         Format::Odt => opendocument::ingest_odt(bytes, limits)?,

@@ -177,8 +177,10 @@ pub enum IngestError {
     TooLarge { size: u64, limit: u64 },
     #[error("unsupported format: {0}")]
     Unsupported(String),
-    #[error("the {format} file is encrypted (password-protected); remove the password and try again")]
+    #[error("the {format} file is encrypted (password-protected); {}", encrypted_remedy(*format))]
     Encrypted { format: Format },
+    #[error("the {format} file is encrypted and the password given does not open it")]
+    WrongPassword { format: Format },
     #[error("the {format} file is corrupt or unreadable: {reason}")]
     Corrupt { format: Format, reason: String },
     #[error("the document has no content to analyse ({0})")]
@@ -189,4 +191,13 @@ pub enum IngestError {
     DecompressionLimit { limit: u64 },
     #[error("the image is {width}×{height} pixels, over the limit of {limit} pixels (raise limits.max_image_pixels)")]
     TooManyPixels { width: u64, height: u64, limit: u64 },
+}
+
+/// What to do about an encrypted file: PDFs open with a password, other formats must be saved
+/// without one.
+fn encrypted_remedy(format: Format) -> &'static str {
+    match format {
+        Format::Pdf => "give its password with --password (or BEACON_DOCUMENT_PASSWORD), or remove the password",
+        _ => "save a copy without the password and try again",
+    }
 }

@@ -40,7 +40,10 @@ fn check_pages(name: &str, doc: &Document, pages: usize) {
     assert_eq!(doc.units.len(), pages, "{name}: page count");
     for (i, unit) in doc.units.iter().enumerate() {
         assert_eq!(unit.kind, UnitKind::Page, "{name}");
-        assert_eq!(unit.title, format!("Page {}", i + 1), "{name}");
+        // "Page 3", or with its label and outline section: "Page 3 (iii): Introduction".
+        let number = format!("Page {}", i + 1);
+        let rest = unit.title.strip_prefix(&number).unwrap_or_else(|| panic!("{name}: title {:?}", unit.title));
+        assert!(rest.is_empty() || rest.starts_with(" (") || rest.starts_with(": "), "{name}: title {:?}", unit.title);
     }
 }
 
@@ -69,6 +72,113 @@ fn pdf_page_counts_and_encryption() {
         matched += 1;
     }
     println!("PDF: {matched}/{} files as expected", all.len());
+}
+
+#[test]
+fn pdf_outline_sections_title_the_pages() {
+    let Some(corpus) = corpus() else { return };
+    let doc = ingest_file(&corpus.join("pdf/006-pdflatex-outline/pdflatex-outline.pdf")).expect("reads");
+    let titles: Vec<&str> = doc.units.iter().map(|u| u.title.as_str()).collect();
+    assert_eq!(titles, ["Page 1", "Page 2: Foo", "Page 3: Bar", "Page 4: Bar"]);
+}
+
+/// Whether poppler's pdftotext is here; under `./scripts/test` (BEACON_REQUIRE_PDFTOTEXT=1) its
+/// absence is a failure, elsewhere the comparison is skipped with a message.
+fn pdftotext_available() -> bool {
+    let found = std::process::Command::new("pdftotext").arg("-v").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("BEACON_REQUIRE_PDFTOTEXT").is_none(),
+            "pdftotext (poppler-utils) is required here: ./scripts/test installs it"
+        );
+        println!("skipping: pdftotext (Debian package poppler-utils) is not installed");
+    }
+    found
+}
+
+/// Text for comparison: NFKC, without whitespace (layouts space text differently) and without
+/// format characters (pdftotext wraps right-to-left runs in bidi controls).
+fn comparable(text: &str) -> Vec<char> {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfkc().filter(|c| !c.is_whitespace() && !is_format_char(*c)).collect()
+}
+
+fn is_format_char(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{00AD}')
+}
+
+/// Character similarity, independent of order: 2 × shared characters / both lengths (Dice over
+/// character multisets). Order-free because `pdftotext -layout` interleaves the lines of side-by-
+/// side columns, which we read one column after the other.
+fn char_similarity(a: &[char], b: &[char]) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    let mut counts: std::collections::HashMap<char, i64> = std::collections::HashMap::new();
+    for c in a {
+        *counts.entry(*c).or_default() += 1;
+    }
+    let mut shared = 0usize;
+    for c in b {
+        if let Some(n) = counts.get_mut(c)
+            && *n > 0
+        {
+            *n -= 1;
+            shared += 1;
+        }
+    }
+    2.0 * shared as f64 / (a.len() + b.len()) as f64
+}
+
+#[test]
+fn pdf_text_matches_pdftotext_layout() {
+    let Some(corpus) = corpus() else { return };
+    if !pdftotext_available() {
+        return;
+    }
+    let mut files: Vec<PathBuf> = entries(&corpus.join("pdf"))
+        .iter()
+        .filter(|e| e["encrypted"].as_bool() != Some(true))
+        .map(|e| corpus.join("pdf").join(e["path"].as_str().expect("path")))
+        .collect();
+    files.push(corpus.join("ja/beacon-design-ja.pdf"));
+    let mut scores = Vec::new();
+    let mut without_text_layer = 0;
+    for path in &files {
+        let doc = ingest_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let out = std::process::Command::new("pdftotext").arg("-layout").arg(path).arg("-").output().expect("runs");
+        assert!(out.status.success(), "pdftotext failed on {}", path.display());
+        let reference = String::from_utf8_lossy(&out.stdout).into_owned();
+        let pages: Vec<&str> = reference.split('\u{c}').collect();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+        for unit in &doc.units {
+            let ours = comparable(&unit.text);
+            let theirs = comparable(pages.get(unit.index).copied().unwrap_or(""));
+            if theirs.is_empty() {
+                assert!(
+                    ours.is_empty() && unit.flags.iter().any(|f| f == "needs_ocr" || f == "unreadable"),
+                    "{name} page {}: pdftotext finds no text, we do (or the page is not flagged needs_ocr/unreadable)",
+                    unit.index + 1
+                );
+                without_text_layer += 1;
+                continue;
+            }
+            let score = char_similarity(&ours, &theirs);
+            println!("{name} page {}: similarity {score:.3} ({} / {} chars)", unit.index + 1, ours.len(), theirs.len());
+            scores.push((score, format!("{name} page {}", unit.index + 1)));
+        }
+    }
+    scores.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let median = scores[scores.len() / 2].0;
+    println!(
+        "PDF text vs pdftotext -layout: {} pages, median {median:.3}, lowest {:.3} ({}), {without_text_layer} pages without a text layer",
+        scores.len(),
+        scores[0].0,
+        scores[0].1
+    );
+    assert!(median >= 0.95, "median similarity {median:.3} is below 0.95");
+    let low: Vec<_> = scores.iter().filter(|(s, _)| *s < 0.80).collect();
+    assert!(low.is_empty(), "pages below 0.80: {low:?}");
 }
 
 #[test]

@@ -71,6 +71,30 @@ pub struct Config {
     pub pricing: BTreeMap<String, Price>,
     /// `beacon asl run`: local handlers for task resources.
     pub asl: AslConfig,
+    /// The password of an encrypted input PDF: `--password` or `BEACON_DOCUMENT_PASSWORD` only;
+    /// never read from beacon.toml and never written to the journal.
+    #[serde(skip)]
+    pub document_password: Option<Secret>,
+}
+
+/// A secret from the command line or the environment: shown as `***` in debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// Settings of the embedded engine (`beacon run` and `beacon asl run`).
@@ -239,6 +263,7 @@ impl Default for Config {
             quota: QuotaConfig::default(),
             pricing: BTreeMap::new(),
             asl: AslConfig::default(),
+            document_password: None,
         }
     }
 }

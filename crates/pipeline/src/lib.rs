@@ -15,7 +15,7 @@ pub mod report;
 pub mod schema;
 pub mod tasks;
 
-pub use config::{Config, ProviderKind};
+pub use config::{Config, ProviderKind, Secret};
 pub use flow::{RunError, RunOptions, RunOutcome, Runner};
 pub use progress::{NoProgress, Progress, UnitEnd};
 pub use tasks::Services;

@@ -46,9 +46,15 @@ impl Scratch {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_beacon"));
         cmd.current_dir(self.dir.path());
         cmd.env("BEACON_DATA_DIR", self.path("data"));
-        for var in
-            ["BEACON_PROVIDER", "BEACON_MODEL", "BEACON_ENDPOINT", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"]
-        {
+        for var in [
+            "BEACON_PROVIDER",
+            "BEACON_MODEL",
+            "BEACON_ENDPOINT",
+            "BEACON_DOCUMENT_PASSWORD",
+            "AWS_PROFILE",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+        ] {
             cmd.env_remove(var);
         }
         cmd.env("AWS_CONFIG_FILE", self.path("no-aws-config"));

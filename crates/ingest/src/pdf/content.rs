@@ -145,6 +145,10 @@ impl<'a> Interpreter<'a> {
         }
         let mut state = GraphicsState::default();
         self.run_content(&data, &resources, &mut state, 0);
+        if let Some(visible) = visible_box(doc, page_id) {
+            // Text placed outside the page is never seen (and pdftotext drops it too).
+            self.out.glyphs.retain(|g| visible.shows(g));
+        }
         self.out
     }
 
@@ -399,6 +403,53 @@ fn lookup<'a>(doc: &'a Document, resources: &[&'a Dictionary], category: &[u8], 
         let cat = deref(doc, res.get(category).ok()?).as_dict().ok()?;
         Some(deref(doc, cat.get(name).ok()?))
     })
+}
+
+/// The part of the page a viewer shows: the CropBox, else the MediaBox (both inheritable from
+/// the page tree), normalised so `x0 <= x1`, `y0 <= y1`.
+struct VisibleBox {
+    x0: f32,
+    y0: f32,
+    x1: f32,
+    y1: f32,
+}
+
+impl VisibleBox {
+    /// Whether the glyph's centre is on the page (with a point of tolerance for rounding).
+    fn shows(&self, g: &Glyph) -> bool {
+        const TOLERANCE: f32 = 1.0;
+        let (sin, cos) = g.angle.sin_cos();
+        let (along, up) = (g.advance / 2.0, g.size / 3.0);
+        let cx = g.x + along * cos - up * sin;
+        let cy = g.y + along * sin + up * cos;
+        (self.x0 - TOLERANCE..=self.x1 + TOLERANCE).contains(&cx)
+            && (self.y0 - TOLERANCE..=self.y1 + TOLERANCE).contains(&cy)
+    }
+}
+
+fn visible_box(doc: &Document, page_id: lopdf::ObjectId) -> Option<VisibleBox> {
+    let rect = |key: &[u8]| -> Option<VisibleBox> {
+        let array = inherited(doc, page_id, key)?;
+        let array = doc.dereference(array).ok()?.1.as_array().ok()?;
+        let [a, b, c, d] = nums::<4>(array)?;
+        let visible = VisibleBox { x0: a.min(c), y0: b.min(d), x1: a.max(c), y1: b.max(d) };
+        // A degenerate box is a broken file, not an invisible page.
+        (visible.x1 - visible.x0 > 0.0 && visible.y1 - visible.y0 > 0.0).then_some(visible)
+    };
+    rect(b"CropBox").or_else(|| rect(b"MediaBox"))
+}
+
+/// A page attribute, from the page or the nearest ancestor in the page tree that has it.
+fn inherited<'d>(doc: &'d Document, page_id: lopdf::ObjectId, key: &[u8]) -> Option<&'d Object> {
+    let mut dict = doc.get_dictionary(page_id).ok()?;
+    // Page trees are shallow; the bound stops a Parent loop.
+    for _ in 0..32 {
+        if let Ok(value) = dict.get(key) {
+            return Some(value);
+        }
+        dict = doc.get_dictionary(dict.get(b"Parent").ok()?.as_reference().ok()?).ok()?;
+    }
+    None
 }
 
 fn page_resources(doc: &Document, page_id: lopdf::ObjectId) -> Vec<&Dictionary> {

@@ -9,6 +9,9 @@ mod cmap;
 mod content;
 mod font;
 mod layout;
+mod navigation;
+
+use std::collections::HashMap;
 
 use lopdf::{LoadOptions, Object};
 
@@ -21,11 +24,13 @@ use content::{Budget, Interpreter, PageGlyphs};
 /// Page `index` (0-based, the unit index of [`ingest_pdf`]) of a PDF as a PDF of its own: the
 /// other pages removed, objects no page uses dropped, decrypted, compressed. For models that
 /// read PDF documents (Bedrock Converse document blocks).
-pub fn single_page_pdf(bytes: &[u8], index: usize, limits: &Limits) -> Result<Vec<u8>, IngestError> {
-    let max_decompressed = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);
-    let options = LoadOptions { max_decompressed_size: Some(max_decompressed), ..LoadOptions::default() };
-    let mut doc = guard_panic(Format::Pdf, || lopdf::Document::load_mem_with_options(bytes, options))?
-        .map_err(|err| load_error(err, limits))?;
+pub fn single_page_pdf(
+    bytes: &[u8],
+    index: usize,
+    limits: &Limits,
+    password: Option<&str>,
+) -> Result<Vec<u8>, IngestError> {
+    let mut doc = load(bytes, limits, password)?;
     guard_panic(Format::Pdf, move || {
         let numbers: Vec<u32> = doc.get_pages().into_keys().collect();
         let Some(&keep) = numbers.get(index) else {
@@ -48,12 +53,17 @@ pub fn single_page_pdf(bytes: &[u8], index: usize, limits: &Limits) -> Result<Ve
     })?
 }
 
-/// Reads a PDF into one [`UnitKind::Page`] unit per page.
-pub(crate) fn ingest_pdf(bytes: &[u8], limits: &Limits) -> Result<Document, IngestError> {
+/// Parses the file, decrypting it with `password` or, without one, the empty user password
+/// (which opens the many PDFs that are encrypted only to restrict printing or copying).
+fn load(bytes: &[u8], limits: &Limits, password: Option<&str>) -> Result<lopdf::Document, IngestError> {
     let max_decompressed = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);
-    let options = LoadOptions { max_decompressed_size: Some(max_decompressed), ..LoadOptions::default() };
+    let options = LoadOptions {
+        max_decompressed_size: Some(max_decompressed),
+        password: password.map(str::to_string),
+        ..LoadOptions::default()
+    };
     let mut doc = guard_panic(Format::Pdf, || lopdf::Document::load_mem_with_options(bytes, options.clone()))?
-        .map_err(|err| load_error(err, limits))?;
+        .map_err(|err| load_error(err, limits, password))?;
     if guard_panic(Format::Pdf, || doc.get_pages().is_empty())? {
         // The trailer read does not lead to the pages (a linearized file's last trailer without
         // /Root, a damaged xref): rebuild the cross-reference table by scanning the objects.
@@ -64,11 +74,25 @@ pub(crate) fn ingest_pdf(bytes: &[u8], limits: &Limits) -> Result<Document, Inge
             doc = rebuilt;
         }
     }
-
     if doc.trailer.has(b"Encrypt") && !doc.was_encrypted() {
-        // lopdf tried the empty user password already; it did not open the document.
-        return Err(IngestError::Encrypted { format: Format::Pdf });
+        // The password (or the empty user password) did not open the document.
+        return Err(encrypted_error(password));
     }
+    Ok(doc)
+}
+
+fn encrypted_error(password: Option<&str>) -> IngestError {
+    match password {
+        Some(_) => IngestError::WrongPassword { format: Format::Pdf },
+        None => IngestError::Encrypted { format: Format::Pdf },
+    }
+}
+
+/// Reads a PDF into one [`UnitKind::Page`] unit per page, titled with its page label and the
+/// outline section it belongs to.
+pub(crate) fn ingest_pdf(bytes: &[u8], limits: &Limits, password: Option<&str>) -> Result<Document, IngestError> {
+    let max_decompressed = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);
+    let doc = load(bytes, limits, password)?;
 
     let mut pages: Vec<(u32, Option<lopdf::ObjectId>)> =
         guard_panic(Format::Pdf, || doc.get_pages().into_iter().map(|(n, id)| (n, Some(id))).collect())?;
@@ -81,6 +105,12 @@ pub(crate) fn ingest_pdf(bytes: &[u8], limits: &Limits) -> Result<Document, Inge
     if pages.len() > limits.max_units {
         return Err(IngestError::TooManyUnits { count: pages.len(), limit: limits.max_units });
     }
+
+    let page_index: HashMap<lopdf::ObjectId, usize> =
+        pages.iter().enumerate().filter_map(|(i, (_, id))| id.map(|id| (id, i))).collect();
+    let labels = guard_panic(Format::Pdf, || navigation::page_labels(&doc, pages.len()))?;
+    let outline = guard_panic(Format::Pdf, || navigation::outline(&doc, &page_index))?;
+    let mut titles = page_titles(&pages, &labels, &outline).into_iter();
 
     let mut budget = Budget { remaining: max_decompressed };
     let mut units = Vec::with_capacity(pages.len());
@@ -119,7 +149,7 @@ pub(crate) fn ingest_pdf(bytes: &[u8], limits: &Limits) -> Result<Document, Inge
         units.push(Unit {
             index: units.len(),
             kind: UnitKind::Page,
-            title: format!("Page {number}"),
+            title: titles.next().unwrap_or_else(|| format!("Page {number}")),
             text,
             table: None,
             flags,
@@ -141,6 +171,43 @@ pub(crate) fn ingest_pdf(bytes: &[u8], limits: &Limits) -> Result<Document, Inge
         }
     }
     Ok(Document { format: Format::Pdf, units, title: title(&doc), language: None, encoding: None })
+}
+
+/// Each page's title: `Page 7`, with its label when the document numbers pages differently
+/// (`Page 7 (v)`), and the outline section it is in (`Page 9 (1): Introduction`): the first
+/// bookmark on the page, else the last one before it.
+fn page_titles(
+    pages: &[(u32, Option<lopdf::ObjectId>)],
+    labels: &[Option<String>],
+    outline: &[(usize, String)],
+) -> Vec<String> {
+    let mut by_page: Vec<Vec<&str>> = vec![Vec::new(); pages.len()];
+    for (page, title) in outline {
+        if let Some(list) = by_page.get_mut(*page) {
+            list.push(title);
+        }
+    }
+    let mut current: Option<&str> = None;
+    pages
+        .iter()
+        .enumerate()
+        .map(|(i, (number, _))| {
+            let mut title = format!("Page {number}");
+            if let Some(label) = labels.get(i).cloned().flatten().filter(|l| !l.is_empty() && *l != number.to_string())
+            {
+                title.push_str(&format!(" ({label})"));
+            }
+            let section = by_page[i].first().copied().or(current);
+            if let Some(last) = by_page[i].last() {
+                current = Some(last);
+            }
+            if let Some(section) = section {
+                title.push_str(": ");
+                title.push_str(section);
+            }
+            title
+        })
+        .collect()
 }
 
 /// Whether `%%EOF` appears near the end, where every complete PDF has it (some writers append
@@ -181,11 +248,10 @@ fn corrupt(reason: &str) -> IngestError {
     IngestError::Corrupt { format: Format::Pdf, reason: reason.to_string() }
 }
 
-fn load_error(err: lopdf::Error, limits: &Limits) -> IngestError {
+fn load_error(err: lopdf::Error, limits: &Limits, password: Option<&str>) -> IngestError {
     match err {
-        lopdf::Error::InvalidPassword | lopdf::Error::Decryption(_) | lopdf::Error::UnsupportedSecurityHandler(_) => {
-            IngestError::Encrypted { format: Format::Pdf }
-        }
+        lopdf::Error::InvalidPassword | lopdf::Error::Decryption(_) => encrypted_error(password),
+        lopdf::Error::UnsupportedSecurityHandler(_) => IngestError::Encrypted { format: Format::Pdf },
         lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. }) => {
             IngestError::DecompressionLimit { limit: limits.max_decompressed_bytes }
         }
@@ -339,6 +405,80 @@ BT /F3 12 Tf 72 680 Td <0001000200030004> Tj ET";
             ingest(&encrypted("secret"), &Limits::default()),
             Err(IngestError::Encrypted { format: Format::Pdf })
         ));
+    }
+
+    #[test]
+    fn the_right_password_opens_it_a_wrong_one_is_named() {
+        let bytes = encrypted("secret");
+        let doc = crate::ingest_with_password(&bytes, &Limits::default(), Some("secret")).unwrap();
+        assert_eq!(doc.units[0].text, "Hello world\nSecond line");
+        let wrong = crate::ingest_with_password(&bytes, &Limits::default(), Some("guess"));
+        assert!(matches!(wrong, Err(IngestError::WrongPassword { format: Format::Pdf })), "{wrong:?}");
+        let message = ingest(&bytes, &Limits::default()).unwrap_err().to_string();
+        assert!(message.contains("--password"), "{message}");
+        // The one-page copy for the model opens with the same password and is not encrypted.
+        let page = single_page_pdf(&bytes, 0, &Limits::default(), Some("secret")).unwrap();
+        assert_eq!(ingest(&page, &Limits::default()).unwrap().units[0].text, "Hello world\nSecond line");
+    }
+
+    #[test]
+    fn text_outside_the_page_is_not_read() {
+        // The page is 595 x 842; the second string sits above its top edge.
+        let content = b"BT /F1 12 Tf 72 700 Td (Visible) Tj ET BT /F1 12 Tf 72 900 Td (Offpage) Tj ET";
+        let bytes = save(&mut build_pdf(&[content, b"BT /F1 12 Tf 72 1000 Td (Offpage) Tj ET"]));
+        let doc = ingest(&bytes, &Limits::default()).unwrap();
+        assert_eq!(doc.units[0].text, "Visible");
+        assert_eq!(doc.units[1].flags, ["needs_ocr"]);
+    }
+
+    #[test]
+    fn page_labels_and_outline_sections_title_the_pages() {
+        let mut doc = build_pdf(&[HELLO, HELLO, HELLO, HELLO, HELLO]);
+        let pages: Vec<lopdf::ObjectId> = doc.get_pages().into_values().collect();
+        // Pages 1-2 numbered i, ii; from page 3 on "A-1", "A-2", ...
+        let labels = dictionary! { "Nums" => vec![
+            0.into(), dictionary! { "S" => "r" }.into(),
+            2.into(), dictionary! { "S" => "D", "P" => Object::string_literal("A-") }.into(),
+        ]};
+        // Outline: "Preface" -> page 1, "Chapter 1" -> page 3 (with a child "1.1" -> page 4),
+        // a named destination "ch2" -> page 5; the last item's Next points back at the first.
+        let dests = doc.add_object(dictionary! {
+            "Names" => vec![Object::string_literal("ch2"), vec![pages[4].into(), "Fit".into()].into()],
+        });
+        let outlines_id = doc.new_object_id();
+        let (preface, chapter, section, chapter2) =
+            (doc.new_object_id(), doc.new_object_id(), doc.new_object_id(), doc.new_object_id());
+        let item = |title: &str, dest: Object, next: Option<lopdf::ObjectId>| {
+            let mut d =
+                dictionary! { "Title" => Object::string_literal(title), "Parent" => outlines_id, "Dest" => dest };
+            if let Some(next) = next {
+                d.set("Next", next);
+            }
+            d
+        };
+        doc.objects.insert(preface, item("Preface", vec![pages[0].into(), "Fit".into()].into(), Some(chapter)).into());
+        let mut chapter_item = item("Chapter 1", vec![pages[2].into(), "Fit".into()].into(), Some(chapter2));
+        chapter_item.set("First", section);
+        doc.objects.insert(chapter, chapter_item.into());
+        doc.objects.insert(section, item("1.1 Scope", vec![pages[3].into(), "Fit".into()].into(), None).into());
+        doc.objects.insert(chapter2, item("Chapter 2", Object::string_literal("ch2"), Some(preface)).into());
+        doc.objects.insert(outlines_id, dictionary! { "Type" => "Outlines", "First" => preface, "Count" => 4 }.into());
+        let catalog = doc.catalog_mut().unwrap();
+        catalog.set("PageLabels", labels);
+        catalog.set("Outlines", outlines_id);
+        catalog.set("Names", dictionary! { "Dests" => dests });
+        let parsed = ingest(&save(&mut doc), &Limits::default()).unwrap();
+        let titles: Vec<&str> = parsed.units.iter().map(|u| u.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "Page 1 (i): Preface",
+                "Page 2 (ii): Preface",
+                "Page 3 (A-1): Chapter 1",
+                "Page 4 (A-2): 1.1 Scope",
+                "Page 5 (A-3): Chapter 2"
+            ]
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `document-processor`: bytes in the store → units and a manifest in the store.
 
 use beacon_asl::{TaskContext, TaskFailure};
-use beacon_ingest::{Document, ingest};
+use beacon_ingest::{Document, ingest_with_password};
 use beacon_store::keys;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,12 +43,15 @@ pub async fn process_document(services: Services, input: Value, _ctx: TaskContex
     let bytes = services.store.get(&input.document.key).await.map_err(store_failure)?;
     let document_id = hex::encode(Sha256::digest(&bytes));
     let limits = services.config.limits.clone();
+    let password = services.config.document_password.clone();
     let size = bytes.len() as u64;
     // Splitting is CPU-bound (PDF parsing, decompression): keep it off the async workers.
-    let document: Document = tokio::task::spawn_blocking(move || ingest(&bytes, &limits))
-        .await
-        .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("the splitter crashed: {e}")))?
-        .map_err(|e| failure(errors::INVALID_DOCUMENT, e))?;
+    let document: Document = tokio::task::spawn_blocking(move || {
+        ingest_with_password(&bytes, &limits, password.as_ref().map(|p| p.expose()))
+    })
+    .await
+    .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("the splitter crashed: {e}")))?
+    .map_err(|e| failure(errors::INVALID_DOCUMENT, e))?;
     info!(document_id, format = %document.format, units = document.units.len(), "document split");
 
     let mut manifest = Vec::with_capacity(document.units.len());

@@ -84,11 +84,14 @@ async fn unit_attachment(
         return Ok(None);
     }
     let limits = services.config.limits.clone();
+    let password = services.config.document_password.clone();
     let index = unit.index;
-    let bytes = tokio::task::spawn_blocking(move || single_page_pdf(&source, index, &limits))
-        .await
-        .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("page {}: {e}", index + 1)))?
-        .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("page {}: {e}", index + 1)))?;
+    let bytes = tokio::task::spawn_blocking(move || {
+        single_page_pdf(&source, index, &limits, password.as_ref().map(|p| p.expose()))
+    })
+    .await
+    .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("page {}: {e}", index + 1)))?
+    .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("page {}: {e}", index + 1)))?;
     Ok(Some(Attachment { kind: AttachmentKind::Pdf, name: format!("page-{}", index + 1), bytes }))
 }
 
