@@ -171,6 +171,66 @@ fn pdf_pages_can_be_sent_as_documents() {
     assert_eq!(sim.stats()["attachments"], 0);
 }
 
+#[test]
+fn scanned_pdf_pages_go_to_the_model_as_pictures() {
+    let Some(doc) = corpus("pdf/007-imagemagick-images/imagemagick-images.pdf") else { return };
+    let sim = Sim::start(&[]);
+    let s = Scratch::new();
+    let out = run_bedrock(&s, &sim, &doc, &["--no-cache"]);
+    assert_exit(&out, 0);
+    let report = s.report();
+    // Six pages of images without a text layer: each rendered and sent as an image block the
+    // simulator checked (PNG magic bytes, base64), each analysed.
+    assert_eq!(report["usage"]["units_succeeded"], 6, "{report}");
+    assert_eq!(sim.stats()["attachments"], 6, "{}", sim.stats());
+    assert_eq!(sim.stats()["requests"], 6, "{}", sim.stats());
+
+    // Turned off (for a text-only model): nothing is sent for those pages.
+    let config = s.path("beacon.toml");
+    std::fs::write(&config, "[llm]\nrender_scanned_pages = false\n").unwrap();
+    let sim = Sim::start(&[]);
+    let out = run_bedrock(&s, &sim, &doc, &["--no-cache", "--config", config.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    assert_eq!(sim.stats()["attachments"], 0, "{}", sim.stats());
+}
+
+/// A 2×2 grey, uncompressed TIFF, written field by field: header, one IFD of eight entries
+/// (width, height, bits, compression, photometric, strip offset, rows per strip, strip bytes),
+/// then the four pixels.
+fn tiny_tiff() -> Vec<u8> {
+    let mut t = b"II*\0".to_vec();
+    t.extend(8u32.to_le_bytes());
+    let entries: [(u16, u16, u32); 8] =
+        [(256, 3, 2), (257, 3, 2), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 110), (278, 3, 2), (279, 4, 4)];
+    t.extend((entries.len() as u16).to_le_bytes());
+    for (tag, kind, value) in entries {
+        t.extend(tag.to_le_bytes());
+        t.extend(kind.to_le_bytes());
+        t.extend(1u32.to_le_bytes());
+        t.extend(value.to_le_bytes());
+    }
+    t.extend(0u32.to_le_bytes());
+    assert_eq!(t.len(), 110);
+    t.extend([0, 80, 160, 240]);
+    t
+}
+
+#[test]
+fn a_tiff_goes_to_the_model_as_a_png() {
+    let sim = Sim::start(&[]);
+    let s = Scratch::new();
+    let image = s.path("fax.tif");
+    std::fs::write(&image, tiny_tiff()).unwrap();
+    let out = run_bedrock(&s, &sim, &image, &["--no-cache"]);
+    assert_exit(&out, 0);
+    let report = s.report();
+    assert_eq!(report["document"]["format"], "tiff");
+    assert_eq!(report["units"][0]["title"], "Image (2×2)");
+    assert_eq!(report["usage"]["units_succeeded"], 1);
+    // The simulator checks image blocks as Bedrock does: PNG magic bytes under format "png".
+    assert_eq!(sim.stats()["attachments"], 1, "{}", sim.stats());
+}
+
 /// A 1×1 PNG.
 const PNG: &[u8] = &[
     0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,

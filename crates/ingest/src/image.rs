@@ -1,4 +1,4 @@
-//! Images (PNG, JPEG, GIF, WebP): one [`UnitKind::Image`] unit per file, with no text — a model
+//! Images (PNG, JPEG, GIF, WebP; TIFF in `tiff.rs`): one [`UnitKind::Image`] unit per file, with no text — a model
 //! that reads images gets the file itself as an image block. Only the header is read, for the
 //! dimensions, so the pixel limit is enforced before anything decodes the image.
 
@@ -14,6 +14,12 @@ pub(crate) fn image_format(bytes: &[u8]) -> Option<Format> {
         Some(Format::Gif)
     } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
         Some(Format::Webp)
+    } else if bytes.starts_with(b"II*\0")
+        || bytes.starts_with(b"MM\0*")
+        || bytes.starts_with(b"II+\0")
+        || bytes.starts_with(b"MM\0+")
+    {
+        Some(Format::Tiff)
     } else {
         None
     }

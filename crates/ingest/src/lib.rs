@@ -36,11 +36,13 @@ mod pdf;
 mod pptx;
 mod spreadsheet;
 mod text;
+mod tiff;
 
 pub use detect::detect_format;
 pub use language::detect_language;
 pub use model::*;
-pub use pdf::single_page_pdf;
+pub use pdf::{MAX_RENDER_SIDE, render_page_png, single_page_pdf};
+pub use tiff::tiff_page_png;
 
 /// Flag on a unit whose page has no extractable text (a scan or an image): OCR would be needed.
 pub const FLAG_NEEDS_OCR: &str = "needs_ocr";
@@ -84,6 +86,7 @@ pub fn ingest_with_password(bytes: &[u8], limits: &Limits, password: Option<&str
         Format::Odt => opendocument::ingest_odt(bytes, limits)?,
         Format::Odp => opendocument::ingest_odp(bytes, limits)?,
         Format::Png | Format::Jpeg | Format::Gif | Format::Webp => image::ingest_image(bytes, format, limits)?,
+        Format::Tiff => tiff::ingest_tiff(bytes, limits)?,
         Format::Xlsx | Format::Xlsm | Format::Xlsb | Format::Xls | Format::Ods => {
             spreadsheet::ingest_workbook(bytes, format, limits)?
         }

@@ -23,6 +23,7 @@ pub enum Format {
     Jpeg,
     Gif,
     Webp,
+    Tiff,
 }
 
 impl Format {
@@ -46,6 +47,7 @@ impl Format {
             Format::Jpeg => "jpeg",
             Format::Gif => "gif",
             Format::Webp => "webp",
+            Format::Tiff => "tiff",
         }
     }
 }

@@ -180,6 +180,10 @@ pub struct LlmConfig {
     /// extracted text, for models that read PDFs: they see the layout, the figures and scanned
     /// pages that have no text layer.
     pub attach_pages: bool,
+    /// Send PDF pages that have no text layer (scans) to the model as a PNG picture of the page,
+    /// so a vision model reads them (the offline analyzer reads no pictures and skips them).
+    /// Turn off for text-only models, which refuse images.
+    pub render_scanned_pages: bool,
 }
 
 impl Default for LlmConfig {
@@ -191,6 +195,7 @@ impl Default for LlmConfig {
             schema: None,
             cache: true,
             attach_pages: false,
+            render_scanned_pages: true,
         }
     }
 }

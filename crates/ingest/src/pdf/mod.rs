@@ -10,6 +10,7 @@ mod content;
 mod font;
 mod layout;
 mod navigation;
+mod render;
 
 use std::collections::HashMap;
 
@@ -20,6 +21,7 @@ use crate::{
     guard_panic, truncate_chars,
 };
 use content::{Budget, Interpreter, PageGlyphs};
+pub use render::{MAX_RENDER_SIDE, render_page_png};
 
 /// Page `index` (0-based, the unit index of [`ingest_pdf`]) of a PDF as a PDF of its own: the
 /// other pages removed, objects no page uses dropped, decrypted, compressed. For models that

@@ -3,7 +3,10 @@
 use std::time::Instant;
 
 use beacon_asl::{TaskContext, TaskFailure};
-use beacon_ingest::{FLAG_UNREADABLE, Format, Unit, UnitKind, detect_format, single_page_pdf};
+use beacon_ingest::{
+    FLAG_NEEDS_OCR, FLAG_UNREADABLE, Format, Unit, UnitKind, detect_format, render_page_png, single_page_pdf,
+    tiff_page_png,
+};
 use beacon_llm::{Attachment, AttachmentKind, Completion, CompletionRequest};
 
 use crate::ProviderKind;
@@ -56,16 +59,23 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
     .await
 }
 
-/// The file a unit is sent with: an image unit's image (unless the offline analyzer, which reads
-/// no images, answers); with `[llm] attach_pages`, a PDF page unit's page as a one-page PDF.
+/// The file a unit is sent with: an image unit's image and a scanned page's picture (unless the
+/// offline analyzer, which reads no images, answers); with `[llm] attach_pages`, a PDF page
+/// unit's page as a one-page PDF.
 async fn unit_attachment(
     services: &Services,
     document_id: &str,
     unit: &Unit,
 ) -> Result<Option<Attachment>, TaskFailure> {
-    let image = unit.kind == UnitKind::Image && services.config.provider.kind != ProviderKind::Offline;
+    let reads_images = services.config.provider.kind != ProviderKind::Offline;
+    let image = unit.kind == UnitKind::Image && reads_images;
     let page = unit.kind == UnitKind::Page && services.config.llm.attach_pages;
-    if !image && !page {
+    let scanned_page = unit.kind == UnitKind::Page
+        && !page
+        && reads_images
+        && services.config.llm.render_scanned_pages
+        && unit.flags.iter().any(|f| f == FLAG_NEEDS_OCR);
+    if !image && !page && !scanned_page {
         return Ok(None);
     }
     let source = services.store.get(&keys::document_source(document_id)).await.map_err(store_failure)?;
@@ -76,6 +86,16 @@ async fn unit_attachment(
             Some(Format::Jpeg) => AttachmentKind::Jpeg,
             Some(Format::Gif) => AttachmentKind::Gif,
             Some(Format::Webp) => AttachmentKind::Webp,
+            Some(Format::Tiff) => {
+                // Models take no TIFF: the page goes as a PNG.
+                let (limits, index) = (services.config.limits.clone(), unit.index);
+                let bytes = tokio::task::spawn_blocking(move || tiff_page_png(&source, index, &limits))
+                    .await
+                    .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("{}: {e}", unit.title)))?
+                    .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("{}: {e}", unit.title)))?;
+                let name = format!("page-{}", index + 1);
+                return Ok(Some(Attachment { kind: AttachmentKind::Png, name, bytes }));
+            }
             _ => return Ok(None),
         };
         return Ok(Some(Attachment { kind, name: "image".into(), bytes: source.to_vec() }));
@@ -86,13 +106,20 @@ async fn unit_attachment(
     let limits = services.config.limits.clone();
     let password = services.config.document_password.clone();
     let index = unit.index;
+    // Cutting out (and rendering) a page parses the whole file: CPU work, off the async workers.
     let bytes = tokio::task::spawn_blocking(move || {
-        single_page_pdf(&source, index, &limits, password.as_ref().map(|p| p.expose()))
+        let password = password.as_ref().map(|p| p.expose());
+        if scanned_page {
+            render_page_png(&source, index, &limits, password)
+        } else {
+            single_page_pdf(&source, index, &limits, password)
+        }
     })
     .await
     .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("page {}: {e}", index + 1)))?
     .map_err(|e| failure(errors::INVALID_DOCUMENT, format!("page {}: {e}", index + 1)))?;
-    Ok(Some(Attachment { kind: AttachmentKind::Pdf, name: format!("page-{}", index + 1), bytes }))
+    let kind = if scanned_page { AttachmentKind::Png } else { AttachmentKind::Pdf };
+    Ok(Some(Attachment { kind, name: format!("page-{}", index + 1), bytes }))
 }
 
 /// Ask the model about `unit`; when the answer does not parse or does not follow the unit
