@@ -1,33 +1,13 @@
 //! Hostile and degenerate files: a clear error or a correct result, never a panic or a hang.
 
 use beacon_ingest::{IngestError, Limits, ingest};
-use lopdf::{Document, Object, Stream, dictionary};
+use lopdf::{Document, Object, dictionary};
 
-/// A PDF with `pages` empty pages, built with lopdf.
+mod support;
+
+/// A PDF with `pages` empty pages.
 fn empty_pages_pdf(pages: usize) -> Vec<u8> {
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let content = doc.add_object(Stream::new(dictionary! {}, Vec::new()));
-    let kids: Vec<Object> = (0..pages)
-        .map(|_| {
-            doc.add_object(dictionary! {
-                "Type" => "Page",
-                "Parent" => pages_id,
-                "Contents" => content,
-                "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
-            })
-            .into()
-        })
-        .collect();
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => kids, "Count" => pages as i64 }),
-    );
-    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    doc.trailer.set("Root", catalog);
-    let mut out = Vec::new();
-    doc.save_to(&mut out).unwrap();
-    out
+    support::pdf_with_pages(&vec![&b""[..]; pages], |_| dictionary! {})
 }
 
 #[test]

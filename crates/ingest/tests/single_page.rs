@@ -1,5 +1,7 @@
 //! One page of a PDF as a PDF of its own (what a model that reads PDF documents is sent).
 
+mod support;
+
 use beacon_ingest::{IngestError, Limits, MAX_RENDER_SIDE, ingest, render_page_png, single_page_pdf};
 
 fn sample() -> Vec<u8> {
@@ -34,32 +36,18 @@ fn a_page_that_does_not_exist_is_a_clear_error() {
 /// A PDF whose only page shows a 16 x 16 grey-gradient image over the whole page and no text:
 /// what a scanner writes.
 fn scanned_pdf() -> Vec<u8> {
-    use lopdf::{Object, Stream, dictionary};
-    let mut doc = lopdf::Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let pixels: Vec<u8> = (0..256u32).map(|i| (i % 16 * 16) as u8).collect();
-    let image = doc.add_object(Stream::new(
-        dictionary! {
-            "Type" => "XObject", "Subtype" => "Image", "Width" => 16, "Height" => 16,
-            "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8,
-        },
-        pixels,
-    ));
-    let content = doc.add_object(Stream::new(dictionary! {}, b"q 595 0 0 842 0 0 cm /Im0 Do Q".to_vec()));
-    let page = doc.add_object(dictionary! {
-        "Type" => "Page", "Parent" => pages_id, "Contents" => content,
-        "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image } },
-        "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
-    });
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 }),
-    );
-    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    doc.trailer.set("Root", catalog);
-    let mut out = Vec::new();
-    doc.save_to(&mut out).unwrap();
-    out
+    use lopdf::{Stream, dictionary};
+    support::pdf_with_pages(&[b"q 595 0 0 842 0 0 cm /Im0 Do Q"], |doc| {
+        let pixels: Vec<u8> = (0..256u32).map(|i| (i % 16 * 16) as u8).collect();
+        let image = doc.add_object(Stream::new(
+            dictionary! {
+                "Type" => "XObject", "Subtype" => "Image", "Width" => 16, "Height" => 16,
+                "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8,
+            },
+            pixels,
+        ));
+        dictionary! { "XObject" => dictionary! { "Im0" => image } }
+    })
 }
 
 #[test]
