@@ -167,6 +167,56 @@ pub(crate) fn cfb_format(bytes: &[u8]) -> Result<Format, IngestError> {
     Err(unsupported_yet("an OLE compound file that is not an Excel workbook"))
 }
 
+/// Checks that every sector a compound file's allocation table uses is in the file: a file cut
+/// short (an interrupted download) still opens, but its last sectors are gone, and calamine's
+/// reader panics on the first stream that reaches them.
+pub(crate) fn check_cfb_complete(bytes: &[u8], format: Format) -> Result<(), IngestError> {
+    const FREE: u32 = 0xFFFF_FFFF;
+    let truncated = |detail: String| IngestError::Corrupt {
+        format,
+        reason: format!("the file is truncated: {detail} (it was probably cut short in a download or copy)"),
+    };
+    let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let sector_size = match bytes.get(30..32).map(|b| u16::from_le_bytes([b[0], b[1]])) {
+        Some(9) => 512usize,
+        Some(12) => 4096,
+        // Not a header we know; calamine reports it.
+        _ => return Ok(()),
+    };
+    // Sectors start after the header block; a short last sector still counts as present.
+    let present = bytes.len().div_ceil(sector_size).saturating_sub(1);
+    let sector = |id: u32| -> Result<&[u8], IngestError> {
+        let start = (id as usize + 1).saturating_mul(sector_size);
+        bytes.get(start..start.saturating_add(sector_size).min(bytes.len())).filter(|s| !s.is_empty()).ok_or_else(
+            || truncated(format!("sector {id} of its allocation table is past the end ({present} sectors)")),
+        )
+    };
+    let entries_per_sector = sector_size / 4;
+    let fat_sectors = u32_at(44).unwrap_or(0) as usize;
+    // Where the allocation table's sectors are: 109 in the header, the rest in a DIFAT chain.
+    let mut fat_ids: Vec<u32> = (0..fat_sectors.min(109)).filter_map(|i| u32_at(76 + 4 * i)).collect();
+    let mut difat = u32_at(68).unwrap_or(FREE);
+    let mut guard = 0;
+    while fat_ids.len() < fat_sectors && difat < 0xFFFF_FFFA && guard < present {
+        let data = sector(difat)?;
+        let ids = data.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        fat_ids.extend(ids.take(entries_per_sector - 1).take(fat_sectors - fat_ids.len()));
+        difat = data.get(sector_size - 4..).and_then(|b| b.try_into().ok()).map_or(FREE, u32::from_le_bytes);
+        guard += 1;
+    }
+    for (index, id) in fat_ids.into_iter().enumerate() {
+        let data = sector(id)?;
+        for (k, entry) in data.chunks_exact(4).enumerate() {
+            let used = u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]) != FREE;
+            let sector_id = index * entries_per_sector + k;
+            if used && sector_id >= present {
+                return Err(truncated(format!("sector {sector_id} is in use but the file ends after {present}")));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -246,5 +296,22 @@ pub(crate) mod tests {
         cf.create_stream("/EncryptedPackage").unwrap().write_all(b"y").unwrap();
         let bytes = cf.into_inner().into_inner();
         assert!(matches!(cfb_format(&bytes), Err(IngestError::Encrypted { .. })));
+    }
+
+    #[test]
+    fn a_compound_file_cut_short_is_named_truncated() {
+        let mut cf = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+        // Large enough for regular sectors (streams under 4 KiB live in the mini stream).
+        cf.create_stream("/Workbook").unwrap().write_all(&vec![7u8; 20_000]).unwrap();
+        let bytes = cf.into_inner().into_inner();
+        assert!(check_cfb_complete(&bytes, Format::Xls).is_ok());
+        let cut = &bytes[..bytes.len() - 4096];
+        match check_cfb_complete(cut, Format::Xls) {
+            Err(IngestError::Corrupt { reason, .. }) => assert!(reason.contains("truncated"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // Through the front door: a clear error, no panic in calamine.
+        let error = crate::ingest(cut, &crate::Limits::default()).unwrap_err();
+        assert!(error.to_string().contains("truncated"), "{error}");
     }
 }

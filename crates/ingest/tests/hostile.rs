@@ -5,10 +5,7 @@ use lopdf::{Document, Object, dictionary};
 
 mod support;
 
-/// A PDF with `pages` empty pages.
-fn empty_pages_pdf(pages: usize) -> Vec<u8> {
-    support::pdf_with_pages(&vec![&b""[..]; pages], |_| dictionary! {})
-}
+use support::{billion_laughs, docx_with, empty_pages_pdf, xlsx_with_shared_strings};
 
 #[test]
 fn ten_thousand_empty_pages_are_read_quickly_and_flagged() {
@@ -59,18 +56,6 @@ fn truncated_pdfs_are_read_or_clear_errors() {
     }
 }
 
-/// A DOCX whose parts are `parts` (name, content), deflated.
-fn docx_with(parts: &[(&str, &[u8])]) -> Vec<u8> {
-    use std::io::Write;
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    for (name, content) in parts {
-        writer.start_file(*name, options).unwrap();
-        writer.write_all(content).unwrap();
-    }
-    writer.finish().unwrap().into_inner()
-}
-
 #[test]
 fn a_zip_bomb_in_a_word_document_is_refused_before_it_is_inflated() {
     // 64 MiB of zeros deflate to about 64 KiB.
@@ -85,14 +70,7 @@ fn a_zip_bomb_in_a_word_document_is_refused_before_it_is_inflated() {
 
 #[test]
 fn entity_definitions_are_never_expanded() {
-    // "Billion laughs": ten levels of ten references each, a gigabyte if expanded.
-    let mut doctype = String::from("<!DOCTYPE w:document [<!ENTITY l0 \"ha\">");
-    for level in 1..10 {
-        let refs = format!("&l{};", level - 1).repeat(10);
-        doctype.push_str(&format!("<!ENTITY l{level} \"{refs}\">"));
-    }
-    doctype.push(']');
-    doctype.push('>');
+    let doctype = billion_laughs("w:document");
     let body = format!(
         "<?xml version=\"1.0\"?>{doctype}<w:document><w:body><w:p><w:r><w:t>Before &l9; after</w:t></w:r></w:p></w:body></w:document>"
     );
@@ -100,4 +78,90 @@ fn entity_definitions_are_never_expanded() {
     let doc = ingest(&docx, &Limits::default()).unwrap();
     assert_eq!(doc.units.len(), 1);
     assert_eq!(doc.units[0].text, "Before  after");
+}
+
+#[test]
+fn entity_definitions_in_a_workbook_are_never_expanded() {
+    let plain = r#"<?xml version="1.0"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" uniqueCount="1"><si><t>Revenue</t></si></sst>"#;
+    let doc = ingest(&xlsx_with_shared_strings(plain), &Limits::default()).unwrap();
+    assert_eq!(doc.units[0].table.as_ref().unwrap().rows, [["Revenue", "42"]]);
+
+    let bomb = format!(
+        r#"<?xml version="1.0"?>{}<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" uniqueCount="1"><si><t>Before &l9; after</t></si></sst>"#,
+        billion_laughs("sst")
+    );
+    let started = std::time::Instant::now();
+    // A clear error or the text without the expansion; never a gigabyte of "ha".
+    match ingest(&xlsx_with_shared_strings(&bomb), &Limits::default()) {
+        Ok(doc) => {
+            let text = &doc.units[0].text;
+            assert!(text.len() < 10_000, "{} characters", text.len());
+            assert!(!text.contains("hahaha"), "{text}");
+        }
+        Err(error) => assert!(matches!(error, IngestError::Corrupt { .. }), "{error}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+}
+
+/// Every corpus file cut at seven points and read: a clear error or a (partial) document, and no
+/// panic inside a parser (the guard would turn one into an error; none is expected: truncated
+/// compound files are refused before calamine's reader, which panics on them, runs).
+#[test]
+fn truncated_files_of_every_format_are_clear_errors() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    if !corpus.is_dir() {
+        println!("skipping: ../shared/corpus not found");
+        return;
+    }
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    let mut dirs = vec![corpus];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "expected") {
+                    dirs.push(path);
+                }
+            } else if !matches!(path.extension().and_then(|e| e.to_str()), Some("json" | "md") | None) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let (mut reads, mut errors, mut guarded) = (0, 0, Vec::new());
+    let mut formats = std::collections::BTreeSet::new();
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        if let Ok(format) = beacon_ingest::detect_format(&bytes) {
+            formats.insert(format.to_string());
+        }
+        for eighth in 1..8 {
+            let cut = &bytes[..bytes.len() * eighth / 8];
+            match ingest(cut, &Limits::default()) {
+                Ok(_) => reads += 1,
+                Err(IngestError::Corrupt { reason, .. }) if reason.contains("parser failed") => {
+                    guarded.push(format!("{} at {eighth}/8: {reason}", path.display()))
+                }
+                Err(_) => errors += 1,
+            }
+        }
+    }
+    println!(
+        "{} files ({}) cut 7 ways: {reads} read, {errors} clear errors, {} parser panics caught",
+        files.len(),
+        formats.into_iter().collect::<Vec<_>>().join(", "),
+        guarded.len()
+    );
+    for g in &guarded {
+        println!("  caught: {g}");
+    }
+    assert!(files.len() > 50, "the corpus has its files");
+    assert!(guarded.is_empty(), "parsers panicked on {} cut files", guarded.len());
+    // The hand-built workbook too, cut anywhere.
+    let xlsx = xlsx_with_shared_strings(r#"<?xml version="1.0"?><sst><si><t>x</t></si></sst>"#);
+    for cut in (1..xlsx.len()).step_by(97) {
+        if let Err(IngestError::Corrupt { reason, .. }) = ingest(&xlsx[..cut], &Limits::default()) {
+            assert!(!reason.contains("parser failed"), "cut at {cut}: {reason}");
+        }
+    }
 }

@@ -22,6 +22,14 @@ pub(crate) fn ingest_workbook(bytes: &[u8], format: Format, limits: &Limits) -> 
     if format != Format::Xls {
         container::check_zip_budget(bytes, format, limits.max_decompressed_bytes)?;
     }
+    // XLS: check the compound file is whole and read the workbook stream before calamine does.
+    let xls_formats = match format {
+        Format::Xls => {
+            container::check_cfb_complete(bytes, format)?;
+            xls_formats::read(bytes, limits.max_decompressed_bytes)?
+        }
+        _ => None,
+    };
     let mut patched: Option<Vec<u8>> = None;
     let mut opened = guard_panic(format, || open(bytes, format))?;
     if matches!(format, Format::Xlsb | Format::Xlsx | Format::Xlsm)
@@ -45,7 +53,7 @@ pub(crate) fn ingest_workbook(bytes: &[u8], format: Format, limits: &Limits) -> 
 
     let source = patched.as_deref().unwrap_or(bytes);
     let book_formats = match format {
-        Format::Xls => xls_formats::read(source, limits.max_decompressed_bytes),
+        Format::Xls => xls_formats,
         Format::Xlsb => xlsb_formats::read(source, limits.max_decompressed_bytes),
         _ => None,
     };

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io::{Cursor, Read};
 
 use super::formats::{Bytes, SheetFormats, WorkbookFormats, XfTable, utf16le};
+use crate::{Format, IngestError};
 
 const BOF: u16 = 0x0809;
 const EOF: u16 = 0x000A;
@@ -22,13 +23,25 @@ const FORMULA: u16 = 0x0006;
 const LABELSST: u16 = 0x00FD;
 const LABEL: u16 = 0x0204;
 
-/// The workbook's cell formats, or `None` when the workbook stream cannot be read.
-pub(crate) fn read(bytes: &[u8], max_stream_bytes: u64) -> Option<WorkbookFormats> {
-    let mut file = cfb::CompoundFile::open(Cursor::new(bytes)).ok()?;
-    let name = ["/Workbook", "/Book"].into_iter().find(|n| file.is_stream(n))?;
+/// The workbook's cell formats; `None` when the compound file does not open (calamine has its
+/// own reader and reports what is wrong). A workbook stream that opens but cannot be read to its
+/// end is a truncated file: an error, found before calamine (whose reader panics on it) runs.
+pub(crate) fn read(bytes: &[u8], max_stream_bytes: u64) -> Result<Option<WorkbookFormats>, IngestError> {
+    let Ok(mut file) = std::panic::catch_unwind(|| cfb::CompoundFile::open(Cursor::new(bytes)))
+        .unwrap_or_else(|_| Err(std::io::Error::other("the compound file reader failed")))
+    else {
+        return Ok(None);
+    };
+    let Some(name) = ["/Workbook", "/Book"].into_iter().find(|n| file.is_stream(n)) else { return Ok(None) };
     let mut stream = Vec::new();
-    file.open_stream(name).ok()?.take(max_stream_bytes).read_to_end(&mut stream).ok()?;
-    Some(read_stream(&stream))
+    let read = file.open_stream(name).and_then(|s| s.take(max_stream_bytes).read_to_end(&mut stream));
+    if let Err(err) = read {
+        return Err(IngestError::Corrupt {
+            format: Format::Xls,
+            reason: format!("its workbook stream cannot be read ({err}); the file is probably truncated"),
+        });
+    }
+    Ok(Some(read_stream(&stream)))
 }
 
 /// One record: type and body.
@@ -218,7 +231,7 @@ mod tests {
 
     #[test]
     fn garbage_reads_as_no_formats() {
-        assert!(read(b"not a compound file", 1 << 20).is_none());
+        assert!(matches!(read(b"not a compound file", 1 << 20), Ok(None)));
         let workbook = read_stream(&[0x09, 0x08, 0xff, 0xff, 1, 2]);
         assert!(workbook.sheets.is_empty());
     }
