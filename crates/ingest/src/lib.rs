@@ -169,6 +169,10 @@ pub(crate) fn truncate_chars(text: &mut String, max_chars: usize) -> bool {
 /// hostile files do panic, and one bad upload must not take the worker down.
 pub(crate) fn guard_panic<T>(format: Format, f: impl FnOnce() -> T) -> Result<T, IngestError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        // Under the fuzzer a panic is a finding, not something to paper over.
+        if cfg!(fuzzing) {
+            std::panic::resume_unwind(payload);
+        }
         let detail = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())

@@ -181,6 +181,11 @@ pub enum IngestError {
     Unsupported(String),
     #[error("the {format} file is encrypted (password-protected); {}", encrypted_remedy(*format))]
     Encrypted { format: Format },
+    #[error(
+        "sheet {sheet:?} says it spans {cells} cells; reading it would take more memory than \
+         limits.max_decompressed_bytes allows (raise it to read this workbook)"
+    )]
+    SheetTooLarge { sheet: String, cells: u64 },
     #[error("the {format} file is encrypted and the password given does not open it")]
     WrongPassword { format: Format },
     #[error("the {format} file is corrupt or unreadable: {reason}")]
