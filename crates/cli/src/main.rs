@@ -46,9 +46,24 @@ enum Command {
     Executions(executions::ExecutionsCommand),
 }
 
+/// A parser that panics on a hostile file is caught and reported as that file's error; the
+/// default hook would still print a panic message and backtrace on stderr. Handled panics go to
+/// the debug log instead; any other panic is printed as before.
+fn quiet_handled_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if beacon_ingest::panic_is_guarded() {
+            tracing::debug!(%info, "parser panic, handled as a corrupt-file error");
+        } else {
+            default(info);
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log);
+    quiet_handled_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -7,7 +7,7 @@ use crate::{Format, IngestError, guard_panic};
 
 /// What a ZIP container holds, as far as detection cares.
 fn open_zip(bytes: &[u8]) -> Result<zip::ZipArchive<Cursor<&[u8]>>, String> {
-    match std::panic::catch_unwind(|| zip::ZipArchive::new(Cursor::new(bytes))) {
+    match crate::catch_panic(|| zip::ZipArchive::new(Cursor::new(bytes))) {
         Ok(Ok(archive)) => Ok(archive),
         Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err("the ZIP reader failed on it".to_string()),
@@ -139,7 +139,7 @@ pub(crate) fn check_zip_budget(bytes: &[u8], format: Format, limit: u64) -> Resu
 
 /// The format of an OLE/CFB compound file.
 pub(crate) fn cfb_format(bytes: &[u8]) -> Result<Format, IngestError> {
-    let opened = std::panic::catch_unwind(|| cfb::CompoundFile::open(Cursor::new(bytes)));
+    let opened = crate::catch_panic(|| cfb::CompoundFile::open(Cursor::new(bytes)));
     let Ok(Ok(file)) = opened else {
         // A damaged directory: calamine has its own reader and may still manage; it reports
         // the error otherwise.

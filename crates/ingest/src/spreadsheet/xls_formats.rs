@@ -31,7 +31,7 @@ const FILEPASS: u16 = 0x002F;
 /// `max_bytes` bounds the stream read and the memory a sheet's size record may claim.
 pub(crate) fn read(bytes: &[u8], max_bytes: u64) -> Result<Option<WorkbookFormats>, IngestError> {
     let corrupt = |reason: String| IngestError::Corrupt { format: Format::Xls, reason };
-    let opened = std::panic::catch_unwind(|| cfb::CompoundFile::open(Cursor::new(bytes)))
+    let opened = crate::catch_panic(|| cfb::CompoundFile::open(Cursor::new(bytes)))
         .unwrap_or_else(|_| Err(std::io::Error::other("the compound file reader failed")));
     let mut file = opened.map_err(|e| corrupt(format!("its compound-file structure is damaged ({e})")))?;
     let Some(name) = ["/Workbook", "/Book"].into_iter().find(|n| file.is_stream(n)) else { return Ok(None) };
