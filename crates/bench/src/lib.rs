@@ -2,5 +2,6 @@
 //! them (see `tests/quota_reduced.rs`); the `beacon-bench` binary prints the tables.
 
 pub mod engine;
+pub mod ingest;
 pub mod quota;
 pub mod tokens;

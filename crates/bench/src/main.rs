@@ -5,10 +5,11 @@
 //! cargo run --release -p beacon-bench -- engine --scenario pass --items 10000   # one, as a JSON line
 //! cargo run --release -p beacon-bench -- quota             # client stack vs the seed's algorithm
 //! cargo run --release -p beacon-bench -- tokens            # token estimator vs BPE tokenizers
+//! cargo run --release -p beacon-bench -- ingest            # pages/s vs pdftotext, sheets/s vs openpyxl
 //! ```
 //! Each scenario runs in its own child process so that its peak memory (VmHWM) is its own.
 
-use beacon_bench::{engine, quota, tokens};
+use beacon_bench::{engine, ingest, quota, tokens};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -27,6 +28,8 @@ enum Command {
     Quota(quota::QuotaArgs),
     /// The token estimator against the o200k and cl100k tokenizers on the shared corpus.
     Tokens(tokens::TokensArgs),
+    /// Ingestion speed: PDF pages/s against pdftotext, sheets/s against openpyxl.
+    Ingest(ingest::IngestArgs),
 }
 
 fn main() {
@@ -43,6 +46,7 @@ fn main() {
             Command::Engine(args) => engine::run(args).await,
             Command::Quota(args) => quota::run(args).await,
             Command::Tokens(args) => tokens::run(&args),
+            Command::Ingest(args) => ingest::run(&args),
         }
     });
     std::process::exit(code);

@@ -1,6 +1,6 @@
 //! CSV/TSV: delimiter detection and row-range units with the header repeated in each.
 
-use crate::{Document, FLAG_TRUNCATED, Format, IngestError, Limits, Table, Unit, UnitKind, markdown, truncate_chars};
+use crate::{Document, FLAG_TRUNCATED, Format, IngestError, Limits, Table, Unit, UnitKind, markdown};
 
 const DELIMITERS: [u8; 3] = [b',', b'\t', b';'];
 /// Detection looks at the start of the text only.
@@ -80,35 +80,12 @@ pub(crate) fn ingest_delimited(text: &str, limits: &Limits) -> Result<Document, 
     let mut rows = rows.into_iter();
     let header: Vec<String> = rows.next().unwrap_or_default();
     let data: Vec<Vec<String>> = rows.collect();
-    let header_text = markdown::header(&header, width);
-    let max_rows = limits.max_rows_per_unit.max(1);
-
-    let mut units = Vec::new();
-    let mut start = 0usize;
-    while start < data.len() {
-        let mut end = start;
-        let mut text = header_text.clone();
-        let mut chars = text.chars().count();
-        while end < data.len() && end - start < max_rows {
-            let line = markdown::row(&data[end], width);
-            let line_chars = line.chars().count() + 1;
-            if end > start && chars + line_chars > limits.max_unit_chars {
-                break;
-            }
-            text.push('\n');
-            text.push_str(&line);
-            chars += line_chars;
-            end += 1;
-        }
-        if units.len() >= limits.max_units {
-            // Stop splitting; the caller reports TooManyUnits with the full count.
-            let remaining_units = (data.len() - start).div_ceil(max_rows);
-            return Err(IngestError::TooManyUnits { count: units.len() + remaining_units, limit: limits.max_units });
-        }
-        let mut flags = Vec::new();
-        if truncate_chars(&mut text, limits.max_unit_chars) {
-            flags.push(FLAG_TRUNCATED.to_string());
-        }
+    let ranges =
+        markdown::row_ranges(&header, &data, width, limits.max_rows_per_unit, limits.max_unit_chars, limits.max_units)?;
+    let mut units = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        let (start, end) = (range.start, range.end);
+        let flags = if range.truncated { vec![FLAG_TRUNCATED.to_string()] } else { Vec::new() };
         let title = if end - start == 1 { format!("Row {}", start + 1) } else { format!("Rows {}-{}", start + 1, end) };
         let mut table_rows = Vec::with_capacity(end - start + 1);
         table_rows.push(header.clone());
@@ -117,18 +94,17 @@ pub(crate) fn ingest_delimited(text: &str, limits: &Limits) -> Result<Document, 
             index: units.len(),
             kind: UnitKind::Rows,
             title,
-            text,
+            text: range.text,
             table: Some(Table { rows: table_rows, has_header: true, values: Vec::new() }),
             flags,
         });
-        start = end;
     }
     if units.is_empty() {
         units.push(Unit {
             index: 0,
             kind: UnitKind::Rows,
             title: "Header".into(),
-            text: header_text,
+            text: markdown::header(&header, width),
             table: Some(Table { rows: vec![header], has_header: true, values: Vec::new() }),
             flags: Vec::new(),
         });

@@ -12,7 +12,7 @@ use calamine::{Data, Reader, SheetType, SheetVisible, Sheets, StyleRange};
 
 use crate::{
     CellValue, Document, FLAG_EMPTY, FLAG_HIDDEN, FLAG_TRUNCATED, FLAG_UNREADABLE, Format, IngestError, Limits, Table,
-    Unit, UnitKind, container, guard_panic, markdown, truncate_chars,
+    Unit, UnitKind, container, guard_panic, markdown,
 };
 use formats::SheetFormats;
 use numfmt::DisplayFormatter;
@@ -93,8 +93,12 @@ pub(crate) fn ingest_workbook(bytes: &[u8], format: Format, limits: &Limits) -> 
         };
         let cell_formats =
             styles.as_ref().or_else(|| book_formats.as_ref().and_then(|b| b.sheet(sheet_index, &sheet.name)));
-        let (rows, values) = range.map(|r| sheet_cells(&r, cell_formats, &mut display)).unwrap_or_default();
-        if rows.is_empty() {
+        let budget = limits.max_units.saturating_sub(units.len());
+        let parts = match &range {
+            Some(range) => sheet_units(&sheet.name, range, cell_formats, &mut display, &flags, limits, budget)?,
+            None => Vec::new(),
+        };
+        if parts.is_empty() {
             flags.push(FLAG_EMPTY.to_string());
             let text = match sheet.typ {
                 SheetType::ChartSheet => "(chart sheet)",
@@ -116,19 +120,7 @@ pub(crate) fn ingest_workbook(bytes: &[u8], format: Format, limits: &Limits) -> 
             });
             continue;
         }
-        let first_non_empty = rows.iter().position(|r| r.iter().any(|c| !c.is_empty())).unwrap_or(0);
-        let mut text = markdown::table(&rows[first_non_empty..]);
-        if truncate_at_line(&mut text, limits.max_unit_chars) {
-            flags.push(FLAG_TRUNCATED.to_string());
-        }
-        units.push(Unit {
-            index: units.len(),
-            kind: UnitKind::Sheet,
-            title: sheet.name.clone(),
-            text,
-            table: Some(Table { rows, has_header: true, values }),
-            flags,
-        });
+        units.extend(parts);
     }
     Ok(Document { format, units, title, language: None, encoding: None })
 }
@@ -189,17 +181,67 @@ fn is_password_error(err: &calamine::Error) -> bool {
     }
 }
 
-/// Cuts a Markdown table to `max_chars`, at a row boundary when one is near.
-fn truncate_at_line(text: &mut String, max_chars: usize) -> bool {
-    if !truncate_chars(text, max_chars) {
-        return false;
+/// A sheet's units: one, with the whole sheet as a table; or, when its Markdown is over
+/// `limits.max_unit_chars`, row ranges with the header row repeated in each, titled with the
+/// sheet's own row numbers (`Data (rows 2-181)`). None for a sheet without values. `max_units`:
+/// how many units the workbook may still have. Units are numbered by the caller.
+fn sheet_units(
+    name: &str,
+    range: &calamine::Range<Data>,
+    formats: Option<&SheetFormats>,
+    display: &mut DisplayFormatter,
+    flags: &[String],
+    limits: &Limits,
+    max_units: usize,
+) -> Result<Vec<Unit>, IngestError> {
+    let (rows, values) = sheet_cells(range, formats, display);
+    if rows.is_empty() {
+        return Ok(Vec::new());
     }
-    if let Some(pos) = text.rfind('\n')
-        && pos > text.len() / 2
-    {
-        text.truncate(pos);
+    let header_row = rows.iter().position(|r| r.iter().any(|c| !c.is_empty())).unwrap_or(0);
+    let text = markdown::table(&rows[header_row..]);
+    if text.chars().count() <= limits.max_unit_chars {
+        let table = Table { rows, has_header: true, values };
+        let unit = Unit {
+            index: 0,
+            kind: UnitKind::Sheet,
+            title: name.to_string(),
+            text,
+            table: Some(table),
+            flags: flags.to_vec(),
+        };
+        return Ok(vec![unit]);
     }
-    true
+    let width = rows.iter().map(Vec::len).max().unwrap_or(1);
+    let data = &rows[header_row + 1..];
+    let ranges = markdown::row_ranges(&rows[header_row], data, width, usize::MAX, limits.max_unit_chars, max_units)?;
+    // Spreadsheet row numbers (1-based) of the first data row.
+    let first_data_row = range.start().map_or(0, |(row, _)| row as usize) + header_row + 2;
+    /// The header row and data rows `from..to` (counted after the header).
+    fn part<T: Clone>(all: &[Vec<T>], header_row: usize, from: usize, to: usize) -> Vec<Vec<T>> {
+        let mut part = vec![all[header_row].clone()];
+        part.extend_from_slice(&all[header_row + 1 + from..header_row + 1 + to]);
+        part
+    }
+    Ok(ranges
+        .into_iter()
+        .map(|r| {
+            let mut flags = flags.to_vec();
+            if r.truncated {
+                flags.push(FLAG_TRUNCATED.to_string());
+            }
+            let rows = part(&rows, header_row, r.start, r.end);
+            let table = Table { rows, has_header: true, values: part(&values, header_row, r.start, r.end) };
+            Unit {
+                index: 0,
+                kind: UnitKind::Sheet,
+                title: format!("{name} (rows {}-{})", first_data_row + r.start, first_data_row + r.end - 1),
+                text: r.text,
+                table: Some(table),
+                flags,
+            }
+        })
+        .collect())
 }
 
 /// The sheet's cells, from the first used row and column (as spreadsheet applications export a
@@ -370,6 +412,47 @@ mod tests {
             let r = ingest_workbook(b"PK\x03\x04garbage", format, &limits);
             assert!(r.is_err(), "{format}");
         }
+    }
+
+    #[test]
+    fn a_sheet_too_large_for_one_unit_becomes_row_ranges_with_the_header_repeated() {
+        let mut rows = vec![vec!["id".to_string(), "name".to_string()]];
+        rows.extend((1..=300).map(|i| vec![i.to_string(), format!("item number {i}")]));
+        let range = calamine::Range::from_sparse(
+            rows.iter()
+                .enumerate()
+                .flat_map(|(r, row)| {
+                    row.iter().enumerate().map(move |(c, v)| {
+                        let value = v.parse::<f64>().map_or_else(|_| Data::String(v.clone()), Data::Float);
+                        calamine::Cell::new((r as u32 + 4, c as u32), value)
+                    })
+                })
+                .collect(),
+        );
+        let limits = Limits { max_unit_chars: 2_000, ..Limits::default() };
+        let flags = vec![FLAG_HIDDEN.to_string()];
+        let units = sheet_units("Data", &range, None, &mut DisplayFormatter::new(false), &flags, &limits, 100).unwrap();
+        assert!(units.len() > 3, "{} units", units.len());
+        // The header sits in spreadsheet row 5, the data from row 6 to 305.
+        assert!(units[0].title.starts_with("Data (rows 6-"), "{}", units[0].title);
+        assert!(units.last().unwrap().title.ends_with("-305)"), "{}", units.last().unwrap().title);
+        let mut next = 6;
+        for unit in &units {
+            assert!(unit.text.starts_with("| id | name |\n| --- | --- |"), "header repeated: {}", unit.title);
+            assert!(unit.text.chars().count() <= 2_000);
+            assert_eq!(unit.flags, ["hidden"]);
+            let table = unit.table.as_ref().unwrap();
+            assert_eq!(table.rows[0], ["id", "name"]);
+            assert_eq!(table.values.len(), table.rows.len());
+            // Consecutive ranges: none lost, none repeated.
+            assert_eq!(table.rows[1][0], (next - 5).to_string());
+            next += table.rows.len() - 1;
+        }
+        assert_eq!(next, 306);
+        // Over the unit budget: refused, naming the limit.
+        let error =
+            sheet_units("Data", &range, None, &mut DisplayFormatter::new(false), &flags, &limits, 2).unwrap_err();
+        assert!(matches!(error, IngestError::TooManyUnits { limit: 2, .. }), "{error}");
     }
 
     #[test]
