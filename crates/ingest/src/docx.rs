@@ -72,6 +72,13 @@ fn heading_styles(styles: &str) -> HashMap<String, bool> {
     map
 }
 
+/// Most grid columns one cell may span (Word allows 63); bounds what a hostile value adds.
+const MAX_GRID_SPAN: usize = 64;
+
+fn attribute(e: &quick_xml::events::BytesStart<'_>, name: &str) -> Option<String> {
+    e.attributes().flatten().find(|a| a.key.as_ref() == name).map(|a| a.value.to_string())
+}
+
 /// The body's paragraphs, tables and page breaks in order. Nested tables are flattened into
 /// their cell's text.
 fn read_blocks(xml: &str, headings: &HashMap<String, bool>) -> Vec<Block> {
@@ -83,6 +90,10 @@ fn read_blocks(xml: &str, headings: &HashMap<String, bool>) -> Vec<Block> {
     let mut table_depth = 0usize;
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut cell: Vec<String> = Vec::new();
+    // The current cell's merges: grid columns it spans (`w:gridSpan`), and whether it continues
+    // the cell above (`w:vMerge` without `restart`).
+    let mut span = 1usize;
+    let mut continues_above = false;
     while let Ok(event) = reader.read_event() {
         // `<w:t/>` holds no text and has no end tag.
         let opens = matches!(event, Event::Start(_));
@@ -124,7 +135,14 @@ fn read_blocks(xml: &str, headings: &HashMap<String, bool>) -> Vec<Block> {
                     }
                 }
                 "tr" if table_depth == 1 => rows.push(Vec::new()),
-                "tc" if table_depth == 1 => cell.clear(),
+                "tc" if table_depth == 1 => {
+                    cell.clear();
+                    (span, continues_above) = (1, false);
+                }
+                "gridSpan" if table_depth == 1 => {
+                    span = attribute(&e, "w:val").and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, MAX_GRID_SPAN);
+                }
+                "vMerge" if table_depth == 1 => continues_above = attribute(&e, "w:val").is_none_or(|v| v != "restart"),
                 _ => {}
             },
             Event::Text(text) if in_text => paragraph.push_str(&text.xml_content(quick_xml::XmlVersion::Implicit1_0)),
@@ -143,8 +161,17 @@ fn read_blocks(xml: &str, headings: &HashMap<String, bool>) -> Vec<Block> {
                     }
                 }
                 "tc" if table_depth == 1 => {
+                    let mut text = std::mem::take(&mut cell).join(" ");
+                    let column = rows.last().map_or(0, Vec::len);
+                    if continues_above && text.is_empty() {
+                        // A vertically merged cell: each row reads on its own with the value repeated.
+                        let above = rows.iter().rev().nth(1).and_then(|r| r.get(column));
+                        text = above.cloned().unwrap_or_default();
+                    }
                     if let Some(row) = rows.last_mut() {
-                        row.push(std::mem::take(&mut cell).join(" "));
+                        // A horizontally merged cell keeps the grid: its text, then empty columns.
+                        row.push(text);
+                        row.extend(std::iter::repeat_n(String::new(), span - 1));
                     }
                 }
                 "tbl" => {
@@ -265,6 +292,35 @@ mod tests {
         assert_eq!(units[0].title, "概要 & 目的");
         assert!(units[0].text.contains("| A | B |"), "{}", units[0].text);
         assert_eq!(units[1].text, "Next page");
+    }
+
+    #[test]
+    fn merged_cells_keep_the_grid_and_repeat_vertical_merges() {
+        let cell = |props: &str, text: &str| {
+            format!("<w:tc><w:tcPr>{props}</w:tcPr><w:p><w:r><w:t>{text}</w:t></w:r></w:p></w:tc>")
+        };
+        let empty = |props: &str| format!("<w:tc><w:tcPr>{props}</w:tcPr><w:p/></w:tc>");
+        let xml = format!(
+            "<w:document><w:body><w:tbl>\
+             <w:tr>{}{}</w:tr>\
+             <w:tr>{}{}{}</w:tr>\
+             <w:tr>{}{}{}</w:tr>\
+             </w:tbl></w:body></w:document>",
+            cell(r#"<w:gridSpan w:val="2"/>"#, "Region"),
+            cell("", "Total"),
+            cell(r#"<w:vMerge w:val="restart"/>"#, "East"),
+            cell("", "Q1"),
+            cell("", "10"),
+            empty("<w:vMerge/>"),
+            cell("", "Q2"),
+            cell("", "12"),
+        );
+        let blocks = read_blocks(&xml, &HashMap::new());
+        let rows = |r: &[&[&str]]| r.iter().map(|row| row.iter().map(|c| c.to_string()).collect()).collect();
+        assert_eq!(
+            blocks,
+            [Block::Table(rows(&[&["Region", "", "Total"], &["East", "Q1", "10"], &["East", "Q2", "12"]]))]
+        );
     }
 
     #[test]
