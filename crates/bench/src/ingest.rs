@@ -225,16 +225,20 @@ import openpyxl
 runs = int(sys.argv[1])
 for path in sys.argv[2:]:
     times, sheets = [], 0
-    for _ in range(runs):
-        started = time.perf_counter()
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        sheets = 0
-        for sheet in book.worksheets:
-            sheets += 1
-            for row in sheet.iter_rows(values_only=True):
-                pass
-        book.close()
-        times.append(time.perf_counter() - started)
+    try:
+        for _ in range(runs):
+            started = time.perf_counter()
+            book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+            sheets = 0
+            for sheet in book.worksheets:
+                sheets += 1
+                for row in sheet.iter_rows(values_only=True):
+                    pass
+            book.close()
+            times.append(time.perf_counter() - started)
+    except Exception as error:
+        print(json.dumps({"file": path, "error": f"{type(error).__name__}: {error}"}))
+        continue
     print(json.dumps({"file": path, "sheets": sheets, "seconds": statistics.median(times)}))
 "#;
 
@@ -266,10 +270,11 @@ fn per_file_totals(out: &[u8], count_key: &str) -> (f64, u64) {
         .fold((0.0, 0), |(s, n), v| (s + v["seconds"].as_f64().unwrap_or(0.0), n + v[count_key].as_u64().unwrap_or(0)))
 }
 
-fn sheet_rows(files: &[PathBuf], runs: usize, python: &Path) -> Result<(u64, f64, f64), String> {
-    let mut ours = beacon_child(files, &["--per-file", "--runs", &runs.to_string()])?;
-    let out = ours.output().map_err(|e| e.to_string())?;
-    let (beacon_seconds, sheets) = per_file_totals(&out.stdout, "units");
+/// Sheets, BEACON units (a large sheet is several), BEACON seconds, openpyxl seconds, and the
+/// files openpyxl could not read (left out of every figure).
+type SheetRow = (u64, u64, f64, f64, Vec<String>);
+
+fn sheet_rows(files: &[PathBuf], runs: usize, python: &Path) -> Result<SheetRow, String> {
     let out = Command::new(python)
         .arg("-c")
         .arg(OPENPYXL_SCRIPT)
@@ -280,8 +285,23 @@ fn sheet_rows(files: &[PathBuf], runs: usize, python: &Path) -> Result<(u64, f64
     if !out.status.success() {
         return Err(format!("openpyxl: {}", String::from_utf8_lossy(&out.stderr)));
     }
-    let (openpyxl_seconds, _) = per_file_totals(&out.stdout, "sheets");
-    Ok((sheets, beacon_seconds, openpyxl_seconds))
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let failed: Vec<String> = lines
+        .iter()
+        .filter(|v| v.get("error").is_some())
+        .map(|v| format!("{}: {}", v["file"].as_str().unwrap_or("?"), v["error"].as_str().unwrap_or("?")))
+        .collect();
+    let read: Vec<PathBuf> = lines
+        .iter()
+        .filter(|v| v.get("error").is_none())
+        .filter_map(|v| v["file"].as_str().map(PathBuf::from))
+        .collect();
+    let (openpyxl_seconds, sheets) = per_file_totals(&out.stdout, "sheets");
+    let mut ours = beacon_child(&read, &["--per-file", "--runs", &runs.to_string()])?;
+    let out = ours.output().map_err(|e| e.to_string())?;
+    let (beacon_seconds, units) = per_file_totals(&out.stdout, "units");
+    Ok((sheets, units, beacon_seconds, openpyxl_seconds, failed))
 }
 
 fn compare(args: &IngestArgs) -> Result<(), String> {
@@ -315,18 +335,28 @@ fn compare(args: &IngestArgs) -> Result<(), String> {
     if !made.as_ref().is_ok_and(|o| o.status.success()) {
         return Err(format!("{} cannot write a workbook with openpyxl: {made:?}", python.display()));
     }
-    println!("\n| workbook set | sheets | BEACON s | BEACON sheets/s | openpyxl s | openpyxl sheets/s |");
-    println!("|---|---|---|---|---|---|");
+    let mut unread = Vec::new();
+    println!(
+        "\n| workbook set | sheets | BEACON units | BEACON s | BEACON sheets/s | openpyxl s | openpyxl sheets/s |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (name, files) in [
         (format!("corpus XLSX/XLSM ({} files)", books.len()), books),
         ("generated, 10 sheets × 10,000 rows".to_string(), vec![generated]),
     ] {
-        let (sheets, ours, theirs) = sheet_rows(&files, args.runs, &python)?;
+        let (sheets, units, ours, theirs, failed) = sheet_rows(&files, args.runs, &python)?;
         println!(
-            "| {name} | {sheets} | {ours:.3} | {:.0} | {theirs:.3} | {:.0} |",
+            "| {name} | {sheets} | {units} | {ours:.3} | {:.0} | {theirs:.3} | {:.0} |",
             sheets as f64 / ours,
             sheets as f64 / theirs
         );
+        unread.extend(failed);
+    }
+    if !unread.is_empty() {
+        println!("\nLeft out of both columns (openpyxl cannot read them; BEACON reads all):");
+        for file in unread {
+            println!("- {file}");
+        }
     }
     std::io::stdout().flush().ok();
     Ok(())
