@@ -47,6 +47,31 @@ fn a_japanese_csv_lists_its_rows_with_the_table() {
 }
 
 #[test]
+fn an_html_page_in_shift_jis_splits_at_its_headings_and_runs_offline() {
+    let s = Scratch::new();
+    let page = "<!DOCTYPE html><html><head><meta charset=\"shift_jis\"><title>報告</title>\
+        <script>alert('x')</script></head><body><h1>売上</h1><p>四月の売上は前年比103%。</p>\
+        <table><tr><th>月</th><th>売上高</th></tr><tr><td>4月</td><td>12,850</td></tr></table>\
+        <h2>課題</h2><ul><li>供給</li><li>金利</li></ul></body></html>";
+    let (bytes, _, _) = encoding_rs::SHIFT_JIS.encode(page);
+    let file = s.path("report.html");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = s.beacon().args(["units", "--json"]).arg(&file).output().unwrap();
+    assert_exit(&out, 0);
+    let units: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let titles: Vec<&str> = units.iter().map(|u| u["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["売上", "課題"]);
+    let first = units[0]["text"].as_str().unwrap();
+    assert!(first.contains("| 4月 | 12,850 |") && !first.contains("alert"), "{first}");
+    // And through the whole flow, offline: a report in Japanese.
+    let out = s.run(&file, &[]);
+    assert_exit(&out, 0);
+    let report = s.report();
+    assert_eq!(report["document"]["format"], "html");
+    assert_eq!(report["document"]["unit_count"], 2);
+}
+
+#[test]
 fn bad_input_is_a_clear_error() {
     let s = Scratch::new();
     let out = s.beacon().arg("units").arg(s.path("missing.pdf")).output().unwrap();

@@ -51,10 +51,12 @@ pub fn detect_format(bytes: &[u8]) -> Result<Format, IngestError> {
     Ok(classify_text(&decoded.text))
 }
 
-/// Text is CSV, Markdown or plain text. Form feeds mark pages (as pdftotext writes them), which
+/// Text is HTML (a doctype or `<html>` at the start), CSV, Markdown or plain text. Form feeds mark pages (as pdftotext writes them), which
 /// a CSV export never has, so paginated text is never taken for a table.
 pub(crate) fn classify_text(text: &str) -> Format {
-    if !text.contains('\x0c') && delimited::sniff(text).is_some() {
+    if crate::html::looks_like_html(text) {
+        Format::Html
+    } else if !text.contains('\x0c') && delimited::sniff(text).is_some() {
         Format::Csv
     } else if has_atx_heading(text) {
         Format::Markdown

@@ -26,6 +26,7 @@ mod container;
 mod delimited;
 mod detect;
 mod docx;
+mod html;
 mod image;
 mod language;
 mod markdown;
@@ -90,11 +91,12 @@ pub fn ingest_with_password(bytes: &[u8], limits: &Limits, password: Option<&str
         Format::Xlsx | Format::Xlsm | Format::Xlsb | Format::Xls | Format::Ods => {
             spreadsheet::ingest_workbook(bytes, format, limits)?
         }
-        Format::Csv | Format::Text | Format::Markdown => {
+        Format::Csv | Format::Text | Format::Markdown | Format::Html => {
             let decoded = charset::decode(bytes)
                 .ok_or_else(|| IngestError::Unsupported("text in an encoding that could not be decoded".into()))?;
             let mut doc = match format {
                 Format::Csv => delimited::ingest_delimited(&decoded.text, limits)?,
+                Format::Html => html::ingest_html(&decoded.text, limits)?,
                 _ => text::ingest_text(&decoded.text, format, limits)?,
             };
             doc.encoding = Some(decoded.encoding.to_string());

@@ -24,6 +24,7 @@ pub enum Format {
     Gif,
     Webp,
     Tiff,
+    Html,
 }
 
 impl Format {
@@ -48,6 +49,7 @@ impl Format {
             Format::Gif => "gif",
             Format::Webp => "webp",
             Format::Tiff => "tiff",
+            Format::Html => "html",
         }
     }
 }
@@ -151,10 +153,12 @@ pub struct Limits {
     pub max_decompressed_bytes: u64,
     /// Characters per unit; longer units are split (text/CSV) or truncated and flagged.
     pub max_unit_chars: usize,
-    /// Rows per unit for CSV files and large sheets (the header is repeated in each).
+    /// Rows per unit for CSV files (the header is repeated in each); sheets split by characters.
     pub max_rows_per_unit: usize,
     /// Most pixels (width × height) an image may have, checked on its header before decoding.
     pub max_image_pixels: u64,
+    /// Deepest element nesting read from HTML (real pages stay under a few hundred).
+    pub max_nesting_depth: usize,
 }
 
 impl Default for Limits {
@@ -166,6 +170,7 @@ impl Default for Limits {
             max_unit_chars: 40_000,
             max_rows_per_unit: 500,
             max_image_pixels: 50_000_000,
+            max_nesting_depth: 5_000,
         }
     }
 }
@@ -186,6 +191,8 @@ pub enum IngestError {
          limits.max_decompressed_bytes allows (raise it to read this workbook)"
     )]
     SheetTooLarge { sheet: String, cells: u64 },
+    #[error("the markup nests {depth} elements deep, over the limit of {limit} (raise limits.max_nesting_depth)")]
+    TooDeep { depth: usize, limit: usize },
     #[error("the {format} file is encrypted and the password given does not open it")]
     WrongPassword { format: Format },
     #[error("the {format} file is corrupt or unreadable: {reason}")]
