@@ -7,6 +7,7 @@ mod asl;
 mod display;
 mod executions;
 mod exit;
+mod plan;
 mod run;
 mod session;
 mod sim;
@@ -36,6 +37,9 @@ enum Command {
     Run(run::RunArgs),
     /// List the units a document splits into (what the model will see), without calling a model.
     Units(units::UnitsArgs),
+    /// Units, strategy, tokens, cost (on demand and batch) and time under the quota for each
+    /// document, before any model call.
+    Plan(plan::PlanArgs),
     /// Start a local Amazon Bedrock-compatible simulator (Converse API) with quotas and latency.
     Sim(sim::SimArgs),
     /// Validate or run any ASL state machine locally (a local Step Functions).
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(cli.config.as_deref(), args).await,
             Command::Units(args) => units::units(cli.config.as_deref(), &args),
+            Command::Plan(args) => plan::plan(cli.config.as_deref(), &args).await,
             Command::Sim(args) => sim::sim(args).await,
             Command::Asl(command) => asl::asl(cli.config.as_deref(), command).await,
             Command::Executions(command) => executions::executions(cli.config.as_deref(), command).await,

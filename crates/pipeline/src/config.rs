@@ -248,12 +248,31 @@ impl Default for RetryConfig {
     }
 }
 
-/// Price of a model in USD per 1,000 tokens.
+/// Price of a model in USD per 1,000 tokens, on demand and in batch inference.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     pub input_per_1k: f64,
     pub output_per_1k: f64,
+    /// Batch inference prices; when absent, half the on-demand ones (Bedrock's batch discount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_input_per_1k: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_output_per_1k: Option<f64>,
+}
+
+impl Price {
+    pub fn on_demand(input_per_1k: f64, output_per_1k: f64) -> Self {
+        Price { input_per_1k, output_per_1k, batch_input_per_1k: None, batch_output_per_1k: None }
+    }
+
+    /// The batch inference price (given, or half the on-demand one).
+    pub fn batch(&self) -> Price {
+        Price::on_demand(
+            self.batch_input_per_1k.unwrap_or(self.input_per_1k / 2.0),
+            self.batch_output_per_1k.unwrap_or(self.output_per_1k / 2.0),
+        )
+    }
 }
 
 impl Default for Config {

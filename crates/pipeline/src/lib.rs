@@ -8,6 +8,7 @@ pub mod answer;
 pub mod config;
 pub mod flow;
 pub mod journal;
+pub mod plan;
 pub mod pricing;
 pub mod progress;
 pub mod prompt;

@@ -1,6 +1,11 @@
-//! Built-in on-demand prices for common Bedrock models (USD per 1,000 tokens, us-east-1,
-//! as published on the Amazon Bedrock pricing page). Users add or override prices in
-//! `[pricing]` of `beacon.toml`; an unknown model gets no cost rather than a wrong one.
+//! Built-in prices for common Bedrock models (USD per 1,000 tokens, us-east-1, on demand, as
+//! published on the Amazon Bedrock pricing page; compiled [`PRICES_AS_OF`], check before
+//! budgeting). Batch inference is priced at half the on-demand rate (Bedrock's batch discount)
+//! unless a price says otherwise. Users add or override prices in `[pricing]` of `beacon.toml`;
+//! an unknown model gets no cost rather than a wrong one.
+
+/// When the built-in table was compiled.
+pub const PRICES_AS_OF: &str = "2026-11-25";
 
 use crate::config::Price;
 
@@ -21,14 +26,14 @@ const PRICES: &[(&str, f64, f64)] = &[
 /// `global.` prefixes) are priced as their base model.
 pub fn builtin_price(model: &str) -> Option<Price> {
     if model == "offline" {
-        return Some(Price { input_per_1k: 0.0, output_per_1k: 0.0 });
+        return Some(Price::on_demand(0.0, 0.0));
     }
     let base =
         ["us.", "eu.", "apac.", "global.", "jp.", "au."].iter().find_map(|p| model.strip_prefix(p)).unwrap_or(model);
     PRICES
         .iter()
         .find(|(id, _, _)| *id == base)
-        .map(|&(_, input_per_1k, output_per_1k)| Price { input_per_1k, output_per_1k })
+        .map(|&(_, input_per_1k, output_per_1k)| Price::on_demand(input_per_1k, output_per_1k))
 }
 
 /// Cost in USD of the given token counts at `price`.
@@ -50,8 +55,12 @@ mod tests {
 
     #[test]
     fn cost_is_per_thousand_tokens() {
-        let p = Price { input_per_1k: 0.003, output_per_1k: 0.015 };
+        let p = Price::on_demand(0.003, 0.015);
         let c = cost_usd(p, 2000, 1000);
         assert!((c - 0.021).abs() < 1e-12, "{c}");
+        // Batch: half, unless given.
+        assert!((cost_usd(p.batch(), 2000, 1000) - 0.0105).abs() < 1e-12);
+        let given = Price { batch_input_per_1k: Some(0.001), batch_output_per_1k: Some(0.01), ..p };
+        assert!((cost_usd(given.batch(), 2000, 1000) - 0.012).abs() < 1e-12);
     }
 }
