@@ -151,26 +151,22 @@ fn sheet_formats(sheet: &[u8], xfs: &XfTable) -> SheetFormats {
 mod tests {
     use super::*;
 
+    /// A record header number as written: 7 bits per byte, high bit set when more follow.
+    fn push_varint(out: &mut Vec<u8>, mut value: u32) {
+        loop {
+            let byte = (value & 0x7F) as u8;
+            value >>= 7;
+            out.push(if value > 0 { byte | 0x80 } else { byte });
+            if value == 0 {
+                break;
+            }
+        }
+    }
+
     fn record(kind: u32, body: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut k = kind;
-        loop {
-            let byte = (k & 0x7F) as u8;
-            k >>= 7;
-            out.push(if k > 0 { byte | 0x80 } else { byte });
-            if k == 0 {
-                break;
-            }
-        }
-        let mut len = body.len() as u32;
-        loop {
-            let byte = (len & 0x7F) as u8;
-            len >>= 7;
-            out.push(if len > 0 { byte | 0x80 } else { byte });
-            if len == 0 {
-                break;
-            }
-        }
+        push_varint(&mut out, kind);
+        push_varint(&mut out, body.len() as u32);
         out.extend(body);
         out
     }
