@@ -2,9 +2,12 @@
 //!
 //! - [`DynamoLimiter`]: the rate limiter many processes and Lambdas share, one DynamoDB item per
 //!   model, updated with conditional writes.
+//! - [`bedrock_batch`]: Step Functions' `aws-sdk:bedrock` batch inference resources for the
+//!   embedded engine, through the real `aws-sdk-bedrock` client.
 //! - [`sdk_config`]: the AWS SDK configuration these adapters use (region, optional endpoint
 //!   override for a local emulator).
 
+pub mod bedrock_batch;
 pub mod limiter;
 
 pub use limiter::{DynamoLimiter, create_limiter_table};

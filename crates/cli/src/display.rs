@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use beacon_llm::ClientStats;
 use beacon_pipeline::{Progress, UnitEnd};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Display {
     bar: Option<ProgressBar>,
@@ -20,10 +20,11 @@ pub struct Display {
 }
 
 impl Display {
-    pub fn new(label: &str, stats: ClientStats, allow_bar: bool) -> Display {
+    /// A display for one document; on a terminal its bar joins `bars` (one line per document).
+    pub fn new(label: &str, stats: ClientStats, allow_bar: bool, bars: &MultiProgress) -> Display {
         let name = label.to_string();
         let bar = (allow_bar && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let bar = bars.add(ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()));
             let style = ProgressStyle::with_template(
                 "{spinner} {prefix} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} units {msg}",
             )

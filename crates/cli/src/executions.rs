@@ -112,12 +112,22 @@ fn show(config_path: Option<&Path>, name: &str, history: bool, as_json: bool, da
     };
     let record = match journal.get(name) {
         Ok(r) => r,
+        Err(_) if name.contains('/') => return show_child(&journal, name, as_json),
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;
         }
     };
+    let children = match journal.children(name) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INTERNAL;
+        }
+    };
     let mut value = summary(&record);
+    value["childExecutions"] =
+        children.iter().map(|c| json!({"name": c.name, "status": c.status.as_str(), "events": c.events})).collect();
     value["output"] = record.output.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(Value::Null);
     let mut task_keys: Vec<String> = match journal.tasks(name) {
         Ok(t) => t.into_keys().collect(),
@@ -155,20 +165,58 @@ fn show(config_path: Option<&Path>, name: &str, history: bool, as_json: bool, da
     if record.status == ExecutionState::Running {
         println!("resume     beacon executions resume {}", record.name);
     }
+    if let Some(first) = children.first() {
+        let ended = |s: ExecutionState| children.iter().filter(|c| c.status == s).count();
+        println!(
+            "children   {} distributed Map child executions ({} succeeded, {} failed, {} running); history: beacon executions show {} --history",
+            children.len(),
+            ended(ExecutionState::Succeeded),
+            ended(ExecutionState::Failed),
+            ended(ExecutionState::Running),
+            first.name
+        );
+    }
     if let Some(events) = value["events"].as_array() {
-        println!("\nhistory ({} events)", events.len());
-        for e in events {
-            println!(
-                "{:>6} {:>6}  {}  {:<28} {}",
-                e["id"],
-                e["previousEventId"],
-                e["timestamp"].as_str().unwrap_or_default(),
-                e["type"].as_str().unwrap_or_default(),
-                state_name(e)
-            );
-        }
+        print_history(events);
     }
     exit::SUCCESS
+}
+
+/// `executions show PARENT/CHILD`: a distributed Map child execution's history.
+fn show_child(journal: &beacon_store::journal::Journal, name: &str, as_json: bool) -> u8 {
+    let events = match journal.events(name, None) {
+        Ok(events) if !events.is_empty() => events,
+        Ok(_) => {
+            eprintln!("error: no execution named '{name}' in the journal");
+            return exit::USAGE;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let events: Vec<Value> = events.iter().map(event_json).collect();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&json!({"name": name, "events": events})).unwrap_or_default());
+        return exit::SUCCESS;
+    }
+    println!("child execution  {name}");
+    print_history(&events);
+    exit::SUCCESS
+}
+
+fn print_history(events: &[Value]) {
+    println!("\nhistory ({} events)", events.len());
+    for e in events {
+        println!(
+            "{:>6} {:>6}  {}  {:<28} {}",
+            e["id"],
+            e["previousEventId"],
+            e["timestamp"].as_str().unwrap_or_default(),
+            e["type"].as_str().unwrap_or_default(),
+            state_name(e)
+        );
+    }
 }
 
 /// An event in AWS's GetExecutionHistory shape.
@@ -226,13 +274,14 @@ async fn resume(config_path: Option<&Path>, args: ResumeArgs) -> u8 {
         config.provider = provider;
         args.flow.apply_provider(&mut config.provider);
     }
-    let session = match Session::new(config, &record.label, &args.flow).await {
+    let session = match Session::new(config, &args.flow).await {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let document = session.document(&record.label);
     let out = args
         .out
         .or_else(|| options.out_dir.as_ref().map(PathBuf::from))
         .unwrap_or_else(|| Path::new("beacon-out").join(&record.name));
-    session.finish(&record.label, &out, session.runner.resume(&args.name)).await
+    session.finish(&document, &record.label, &out, document.runner.resume(&args.name)).await
 }

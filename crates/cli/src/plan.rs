@@ -35,15 +35,12 @@ pub async fn plan(config_path: Option<&Path>, args: &PlanArgs) -> u8 {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let forced = match args.strategy.to_ascii_lowercase().as_str() {
-        "auto" => None,
-        other => match other.parse::<Strategy>() {
-            Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!("error: --strategy: {e}");
-                return exit::USAGE;
-            }
-        },
+    let forced = match Strategy::parse_choice(&args.strategy) {
+        Ok(forced) => forced,
+        Err(e) => {
+            eprintln!("error: --strategy: {e}");
+            return exit::USAGE;
+        }
     };
     let schema = match unit_schema(&config) {
         Ok(schema) => schema,

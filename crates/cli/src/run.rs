@@ -1,36 +1,95 @@
-//! `beacon run FILE`: the main job.
+//! `beacon run FILE...`: the main job.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use beacon_pipeline::RunOptions;
+use beacon_pipeline::plan::Strategy;
 use clap::Args;
+use futures::StreamExt;
 
+use crate::exit;
 use crate::session::{FlowArgs, Session, load_config};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The document to analyse.
-    file: PathBuf,
-    /// Output directory for report.json and report.md [default: beacon-out/<file stem>/].
+    /// The documents to analyse, or directories of them (their files, not subdirectories).
+    /// Documents run together share the quota, and batch documents pool their records into
+    /// shared batch jobs.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Output directory for report.json and report.md [default: beacon-out/<file stem>/]. With
+    /// several documents, each gets <DIR>/<file stem>/.
     #[arg(long, short)]
     out: Option<PathBuf>,
+    /// inline, distributed, batch (Bedrock batch inference), or auto: the state machine chooses
+    /// by unit count (`[strategy]` thresholds, 40 and 100 by default).
+    #[arg(long, default_value = "auto", value_name = "inline|distributed|batch|auto")]
+    strategy: String,
+    /// How many documents run at once.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    parallel_documents: usize,
     #[command(flatten)]
     flow: FlowArgs,
 }
 
-/// `beacon-out/<file stem>` unless given.
-fn out_dir(file: &Path, out: Option<&Path>) -> PathBuf {
-    match out {
-        Some(dir) => dir.to_path_buf(),
-        None => {
-            let stem = file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "document".into());
-            Path::new("beacon-out").join(stem)
+/// The files to run: each file given, and the files directly inside each directory given (in
+/// name order, hidden files left out).
+fn documents(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            // A missing or unreadable file is reported by its own run, with the others going on.
+            files.push(path.clone());
+            continue;
         }
+        let entries =
+            std::fs::read_dir(path).map_err(|e| format!("{}: cannot list the directory: {e}", path.display()))?;
+        let mut inside: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .collect();
+        if inside.is_empty() {
+            return Err(format!("{}: the directory holds no file", path.display()));
+        }
+        inside.sort();
+        files.extend(inside);
     }
+    Ok(files)
+}
+
+fn stem(file: &Path) -> String {
+    file.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "document".into())
+}
+
+/// Where each document's report goes: `--out` itself for one document, else
+/// `<--out or beacon-out>/<file stem>`; stems that collide (a.pdf, a.xlsx) use the file name.
+fn out_dirs(files: &[PathBuf], out: Option<&Path>) -> Vec<PathBuf> {
+    if let ([_], Some(dir)) = (files, out) {
+        return vec![dir.to_path_buf()];
+    }
+    let base = out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("beacon-out"));
+    let mut stems: BTreeMap<String, usize> = BTreeMap::new();
+    for file in files {
+        *stems.entry(stem(file)).or_default() += 1;
+    }
+    files
+        .iter()
+        .map(|file| {
+            let stem = stem(file);
+            let name = if stems[&stem] > 1 {
+                file.file_name().map(|n| n.to_string_lossy().replace('.', "-")).unwrap_or(stem)
+            } else {
+                stem
+            };
+            base.join(name)
+        })
+        .collect()
 }
 
 pub async fn run(config_path: Option<&Path>, args: RunArgs) -> u8 {
@@ -38,15 +97,71 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let label = args.file.display().to_string();
-    let name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| label.clone());
-    let session = match Session::new(config, &name, &args.flow).await {
+    let strategy = match Strategy::parse_choice(&args.strategy) {
+        Ok(strategy) => strategy,
+        Err(e) => {
+            eprintln!("error: --strategy: {e}");
+            return exit::USAGE;
+        }
+    };
+    if args.parallel_documents == 0 {
+        eprintln!("error: --parallel-documents must be at least 1");
+        return exit::USAGE;
+    }
+    let files = match documents(&args.files) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INPUT;
+        }
+    };
+    let session = match Session::new(config, &args.flow).await {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let out = out_dir(&args.file, args.out.as_deref());
-    // Remember the output directory as an absolute path, so a resume from elsewhere finds it.
-    let absolute_out = std::path::absolute(&out).unwrap_or_else(|_| out.clone());
-    let options = RunOptions { out_dir: Some(absolute_out.display().to_string()), ..RunOptions::default() };
-    session.finish(&label, &out, session.runner.run_file(&args.file, options)).await
+    let outs = out_dirs(&files, args.out.as_deref());
+    let session = &session;
+    let runs = files.iter().zip(outs).map(|(file, out)| async move {
+        let label = file.display().to_string();
+        let document = session.document(&label);
+        // Remember the output directory as an absolute path, so a resume from elsewhere finds it.
+        let absolute_out = std::path::absolute(&out).unwrap_or_else(|_| out.clone());
+        let options =
+            RunOptions { out_dir: Some(absolute_out.display().to_string()), strategy, ..RunOptions::default() };
+        session.finish(&document, &label, &out, document.runner.run_file(file, options)).await
+    });
+    let codes: Vec<u8> = futures::stream::iter(runs).buffer_unordered(args.parallel_documents).collect().await;
+    // The exit codes rank by severity: the worst document's decides.
+    codes.into_iter().max().unwrap_or(exit::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_document_uses_out_as_is_and_several_get_a_directory_each() {
+        let one = [PathBuf::from("a.pdf")];
+        assert_eq!(out_dirs(&one, Some(Path::new("o"))), vec![PathBuf::from("o")]);
+        assert_eq!(out_dirs(&one, None), vec![PathBuf::from("beacon-out/a")]);
+        let several = [PathBuf::from("x/a.pdf"), PathBuf::from("y/a.xlsx"), PathBuf::from("b.csv")];
+        assert_eq!(
+            out_dirs(&several, Some(Path::new("o"))),
+            vec![PathBuf::from("o/a-pdf"), PathBuf::from("o/a-xlsx"), PathBuf::from("o/b")]
+        );
+    }
+
+    #[test]
+    fn directories_give_their_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.txt", "a.txt", ".hidden"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let files = documents(&[dir.path().to_path_buf(), PathBuf::from("c.txt")]).unwrap();
+        let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec!["a.txt", "b.txt", "c.txt"]);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(documents(&[empty.path().to_path_buf()]).unwrap_err().contains("holds no file"));
+    }
 }

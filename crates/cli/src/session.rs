@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use beacon_asl::TaskRegistry;
 use beacon_aws::DynamoLimiter;
 use beacon_llm::bedrock::BedrockConverse;
 use beacon_llm::cache::{Cached, DirectoryCache};
@@ -17,6 +18,7 @@ use beacon_llm::retry::{RetryPolicy, Retrying};
 use beacon_llm::stack::{self, Pacing};
 use beacon_llm::{ClientStats, LlmClient};
 use beacon_pipeline::config::{BedrockApi, ProviderConfig};
+use beacon_pipeline::pool::BatchPool;
 use beacon_pipeline::report::UnitStatus;
 use beacon_pipeline::{Config, ProviderKind, RunError, RunOutcome, Runner, Secret, Services};
 use beacon_store::Store;
@@ -168,16 +170,28 @@ pub fn open_storage(config: &Config) -> Result<(Store, Journal), u8> {
     Ok((store, journal))
 }
 
-/// Everything needed to run or resume an execution.
+/// Everything needed to run or resume executions: one client stack (so every document shares
+/// the quota), one store and journal, one batch pool, and a progress display per document.
 pub struct Session {
-    pub runner: Runner,
-    pub display: Arc<Display>,
+    services: Services,
+    journal: Journal,
+    sdk_tasks: TaskRegistry,
+    pool: Arc<BatchPool>,
     /// Requests this process sent (a resumed run sends fewer than its report counts).
     stats: ClientStats,
+    allow_bar: bool,
+    /// Holds the bars of several documents run at once.
+    bars: indicatif::MultiProgress,
+}
+
+/// One document's runner and its progress display.
+pub struct DocumentRun {
+    pub runner: Runner,
+    pub display: Arc<Display>,
 }
 
 impl Session {
-    pub async fn new(config: Config, label: &str, args: &FlowArgs) -> Result<Session, u8> {
+    pub async fn new(config: Config, args: &FlowArgs) -> Result<Session, u8> {
         if let Err(e) = config.validate() {
             eprintln!("error: {e}");
             return Err(exit::USAGE);
@@ -192,31 +206,50 @@ impl Session {
             exit::INTERNAL
         })?;
         let (store, journal) = open_storage(&config)?;
-        let display = Arc::new(Display::new(label, stats.clone(), !args.no_progress_bar));
+        let sdk_tasks = aws_sdk_tasks(&config).await;
         let services = Services { store, llm, config: Arc::new(config), unit_schema: Arc::new(unit_schema) };
-        let runner = Runner::new(services, journal, display.clone());
-        Ok(Session { runner, display, stats })
+        let pool = Arc::new(BatchPool::for_config(&services));
+        Ok(Session {
+            services,
+            journal,
+            sdk_tasks,
+            pool,
+            stats,
+            allow_bar: !args.no_progress_bar,
+            bars: indicatif::MultiProgress::new(),
+        })
     }
 
-    /// Run `work` with the progress display, then write the report to `out_dir` and summarise.
+    /// A runner for one document (labelled `label` in the progress display).
+    pub fn document(&self, label: &str) -> DocumentRun {
+        let display = Arc::new(Display::new(label, self.stats.clone(), self.allow_bar, &self.bars));
+        let runner = Runner::new(self.services.clone(), self.journal.clone(), display.clone())
+            .with_tasks(self.sdk_tasks.clone())
+            .with_batch_pool(self.pool.clone());
+        DocumentRun { runner, display }
+    }
+
+    /// Run `work` with the document's progress display, then write the report to `out_dir` and
+    /// summarise.
     pub async fn finish(
         &self,
+        document: &DocumentRun,
         label: &str,
         out_dir: &Path,
         work: impl std::future::Future<Output = Result<RunOutcome, RunError>>,
     ) -> u8 {
         let started = Instant::now();
-        let ticker = self.display.clone().start_ticker();
+        let ticker = document.display.clone().start_ticker();
         let result = work.await;
         ticker.abort();
-        self.display.finish();
+        document.display.finish();
         let outcome = match result {
             Ok(o) => o,
             Err(e) => {
                 eprintln!("error: {e}");
                 return match e {
                     RunError::Input { .. } => exit::INPUT,
-                    RunError::NotResumable(_) => exit::USAGE,
+                    RunError::NotResumable(_) | RunError::Options(_) => exit::USAGE,
                     _ => exit::INTERNAL,
                 };
             }
@@ -227,10 +260,13 @@ impl Session {
         }
         let report = &outcome.report;
         let failed = report.units.iter().filter(|u| u.status == UnitStatus::Failed).count();
+        let paths: Vec<String> = report.unit_paths.iter().map(|(path, n)| format!("{n} {path}")).collect();
         println!(
-            "{label}: {} of {} units succeeded, {} requests ({} sent by this process), {} throttled, {} in {:.1}s (execution {})",
+            "{label}: {} of {} units succeeded ({}: {}), {} requests ({} sent by this process), {} throttled, {} in {:.1}s (execution {})",
             report.units.len() - failed,
             report.units.len(),
+            report.strategy,
+            paths.join(", "),
             report.usage.requests,
             self.stats.snapshot().requests,
             report.usage.throttles,
@@ -238,6 +274,9 @@ impl Session {
             started.elapsed().as_secs_f64(),
             outcome.execution
         );
+        if let Some(note) = &report.strategy_note {
+            println!("  note: {note}");
+        }
         for f in &report.failed_units {
             println!("  failed: {} ({}): {}", f.title, f.error, f.cause);
         }
@@ -245,6 +284,18 @@ impl Session {
         println!("report: {}", out_dir.join("report.md").display());
         if failed > 0 { exit::UNITS_FAILED } else { exit::SUCCESS }
     }
+}
+
+/// The state machine's `aws-sdk:*` resources: Bedrock batch inference, served by the Bedrock
+/// control plane of the configured region (or the provider's endpoint override: `beacon sim`).
+async fn aws_sdk_tasks(config: &Config) -> TaskRegistry {
+    let mut registry = TaskRegistry::new();
+    if config.provider.kind == ProviderKind::Bedrock {
+        let p = &config.provider;
+        let client = beacon_aws::bedrock_batch::client(p.region.as_deref(), p.endpoint.as_deref()).await;
+        beacon_aws::bedrock_batch::register(&mut registry, &client);
+    }
+    registry
 }
 
 fn write_reports(dir: &Path, outcome: &RunOutcome) -> std::io::Result<()> {

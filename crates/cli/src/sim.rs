@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
-use beacon_sim::{QuotaMode, SimConfig, SimServer};
+use beacon_sim::batch::BatchEnd;
+use beacon_sim::{QuotaMode, SimConfig, SimServer, Tokenizer};
 use clap::{Args, ValueEnum};
 
 use crate::exit;
@@ -55,6 +56,39 @@ pub struct SimArgs {
     /// Seed for the latency spread and the faults (the same seed replays the same run).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The object store of batch inference jobs: s3://BUCKET/KEY is DIR/KEY. Point it at
+    /// `beacon run`'s store (DATA_DIR/store) to rehearse batch inference locally.
+    #[arg(long, value_name = "DIR")]
+    store_dir: Option<std::path::PathBuf>,
+    /// The fewest records a batch job accepts (Bedrock: 100).
+    #[arg(long, default_value_t = beacon_sim::batch::DEFAULT_MIN_RECORDS)]
+    batch_min_records: u64,
+    /// Milliseconds a batch job spends in each status (Submitted, Validating, Scheduled,
+    /// InProgress) before it ends.
+    #[arg(long, default_value_t = 1000)]
+    batch_step_ms: u64,
+    /// Fraction of batch records answered with an error instead of an output.
+    #[arg(long, default_value_t = 0.0)]
+    batch_record_errors: f64,
+    /// End every batch job this way instead of answering its records.
+    #[arg(long, value_enum)]
+    batch_end: Option<BatchEndArg>,
+    /// How tokens are counted: approx (one per CJK character plus one per four others) or o200k
+    /// (the o200k_base BPE, standing in for a provider's tokenizer).
+    #[arg(long, value_enum, default_value = "approx")]
+    tokenizer: TokenizerArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TokenizerArg {
+    Approx,
+    O200k,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BatchEndArg {
+    Failed,
+    Expired,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -105,6 +139,18 @@ pub async fn sim(args: SimArgs) -> u8 {
         fault_hang: args.fault_hang,
         fault_malformed: args.fault_malformed,
         seed: args.seed,
+        batch_store_dir: args.store_dir.clone(),
+        batch_min_records: Some(args.batch_min_records),
+        batch_step_ms: args.batch_step_ms,
+        batch_record_errors: args.batch_record_errors,
+        batch_end: args.batch_end.map(|end| match end {
+            BatchEndArg::Failed => BatchEnd::Failed,
+            BatchEndArg::Expired => BatchEnd::Expired,
+        }),
+        tokenizer: match args.tokenizer {
+            TokenizerArg::Approx => Tokenizer::Approx,
+            TokenizerArg::O200k => Tokenizer::O200k,
+        },
     };
     if let Err(e) = config.validate() {
         eprintln!("error: {e}");
@@ -141,6 +187,20 @@ pub async fn sim(args: SimArgs) -> u8 {
             args.fault_malformed * 100.0,
             args.seed
         );
+    }
+    match &args.store_dir {
+        Some(dir) => {
+            let _ = writeln!(
+                out,
+                "Batch inference: POST http://{addr}/model-invocation-job (s3://BUCKET/KEY in {}, at least {} records, {} ms per status)",
+                dir.display(),
+                args.batch_min_records,
+                args.batch_step_ms
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Batch inference: off (start with --store-dir DIR to serve it)");
+        }
     }
     let _ = writeln!(out, "Stats: GET http://{addr}/_stats (and /sim/stats)");
     let _ = writeln!(out, "Use it: beacon run FILE --provider bedrock --model any-model --endpoint http://{addr}");

@@ -15,6 +15,30 @@ fn run_json(out: &std::process::Output) -> Value {
     serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
 }
 
+/// The definition's placeholders with the values a deployment gives them.
+const SUBSTITUTIONS: &[&str] = &[
+    "DocumentProcessorFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:doc",
+    "LlmProcessorFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:llm",
+    "ResultIntegratorFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:int",
+    "UnitFailureRecorderFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:fail",
+    "BatchPreparerFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:batch-prepare",
+    "BatchCollectorFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:batch-collect",
+    "BatchPoolFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:batch-pool",
+    "DistributedThreshold=40",
+    "BatchThreshold=100",
+    "InlineMaxConcurrency=10",
+    "DistributedBatchSize=10",
+    "DistributedMaxConcurrency=25",
+    "ToleratedFailurePercentage=5",
+    "BucketName=beacon-documents",
+    "ModelId=anthropic.claude-3-haiku-20240307-v1:0",
+    "BatchMinRecords=100",
+    "BatchPollSeconds=60",
+    "BatchTimeoutHours=24",
+    "BatchRoleArn=arn:aws:iam::123456789012:role/beacon-batch",
+    "BatchOnFailure=on-demand",
+];
+
 #[test]
 fn validates_the_beacon_state_machine_with_its_substitutions() {
     let s = Scratch::new();
@@ -22,15 +46,11 @@ fn validates_the_beacon_state_machine_with_its_substitutions() {
         .beacon()
         .args(["asl", "validate"])
         .arg(repo_root().join("deploy/statemachine/beacon.asl.json"))
-        .args(["--sub", "DocumentProcessorFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:doc"])
-        .args(["--sub", "LlmProcessorFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:llm"])
-        .args(["--sub", "ResultIntegratorFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:int"])
-        .args(["--sub", "UnitFailureRecorderFunctionArn=arn:aws:lambda:us-east-1:123456789012:function:fail"])
-        .args(["--sub", "DistributedThreshold=40", "--sub", "BatchThreshold=100", "--sub", "InlineMaxConcurrency=10"])
+        .args(SUBSTITUTIONS.iter().flat_map(|sub| ["--sub", sub]))
         .output()
         .unwrap();
     assert_exit(&out, 0);
-    assert!(stdout(&out).contains("valid (4 states)"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("valid (24 states)"), "{}", stdout(&out));
     // Without the substitutions the placeholders are named.
     let out = s
         .beacon()

@@ -77,3 +77,103 @@ fn the_plan_is_within_15_percent_of_what_an_offline_run_measures() {
         assert!(error.abs() <= 0.15, "{key}: planned {estimate}, measured {measured}");
     }
 }
+
+/// Every document of the shared corpus the plan can read (PDFs, office documents, workbooks,
+/// Japanese files), in a stable order.
+fn corpus_documents() -> Option<Vec<std::path::PathBuf>> {
+    let root = corpus("")?;
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().filter_map(Result::ok) {
+            let path = entry.path();
+            let name = path.file_name().unwrap().to_string_lossy().to_lowercase();
+            if path.is_dir() {
+                // The reference CSVs and outputs next to the workbooks are not documents to run.
+                if name != "expected" {
+                    dirs.push(path);
+                }
+            } else if [".pdf", ".docx", ".pptx", ".odt", ".odp", ".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".csv"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
+                && !path.to_string_lossy().contains("/spreadsheets/expected")
+            {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Some(files)
+}
+
+/// `beacon plan --json` over `files` (bedrock, so pictures count as a run would send them):
+/// the documents it could read, and the total line.
+fn plan_corpus(s: &Scratch, files: &[std::path::PathBuf], provider: &[&str]) -> (Vec<String>, Value) {
+    let out = s.beacon().args(["plan", "--json"]).args(provider).args(files).output().unwrap();
+    // Encrypted and damaged corpus files are reported (exit 3); the others are planned.
+    let lines: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let planned: Vec<String> =
+        lines.iter().filter_map(|l| l.get("file").and_then(Value::as_str)).map(str::to_string).collect();
+    assert!(planned.len() >= 60, "most of the corpus is planned: {}", planned.len());
+    (planned, lines.into_iter().find(|l| l.get("file").is_none()).expect("the total line"))
+}
+
+fn within_15_percent(key: &str, planned: &Value, measured: &Value, documents: usize) {
+    let (estimate, measured) = (planned[key].as_f64().unwrap(), measured.as_f64().unwrap());
+    let error = estimate / measured - 1.0;
+    println!("{key}: planned {estimate}, measured {measured} ({:+.1}%) over {documents} documents", error * 100.0);
+    assert!(error.abs() <= 0.15, "{key}: planned {estimate}, measured {measured} ({:+.1}%)", error * 100.0);
+}
+
+/// Over the whole corpus, the plan against an offline run, which reports what the estimator
+/// counts: the plan's bookkeeping (which units are sent, what goes with them, the answers).
+#[test]
+fn the_plan_is_within_15_percent_of_an_offline_run_on_the_corpus() {
+    let Some(files) = corpus_documents() else { return };
+    let s = Scratch::new();
+    let (planned, total) = plan_corpus(&s, &files, &[]);
+    let out = s
+        .beacon()
+        .arg("run")
+        .args(&planned)
+        .arg("--out")
+        .arg(s.out())
+        .args(["--no-cache", "--no-progress-bar"])
+        .output()
+        .unwrap();
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{}", stderr(&out));
+    let mut measured = (0u64, 0u64);
+    for dir in std::fs::read_dir(s.out()).unwrap().filter_map(Result::ok) {
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+        measured.0 += report["usage"]["input_tokens"].as_u64().unwrap();
+        measured.1 += report["usage"]["output_tokens"].as_u64().unwrap();
+    }
+    within_15_percent("input_tokens", &total, &Value::from(measured.0), planned.len());
+    within_15_percent("output_tokens", &total, &Value::from(measured.1), planned.len());
+}
+
+/// The plan's input estimate against `beacon sim` counting every request with a real BPE
+/// (o200k_base, standing in for the provider's tokenizer, which for Claude is not public),
+/// summed over the corpus. The output is not compared: the simulator's stand-in model writes a
+/// shorter answer than the extractive analyzer the plan models (printed for the record).
+#[test]
+fn the_plan_is_within_15_percent_of_what_the_simulator_measures_on_the_corpus() {
+    let Some(files) = corpus_documents() else { return };
+    let s = Scratch::new();
+    let (planned, total) = plan_corpus(&s, &files, &["--provider", "bedrock", "--model", MODEL]);
+    let sim = Sim::start(&["--tokenizer", "o200k"]);
+    let mut cmd = s.beacon();
+    with_fake_aws(&mut cmd)
+        .arg("run")
+        .args(&planned)
+        .arg("--out")
+        .arg(s.out())
+        .args(["--provider", "bedrock", "--model", MODEL, "--no-progress-bar", "--no-cache", "--endpoint"])
+        .arg(sim.endpoint());
+    let out = cmd.output().unwrap();
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{}", stderr(&out));
+    let stats = sim.stats();
+    within_15_percent("input_tokens", &total, &stats["input_tokens"], planned.len());
+    println!("output_tokens: planned {}, the simulator's answers {}", total["output_tokens"], stats["output_tokens"]);
+}

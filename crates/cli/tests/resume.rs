@@ -1,4 +1,5 @@
-//! Crash and resume: `kill -9` a 50-unit run at pseudo-random points, resume it, and check that
+//! Crash and resume: `kill -9` a 50-unit run (the distributed Map: its child executions journal
+//! into the parent) at pseudo-random points, resume it, and check that
 //! the report equals an uninterrupted run's and that no unit journaled before the kill was sent
 //! to the model again.
 

@@ -59,9 +59,15 @@ impl std::str::FromStr for ProviderKind {
 pub struct Config {
     /// Where the local object store lives (documents, units, results, reports).
     pub data_dir: PathBuf,
+    /// The S3 bucket name the state machine uses (`${BucketName}`: the distributed Map's
+    /// ItemReader and ResultWriter, batch inference's input and output). On AWS the stack's
+    /// bucket; locally it names the store under `data_dir`.
+    pub bucket: String,
     /// Input limits (file size, units, decompressed size, unit size).
     pub limits: Limits,
     pub strategy: StrategyConfig,
+    /// Bedrock batch inference (the batch strategy).
+    pub batch: BatchConfig,
     pub provider: ProviderConfig,
     pub llm: LlmConfig,
     pub retry: RetryConfig,
@@ -129,6 +135,15 @@ pub struct StrategyConfig {
     /// adaptive concurrency), so this only needs to exceed what the quota allows in flight; it
     /// bounds the memory and open files of units waiting for their turn.
     pub inline_max_concurrency: u32,
+    /// How many units one child execution of the distributed Map analyses (its `ItemBatcher`'s
+    /// `MaxItemsPerBatch`): fewer, larger children cost fewer state transitions on AWS.
+    pub distributed_batch_size: u32,
+    /// How many child executions the distributed Map runs at once (`MaxConcurrency`).
+    pub distributed_max_concurrency: u32,
+    /// The share of child executions that may fail before the distributed Map fails
+    /// (`ToleratedFailurePercentage`, 0-100). A unit's own failure is caught inside its child and
+    /// reported; a child fails only when even recording a failure did not work.
+    pub tolerated_failure_percentage: f64,
 }
 
 /// The inline Map's default `MaxConcurrency`: as many as adaptive concurrency may reach (its
@@ -142,6 +157,63 @@ impl Default for StrategyConfig {
             distributed_threshold: 40,
             batch_threshold: 100,
             inline_max_concurrency: DEFAULT_INLINE_MAX_CONCURRENCY,
+            distributed_batch_size: 10,
+            distributed_max_concurrency: 25,
+            tolerated_failure_percentage: 5.0,
+        }
+    }
+}
+
+/// What happens to a batch document when its batch job fails, stops or expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchFallback {
+    /// Analyse every unit on demand (the report says why).
+    #[default]
+    OnDemand,
+    /// Write the report with every unit failed, the job's end as the reason.
+    Fail,
+}
+
+impl BatchFallback {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BatchFallback::OnDemand => "on-demand",
+            BatchFallback::Fail => "fail",
+        }
+    }
+}
+
+/// Bedrock batch inference: how jobs are submitted and watched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// The fewest records Bedrock accepts in a job (100); a batch document with fewer records is
+    /// analysed on demand.
+    pub min_records: u32,
+    /// Seconds between two looks at a running job's status (the Wait state).
+    pub poll_seconds: u32,
+    /// How long Bedrock may take before the job expires (`TimeoutDurationInHours`, 24-168).
+    pub timeout_hours: u32,
+    /// The IAM role Bedrock assumes to read the input and write the output. The simulator
+    /// ignores it; real Bedrock needs a role that can read and write the bucket.
+    pub role_arn: String,
+    /// What a job that ends Failed, Stopped or Expired leads to.
+    pub on_failure: BatchFallback,
+    /// How long a document's records wait in the batch pool for other documents' records to
+    /// reach `min_records` together, before the document goes on demand.
+    pub pool_window_secs: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            min_records: 100,
+            poll_seconds: 60,
+            timeout_hours: 24,
+            role_arn: "arn:aws:iam::123456789012:role/beacon-batch-inference".into(),
+            on_failure: BatchFallback::OnDemand,
+            pool_window_secs: 60,
         }
     }
 }
@@ -279,8 +351,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: default_data_dir(),
+            bucket: DEFAULT_BUCKET.to_string(),
             limits: Limits::default(),
             strategy: StrategyConfig::default(),
+            batch: BatchConfig::default(),
             provider: ProviderConfig::default(),
             llm: LlmConfig::default(),
             retry: RetryConfig::default(),
@@ -291,6 +365,9 @@ impl Default for Config {
         }
     }
 }
+
+/// The bucket name of the local store.
+pub const DEFAULT_BUCKET: &str = "beacon-local";
 
 /// `$BEACON_DATA_DIR`, else `$XDG_DATA_HOME/beacon`, else `~/.local/share/beacon`, else `.beacon`.
 fn default_data_dir() -> PathBuf {
@@ -386,6 +463,27 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.strategy.inline_max_concurrency == 0 {
             return Err(ConfigError::Invalid("strategy.inline_max_concurrency must be at least 1".into()));
+        }
+        let s = &self.strategy;
+        if s.distributed_batch_size == 0 || s.distributed_max_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "strategy.distributed_batch_size and strategy.distributed_max_concurrency must be at least 1".into(),
+            ));
+        }
+        if !(0.0..=100.0).contains(&s.tolerated_failure_percentage) {
+            return Err(ConfigError::Invalid(format!(
+                "strategy.tolerated_failure_percentage is {}; use a percentage from 0 to 100",
+                s.tolerated_failure_percentage
+            )));
+        }
+        if self.batch.min_records == 0 || !(24..=168).contains(&self.batch.timeout_hours) {
+            return Err(ConfigError::Invalid(format!(
+                "batch.min_records must be at least 1 and batch.timeout_hours from 24 to 168 (they are {} and {})",
+                self.batch.min_records, self.batch.timeout_hours
+            )));
+        }
+        if self.bucket.is_empty() {
+            return Err(ConfigError::Invalid("bucket must not be empty".into()));
         }
         if self.strategy.batch_threshold < self.strategy.distributed_threshold {
             return Err(ConfigError::Invalid(format!(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use beacon_asl::{ExecutionStatus, Interpreter, Sleeper, StateMachine};
+use beacon_asl::{ExecutionStatus, Interpreter, Sleeper, StateMachine, TaskRegistry};
 use beacon_store::journal::{ExecutionRecord, ExecutionState, Journal, JournalError, NewExecution};
 use beacon_store::{Store, keys};
 use serde::{Deserialize, Serialize};
@@ -15,8 +15,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
+use crate::buckets::StoreBucket;
 use crate::config::Config;
 use crate::journal::{EventJournal, FlowObserver, JournaledTasks};
+use crate::plan::Strategy;
+use crate::pool::{BatchPool, JoinBatchPool};
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::tasks::{self, Services, errors, resources};
@@ -37,6 +40,9 @@ pub enum RunError {
     /// The execution failed for another reason.
     #[error("execution {execution} failed: {error}: {cause}")]
     Execution { execution: String, error: String, cause: String },
+    /// The run's options contradict the configuration (e.g. batch without Bedrock).
+    #[error("{0}")]
+    Options(String),
     /// The execution cannot be resumed (finished, or still running elsewhere).
     #[error("{0}")]
     NotResumable(String),
@@ -67,6 +73,19 @@ pub fn substitutions(config: &Config) -> BTreeMap<String, String> {
         ("DistributedThreshold".to_string(), s.distributed_threshold.to_string()),
         ("BatchThreshold".to_string(), s.batch_threshold.to_string()),
         ("InlineMaxConcurrency".to_string(), s.inline_max_concurrency.to_string()),
+        ("DistributedBatchSize".to_string(), s.distributed_batch_size.to_string()),
+        ("DistributedMaxConcurrency".to_string(), s.distributed_max_concurrency.to_string()),
+        ("ToleratedFailurePercentage".to_string(), s.tolerated_failure_percentage.to_string()),
+        ("BucketName".to_string(), config.bucket.clone()),
+        ("ModelId".to_string(), config.provider.model.clone().unwrap_or_else(|| config.model_name())),
+        ("BatchMinRecords".to_string(), config.batch.min_records.to_string()),
+        ("BatchPollSeconds".to_string(), config.batch.poll_seconds.to_string()),
+        ("BatchTimeoutHours".to_string(), config.batch.timeout_hours.to_string()),
+        ("BatchRoleArn".to_string(), config.batch.role_arn.clone()),
+        ("BatchOnFailure".to_string(), config.batch.on_failure.as_str().to_string()),
+        ("BatchPreparerFunctionArn".to_string(), resources::BATCH_PREPARER.to_string()),
+        ("BatchCollectorFunctionArn".to_string(), resources::BATCH_COLLECTOR.to_string()),
+        ("BatchPoolFunctionArn".to_string(), resources::BATCH_POOL.to_string()),
     ])
 }
 
@@ -88,6 +107,10 @@ pub struct RunOptions {
     /// The process that runs (or ran) the execution.
     #[serde(default)]
     pub pid: u32,
+    /// The strategy this run must take (`--strategy`); `None` lets the state machine choose by
+    /// unit count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
 }
 
 /// Runs documents through the state machine, journaling every execution.
@@ -96,6 +119,10 @@ pub struct Runner {
     journal: Journal,
     progress: Arc<dyn Progress>,
     sleeper: Option<Arc<dyn Sleeper>>,
+    /// Resources served from outside the pipeline (the AWS SDK integrations).
+    extra_tasks: TaskRegistry,
+    /// Where batch documents pool their records (shared by runners of one process).
+    pool: Arc<BatchPool>,
 }
 
 /// Reads a document file, refusing directories and files over `max_file_bytes` before reading
@@ -116,7 +143,21 @@ pub fn read_document_file(path: &Path, max_file_bytes: u64) -> Result<Vec<u8>, S
 
 impl Runner {
     pub fn new(services: Services, journal: Journal, progress: Arc<dyn Progress>) -> Runner {
-        Runner { services, journal, progress, sleeper: None }
+        let pool = Arc::new(BatchPool::for_config(&services));
+        Runner { services, journal, progress, sleeper: None, extra_tasks: TaskRegistry::new(), pool }
+    }
+
+    /// Pool batch records with other runners' executions (one pool per process).
+    pub fn with_batch_pool(mut self, pool: Arc<BatchPool>) -> Runner {
+        self.pool = pool;
+        self
+    }
+
+    /// Also serve these resources (e.g. `arn:aws:states:::aws-sdk:bedrock:*`, which
+    /// `beacon-aws` provides), next to BEACON's own tasks.
+    pub fn with_tasks(mut self, tasks: TaskRegistry) -> Runner {
+        self.extra_tasks = tasks;
+        self
     }
 
     /// Use `sleeper` for the state machine's Retry intervals and Wait states (tests).
@@ -148,13 +189,20 @@ impl Runner {
 
     /// Upload `bytes` as document `name` and run the state machine on it.
     pub async fn run_bytes(&self, name: &str, bytes: Vec<u8>, options: RunOptions) -> Result<RunOutcome, RunError> {
+        if options.strategy == Some(Strategy::Batch)
+            && self.services.config.provider.kind != crate::ProviderKind::Bedrock
+        {
+            return Err(RunError::Options(
+                "--strategy batch needs Bedrock batch inference: use --provider bedrock (with --endpoint for beacon sim), or --strategy inline or distributed".into(),
+            ));
+        }
         let document_id = hex::encode(Sha256::digest(&bytes));
         let source_key = keys::document_source(&document_id);
         self.services.store.put(&source_key, bytes).await?;
         let execution = execution_name(&document_id);
         let input = json!({
             "document": { "key": source_key, "name": name },
-            "options": { "model": self.services.config.model_name() },
+            "options": execution_options(&self.services.config, options.strategy),
         });
         let definition = definition_text(&self.services.config)?;
         let options = RunOptions {
@@ -211,10 +259,21 @@ impl Runner {
             events: EventJournal { journal: self.journal.clone(), execution: execution.to_string(), attempt },
             progress: self.progress.clone(),
         });
-        let mut interpreter = Interpreter::new(tasks::registry(&self.services))
+        let mut registry = tasks::registry(&self.services);
+        registry.register(resources::BATCH_POOL, Arc::new(JoinBatchPool(self.pool.clone())));
+        for resource in self.extra_tasks.resources() {
+            if let Some(handler) = self.extra_tasks.get(resource) {
+                registry.register(resource, handler);
+            }
+        }
+        let mut interpreter = Interpreter::new(registry)
             .with_observer(observer)
             .with_task_journal(tasks)
-            .with_payload_limit(self.services.config.asl.payload_limit_bytes);
+            .with_payload_limit(self.services.config.asl.payload_limit_bytes)
+            .with_object_storage(Arc::new(StoreBucket::new(
+                self.services.config.bucket.clone(),
+                self.services.store.clone(),
+            )));
         if let Some(sleeper) = &self.sleeper {
             interpreter = interpreter.with_sleeper(sleeper.clone());
         }
@@ -249,6 +308,20 @@ impl Runner {
             }),
         }
     }
+}
+
+/// The `options` of an execution's input: the model, the strategy when one is forced, and
+/// whether batch inference is available (only Bedrock has it; without it the state machine
+/// sends large documents to the distributed Map).
+fn execution_options(config: &Config, strategy: Option<Strategy>) -> Value {
+    let mut options = json!({
+        "model": config.model_name(),
+        "batchAvailable": config.provider.kind == crate::ProviderKind::Bedrock,
+    });
+    if let Some(strategy) = strategy {
+        options["strategy"] = json!(strategy.to_string());
+    }
+    options
 }
 
 fn resumable(execution: &str, record: &ExecutionRecord) -> Result<RunOptions, RunError> {

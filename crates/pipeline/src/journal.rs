@@ -108,6 +108,22 @@ fn json_field(details: &Value, name: &str) -> Value {
 impl ExecutionObserver for FlowObserver {
     fn on_event(&self, event: &HistoryEvent) {
         self.events.on_event(event);
+        self.progress_from(event);
+    }
+
+    /// A distributed Map's child execution: journaled as `<execution>/<child>` (on AWS it is an
+    /// execution of its own, listed under the Map Run), and its units count as progress.
+    fn on_child_event(&self, child: &str, event: &HistoryEvent) {
+        let journal = &self.events;
+        let name = format!("{}/{child}", journal.execution);
+        EventJournal { journal: journal.journal.clone(), execution: name, attempt: journal.attempt }.on_event(event);
+        self.progress_from(event);
+    }
+}
+
+impl FlowObserver {
+    /// Units planned and finished, from the task events that say so.
+    fn progress_from(&self, event: &HistoryEvent) {
         let details = &event.details;
         if event.event_type != "TaskSucceeded" {
             return;

@@ -5,10 +5,12 @@
 //! their public types only; it knows nothing about terminals (see `beacon-cli`) or AWS Lambda.
 
 pub mod answer;
+pub mod buckets;
 pub mod config;
 pub mod flow;
 pub mod journal;
 pub mod plan;
+pub mod pool;
 pub mod pricing;
 pub mod progress;
 pub mod prompt;

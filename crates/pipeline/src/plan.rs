@@ -42,6 +42,13 @@ impl std::str::FromStr for Strategy {
     }
 }
 
+impl Strategy {
+    /// `--strategy`: `auto` (the state machine chooses by unit count) is `None`.
+    pub fn parse_choice(s: &str) -> Result<Option<Strategy>, String> {
+        if s.eq_ignore_ascii_case("auto") { Ok(None) } else { s.parse().map(Some) }
+    }
+}
+
 impl std::fmt::Display for Strategy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -123,12 +123,19 @@ fn thresholds_and_concurrency_are_substituted_into_the_state_machine() {
     config.strategy.inline_max_concurrency = 3;
     config.strategy.distributed_threshold = 5;
     config.strategy.batch_threshold = 7;
+    config.strategy.distributed_batch_size = 4;
+    config.strategy.tolerated_failure_percentage = 2.5;
     let subs = beacon_pipeline::flow::substitutions(&config);
     let text = beacon_asl::substitute(beacon_pipeline::flow::STATE_MACHINE_DEFINITION, &subs).unwrap();
     let v: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["States"]["AnalyseUnitsInline"]["MaxConcurrency"], 3);
-    assert_eq!(v["States"]["ChooseStrategy"]["Choices"][0]["NumericGreaterThan"], 7);
-    assert_eq!(v["States"]["ChooseStrategy"]["Choices"][1]["NumericGreaterThan"], 5);
+    assert_eq!(v["States"]["AnalyseUnits"]["MaxConcurrency"], 3);
+    let choices = &v["States"]["ChooseStrategy"]["Choices"];
+    assert_eq!(choices[3]["And"][0]["NumericGreaterThan"], 7);
+    assert_eq!(choices[4]["NumericGreaterThan"], 5);
+    let distributed = &v["States"]["AnalyseUnitsDistributed"];
+    assert_eq!(distributed["ItemBatcher"]["MaxItemsPerBatch"], 4);
+    assert_eq!(distributed["ToleratedFailurePercentage"], 2.5);
+    assert_eq!(distributed["ItemReader"]["Parameters"]["Bucket"], "beacon-local");
     beacon_pipeline::flow::state_machine(&config).unwrap();
 }
 
@@ -244,6 +251,82 @@ fn comparable(report: &beacon_pipeline::report::Report) -> Value {
         unit["usage"]["duration_ms"] = Value::Null;
     }
     v
+}
+
+/// A report's content: what the units say and how it merged, without how it was run (strategy,
+/// paths, usage, names, times).
+fn content(report: &beacon_pipeline::report::Report) -> Value {
+    let mut v = comparable(report);
+    for field in ["strategy", "strategy_note", "unit_paths", "usage"] {
+        v[field] = Value::Null;
+    }
+    for unit in v["units"].as_array_mut().unwrap() {
+        unit["path"] = Value::Null;
+        unit["usage"] = Value::Null;
+    }
+    v
+}
+
+#[tokio::test]
+async fn unit_counts_choose_inline_or_distributed_and_the_content_matches_a_forced_inline_run() {
+    use beacon_pipeline::plan::Strategy;
+    let dir = tempfile::tempdir().unwrap();
+    for (units, expected) in [(30, "inline"), (60, "distributed")] {
+        let progress = Arc::new(Recorder::default());
+        let runner = runner(dir.path(), Arc::new(OfflineAnalyzer), progress.clone());
+        let auto = runner.run_bytes("pages.txt", pages(units), RunOptions::default()).await.unwrap();
+        let report = &auto.report;
+        assert_eq!(report.strategy, expected, "{units} units");
+        assert_eq!(report.units.len(), units);
+        assert!(report.units.iter().all(|u| u.status == UnitStatus::Succeeded && u.path == expected));
+        assert_eq!(report.unit_paths.get(expected), Some(&units));
+        assert_eq!(report.strategy_note, None);
+        assert_eq!(progress.ends.lock().unwrap().len(), units, "units in child executions count as progress");
+        let schema_problems =
+            beacon_pipeline::schema::violations(&report_schema(), &serde_json::to_value(report).unwrap());
+        assert!(schema_problems.is_empty(), "{schema_problems:?}");
+
+        let options = RunOptions { strategy: Some(Strategy::Inline), ..RunOptions::default() };
+        let inline = runner.run_bytes("pages.txt", pages(units), options).await.unwrap();
+        assert_eq!(inline.report.strategy, "inline");
+        assert_eq!(content(&auto.report), content(&inline.report), "{units} units: same content either way");
+
+        let children = runner.journal().children(&auto.execution).unwrap();
+        if expected == "distributed" {
+            // 60 units in batches of 10: six child executions, each with its own history.
+            assert_eq!(children.len(), 6, "{children:?}");
+            assert!(children.iter().all(|c| c.status == ExecutionState::Succeeded));
+            let child = runner.journal().events(&children[0].name, None).unwrap();
+            assert_eq!(child.first().map(|e| e.event_type.as_str()), Some("ExecutionStarted"));
+            let parent: Vec<String> =
+                runner.journal().events(&auto.execution, None).unwrap().into_iter().map(|e| e.event_type).collect();
+            assert!(parent.contains(&"MapRunStarted".to_string()) && parent.contains(&"MapRunSucceeded".to_string()));
+            // The ResultWriter wrote the Map Run's manifest to the store.
+            let written = runner.store().list("map-runs/").await.unwrap();
+            assert!(written.iter().any(|o| o.key.ends_with("/manifest.json")), "{written:?}");
+        } else {
+            assert!(children.is_empty());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_forced_strategy_wins_and_batch_needs_bedrock() {
+    use beacon_pipeline::plan::Strategy;
+    let dir = tempfile::tempdir().unwrap();
+    let runner = runner(dir.path(), Arc::new(OfflineAnalyzer), Arc::new(Recorder::default()));
+    let options = RunOptions { strategy: Some(Strategy::Distributed), ..RunOptions::default() };
+    let outcome = runner.run_bytes("pages.txt", pages(3), options).await.unwrap();
+    assert_eq!(outcome.report.strategy, "distributed");
+    assert_eq!(outcome.report.unit_paths.get("distributed"), Some(&3));
+    // Over the batch threshold, but the offline analyzer has no batch inference: distributed.
+    let outcome = runner.run_bytes("pages.txt", pages(101), RunOptions::default()).await.unwrap();
+    assert_eq!(outcome.report.strategy, "distributed");
+    let options = RunOptions { strategy: Some(Strategy::Batch), ..RunOptions::default() };
+    match runner.run_bytes("pages.txt", pages(3), options).await {
+        Err(RunError::Options(message)) => assert!(message.contains("--provider bedrock"), "{message}"),
+        other => panic!("expected an options error, got {other:?}"),
+    }
 }
 
 #[tokio::test]

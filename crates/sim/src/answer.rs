@@ -168,6 +168,45 @@ pub fn estimate_tokens(text: &str) -> u64 {
     cjk + other.div_ceil(4)
 }
 
+/// How the simulator counts tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tokenizer {
+    /// [`estimate_tokens`]: one token per CJK character plus one per four other characters.
+    /// Cheap, and what the quota benchmarks were calibrated with.
+    #[default]
+    Approx,
+    /// OpenAI's open `o200k_base` BPE encoding (tiktoken), standing in for a provider's real
+    /// tokenizer (Claude's is not public): for checking BEACON's own estimates against one.
+    O200k,
+}
+
+impl Tokenizer {
+    /// The number of tokens in `text`.
+    pub fn count(self, text: &str) -> u64 {
+        match self {
+            Tokenizer::Approx => estimate_tokens(text),
+            Tokenizer::O200k => match o200k() {
+                Some(bpe) => bpe.encode_ordinary(text).len() as u64,
+                None => estimate_tokens(text),
+            },
+        }
+    }
+}
+
+/// The o200k_base vocabulary, loaded once (it ships inside tiktoken-rs).
+fn o200k() -> Option<&'static tiktoken_rs::CoreBPE> {
+    static BPE: std::sync::OnceLock<Option<tiktoken_rs::CoreBPE>> = std::sync::OnceLock::new();
+    BPE.get_or_init(|| match tiktoken_rs::o200k_base() {
+        Ok(bpe) => Some(bpe),
+        Err(error) => {
+            tracing::warn!(%error, "cannot load the o200k_base vocabulary; counting tokens approximately");
+            None
+        }
+    })
+    .as_ref()
+}
+
 /// The longest prefix of `text` whose [`estimate_tokens`] is at most `max_tokens`; what a model
 /// that ran out of tokens would have written.
 pub fn truncate_to_tokens(text: &str, max_tokens: u64) -> &str {
@@ -272,6 +311,14 @@ mod tests {
         assert_eq!(estimate_tokens("日本語のテキスト"), 8);
         assert_eq!(estimate_tokens("売上 sales"), 2 + 2);
         assert_eq!(estimate_tokens("ＡＢＣ"), 3);
+    }
+
+    #[test]
+    fn o200k_counts_like_the_bpe() {
+        assert_eq!(Tokenizer::O200k.count(""), 0);
+        assert_eq!(Tokenizer::O200k.count("hello world"), 2);
+        assert_eq!(Tokenizer::Approx.count("hello world"), 3);
+        assert!(Tokenizer::O200k.count("{\"summary\": \"売上は増加した。\"}") > 5);
     }
 
     #[test]

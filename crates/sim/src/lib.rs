@@ -37,6 +37,7 @@
 //! ```
 
 pub mod answer;
+pub mod batch;
 pub mod faults;
 pub mod latency;
 pub mod openai;
@@ -62,7 +63,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use answer::estimate_tokens;
+pub use answer::{Tokenizer, estimate_tokens};
 use answer::{UnitAnswer, truncate_to_tokens};
 use faults::{Fault, FaultPlan, Malformation};
 use latency::LatencyModel;
@@ -114,6 +115,21 @@ pub struct SimConfig {
     pub fault_malformed: f64,
     /// Seeds the latency spread and the faults, so that runs are reproducible.
     pub seed: u64,
+    /// The object store batch inference jobs read their input from and write their output to:
+    /// `s3://BUCKET/KEY` is the file `KEY` under this directory (any bucket). `None`: batch jobs
+    /// are refused with a message saying so.
+    pub batch_store_dir: Option<std::path::PathBuf>,
+    /// The fewest records a batch job accepts; `None` for Bedrock's 100.
+    pub batch_min_records: Option<u64>,
+    /// How long a batch job stays in each status before the next (Submitted, Validating,
+    /// Scheduled, InProgress, then its end), in milliseconds; 0 ends it at the first look.
+    pub batch_step_ms: u64,
+    /// The fraction of batch records answered with an error instead of an output.
+    pub batch_record_errors: f64,
+    /// End every batch job `Failed` or `Expired` instead of answering its records.
+    pub batch_end: Option<batch::BatchEnd>,
+    /// How tokens are counted (usage, the tokens-per-minute quota).
+    pub tokenizer: Tokenizer,
 }
 
 /// What went wrong starting the simulator.
@@ -137,6 +153,7 @@ impl SimConfig {
             ("fault_503", self.fault_503),
             ("fault_hang", self.fault_hang),
             ("fault_malformed", self.fault_malformed),
+            ("batch_record_errors", self.batch_record_errors),
         ];
         for (field, value) in fractions {
             if !(0.0..=1.0).contains(&value) {
@@ -187,15 +204,15 @@ struct Answer {
 }
 
 impl Answer {
-    fn compose(request: &ValidRequest) -> Answer {
+    fn compose(request: &ValidRequest, tokenizer: Tokenizer) -> Answer {
         let answer = UnitAnswer::from_prompt(&request.prompt).to_json();
-        let (text, truncated) = if estimate_tokens(&answer) > request.max_tokens {
+        let (text, truncated) = if tokenizer.count(&answer) > request.max_tokens {
             (truncate_to_tokens(&answer, request.max_tokens).to_string(), true)
         } else {
             (answer, false)
         };
-        let input_tokens = estimate_tokens(&request.all_text) + request.attachments * protocol::ATTACHMENT_TOKENS;
-        let output_tokens = estimate_tokens(&text);
+        let input_tokens = tokenizer.count(&request.all_text) + request.attachments * protocol::ATTACHMENT_TOKENS;
+        let output_tokens = tokenizer.count(&text);
         Answer { text, truncated, input_tokens, output_tokens, latency_ms: 0 }
     }
 }
@@ -236,6 +253,8 @@ struct SimState {
     counters: Counters,
     /// Turns `true` (or its sender goes away) when the server stops.
     closing: watch::Receiver<bool>,
+    batch_jobs: Mutex<batch::BatchJobs>,
+    batch_stats: Mutex<batch::BatchStats>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -263,6 +282,8 @@ impl SimState {
             latency_rng: Mutex::new(StdRng::seed_from_u64(config.seed ^ LATENCY_SEED_SALT)),
             counters: Counters::default(),
             closing,
+            batch_jobs: Mutex::new(batch::BatchJobs::default()),
+            batch_stats: Mutex::new(batch::BatchStats::default()),
         }
     }
 
@@ -329,15 +350,16 @@ impl SimState {
             }
             Some(Fault::Malformed(how)) => {
                 bump(&self.counters.malformed);
-                return Outcome::Malformed(how, Answer::compose(request));
+                return Outcome::Malformed(how, Answer::compose(request, self.config.tokenizer));
             }
             None => {}
         }
         let Some(_slot) = self.enter() else {
             return self.throttled(Throttle::InFlight, Duration::from_secs(1));
         };
-        let reservation =
-            estimate_tokens(&request.all_text) + request.attachments * protocol::ATTACHMENT_TOKENS + request.max_tokens;
+        let reservation = self.config.tokenizer.count(&request.all_text)
+            + request.attachments * protocol::ATTACHMENT_TOKENS
+            + request.max_tokens;
         let admission = match lock(&self.quota).try_admit(now(), reservation) {
             Ok(admission) => admission,
             Err(refusal) => {
@@ -350,7 +372,7 @@ impl SimState {
         };
 
         let started = tokio::time::Instant::now();
-        let mut answer = Answer::compose(request);
+        let mut answer = Answer::compose(request, self.config.tokenizer);
         let delay = self.latency.sample(answer.output_tokens, &mut *lock(&self.latency_rng));
         if !delay.is_zero() {
             tokio::select! {
@@ -418,6 +440,11 @@ impl SimServer {
         self.state.stats()
     }
 
+    /// What batch inference jobs processed.
+    pub fn batch_stats(&self) -> batch::BatchStats {
+        *lock(&self.state.batch_stats)
+    }
+
     /// Requests, answers, throttles and tokens per second since the start.
     pub fn timeline(&self) -> Vec<SecondStats> {
         self.state.counters.timeline()
@@ -457,17 +484,28 @@ fn router(state: Arc<SimState>) -> Router {
         // and parsed by `converse_model_id`.
         .route("/model/{*rest}", post(converse))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/model-invocation-job", post(batch::create))
+        .route("/model-invocation-job/{id}", get(batch::get))
+        .route("/model-invocation-job/{id}/stop", post(batch::stop))
+        .route("/model-invocation-jobs", get(batch::list))
         .fallback(unknown_operation)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
 async fn stats(State(state): State<Arc<SimState>>) -> Response {
-    axum::Json(stats_json(&state.stats(), &state.counters.timeline(), false)).into_response()
+    stats_response(&state, false)
 }
 
 async fn legacy_stats(State(state): State<Arc<SimState>>) -> Response {
-    axum::Json(stats_json(&state.stats(), &state.counters.timeline(), true)).into_response()
+    stats_response(&state, true)
+}
+
+/// The counters, the timeline and what batch jobs processed.
+fn stats_response(state: &SimState, legacy: bool) -> Response {
+    let mut body = stats_json(&state.stats(), &state.counters.timeline(), legacy);
+    body["batch"] = serde_json::to_value(*lock(&state.batch_stats)).unwrap_or_default();
+    axum::Json(body).into_response()
 }
 
 async fn unknown_operation(method: Method, uri: Uri) -> Response {

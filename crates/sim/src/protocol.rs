@@ -181,6 +181,55 @@ impl ConverseRequest {
     }
 }
 
+/// Parses an InvokeModel body for an Anthropic model (the Messages API: `anthropic_version`,
+/// `max_tokens`, `system`, `messages` whose content is a string or blocks of type `text`,
+/// `document` or `image` with base64 sources): what a batch inference record's `modelInput`
+/// holds.
+pub fn parse_anthropic_messages(body: &Value) -> Result<ValidRequest, BedrockError> {
+    let Some(object) = body.as_object() else {
+        return Err(BedrockError::validation("Malformed input request: the body must be a JSON object."));
+    };
+    if object.get("anthropic_version").and_then(Value::as_str).is_none() {
+        return Err(BedrockError::validation("Malformed input request: #: required key [anthropic_version] not found"));
+    }
+    let max_tokens = match object.get("max_tokens").and_then(Value::as_i64) {
+        Some(n) if n >= 1 => n.unsigned_abs(),
+        Some(n) => return Err(BedrockError::validation(format!("max_tokens: {n} must be at least 1"))),
+        None => {
+            return Err(BedrockError::validation("Malformed input request: #: required key [max_tokens] not found"));
+        }
+    };
+    let blocks = |content: Option<&Value>| -> Vec<Value> {
+        match content {
+            Some(Value::String(text)) => vec![serde_json::json!({"type": "text", "text": text})],
+            Some(Value::Array(blocks)) => blocks.clone(),
+            _ => Vec::new(),
+        }
+    };
+    let messages = object.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
+    let Some(last_user) = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) else {
+        return Err(BedrockError::validation("messages: at least one message with role user is required"));
+    };
+    let mut attachments = 0;
+    let mut all_text = text_of(&blocks(object.get("system")));
+    for message in &messages {
+        let content = blocks(message.get("content"));
+        for block in &content {
+            let kind = block.get("type").and_then(Value::as_str).unwrap_or_default();
+            if kind == "document" || kind == "image" {
+                if block.pointer("/source/data").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    return Err(BedrockError::validation(format!("messages: a {kind} block needs source.data")));
+                }
+                attachments += 1;
+            }
+        }
+        all_text.push('\n');
+        all_text.push_str(&text_of(&content));
+    }
+    let prompt = text_of(&blocks(last_user.get("content")));
+    Ok(ValidRequest { prompt, all_text, max_tokens, attachments })
+}
+
 /// The body of a successful Converse response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -105,6 +105,15 @@ impl ExecutionState {
     }
 }
 
+/// A child execution of a distributed Map, as the journal knows it from its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildExecution {
+    /// `parent/child`.
+    pub name: String,
+    pub events: usize,
+    pub status: ExecutionState,
+}
+
 /// A new execution to journal.
 #[derive(Debug, Clone)]
 pub struct NewExecution {
@@ -354,8 +363,12 @@ impl Journal {
     }
 
     /// The history events of one attempt of an execution (the latest when `attempt` is None).
+    /// `name` may also be a child execution, `parent/child` (see [`Journal::children`]).
     pub fn events(&self, name: &str, attempt: Option<u32>) -> Result<Vec<EventRecord>, JournalError> {
-        let record = self.get(name)?;
+        let record = match (self.get(name), name.split_once('/')) {
+            (Err(JournalError::UnknownExecution(_)), Some((parent, _))) => self.get(parent)?,
+            (result, _) => result?,
+        };
         let attempt = attempt.unwrap_or(record.attempt);
         let conn = self.reader()?;
         let mut stmt = conn.prepare(
@@ -369,6 +382,34 @@ impl Journal {
                 event_type: r.get(3)?,
                 details: r.get(4)?,
             })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The child executions (distributed Map iterations) of the latest attempt of `parent`,
+    /// journaled as `parent/child`, in name order, with how each ended (`RUNNING` while its
+    /// last event is not an end).
+    pub fn children(&self, parent: &str) -> Result<Vec<ChildExecution>, JournalError> {
+        let record = self.get(parent)?;
+        let conn = self.reader()?;
+        // The child's last event says how it ended.
+        let mut stmt = conn.prepare(
+            "SELECT e.execution, COUNT(*), (SELECT type FROM events l WHERE l.execution = e.execution
+                 AND l.attempt = e.attempt ORDER BY l.id DESC LIMIT 1)
+             FROM events e WHERE e.execution > ?1 AND e.execution < ?2 AND e.attempt = ?3
+             GROUP BY e.execution ORDER BY e.execution",
+        )?;
+        // Names between "parent/" and "parent0" ('0' follows '/') are exactly the children.
+        let rows = stmt.query_map(params![format!("{parent}/"), format!("{parent}0"), record.attempt], |r| {
+            let last: String = r.get(2)?;
+            let status = match last.as_str() {
+                "ExecutionSucceeded" => ExecutionState::Succeeded,
+                "ExecutionFailed" => ExecutionState::Failed,
+                "ExecutionTimedOut" => ExecutionState::TimedOut,
+                "ExecutionAborted" => ExecutionState::Aborted,
+                _ => ExecutionState::Running,
+            };
+            Ok(ChildExecution { name: r.get(0)?, events: r.get::<_, i64>(1)? as usize, status })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }

@@ -4,8 +4,13 @@
 //! documents/<sha256>/source              the uploaded bytes
 //! documents/<sha256>/manifest.json       the document's units (index, kind, title, flags)
 //! documents/<sha256>/units/<index>.json  one unit (text, table)
+//! documents/<sha256>/units.json          the units as a JSON array: the distributed Map's items
 //! results/<sha256>/<run>/<index>.json    one unit's analysis in one run
 //! reports/<sha256>/<run>/report.json     the integrated report (and report.md)
+//! batch/<sha256>/<run>/input/records.jsonl    batch inference records of one run
+//! batch/pools/<pool>/input/<doc>-<run>.jsonl  one document's records in a pooled batch job
+//! batch/pools/<pool>/output/<job id>/...  what the pooled job wrote (<file>.out, manifest.json.out)
+//! map-runs/<map run id>/...               a distributed Map's ResultWriter output
 //! ```
 //! Unit indexes are zero-padded so that listings sort in document order.
 
@@ -19,6 +24,12 @@ pub fn manifest(document_id: &str) -> String {
     format!("documents/{document_id}/manifest.json")
 }
 
+/// The document's units as a JSON array of manifest entries, which the distributed Map's
+/// `ItemReader` reads.
+pub fn unit_items(document_id: &str) -> String {
+    format!("documents/{document_id}/units.json")
+}
+
 /// One unit of a document.
 pub fn unit(document_id: &str, index: usize) -> String {
     format!("documents/{document_id}/units/{index:06}.json")
@@ -27,6 +38,21 @@ pub fn unit(document_id: &str, index: usize) -> String {
 /// One unit's result within one run (`run` names the execution).
 pub fn unit_result(document_id: &str, run: &str, index: usize) -> String {
     format!("results/{document_id}/{run}/{index:06}.json")
+}
+
+/// The batch inference input (JSONL records) of one run.
+pub fn batch_input(document_id: &str, run: &str) -> String {
+    format!("batch/{document_id}/{run}/input/records.jsonl")
+}
+
+/// The input prefix of a pooled batch job: one records file per document.
+pub fn batch_pool_input(pool: &str) -> String {
+    format!("batch/pools/{pool}/input/")
+}
+
+/// Where a pooled batch job writes its output (the job adds `<job id>/`).
+pub fn batch_pool_output(pool: &str) -> String {
+    format!("batch/pools/{pool}/output/")
 }
 
 /// The JSON report of one run.

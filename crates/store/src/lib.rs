@@ -40,6 +40,16 @@ pub enum StoreError {
     },
 }
 
+/// One stored object, as a listing describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// The backend's entity tag (empty when it has none).
+    pub etag: String,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
 /// A handle on the object store. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -91,6 +101,15 @@ impl Store {
         result.bytes().await.map_err(|source| StoreError::Backend { key: key.to_string(), source })
     }
 
+    /// Remove the object under `key`; removing a missing object is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = Self::path(key)?;
+        match self.inner.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(StoreError::Backend { key: key.to_string(), source }),
+        }
+    }
+
     /// Whether an object exists under `key`.
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         let path = Self::path(key)?;
@@ -99,6 +118,30 @@ impl Store {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(source) => Err(StoreError::Backend { key: key.to_string(), source }),
         }
+    }
+
+    /// The objects whose keys start with `prefix` (a key prefix, not only whole path segments),
+    /// sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        use futures::TryStreamExt;
+        // object_store lists by whole path segments: list the directory part, then filter.
+        let dir = prefix.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("");
+        let dir_path = if dir.is_empty() { None } else { Some(Self::path(dir)?) };
+        let mut objects: Vec<ObjectMeta> = self
+            .inner
+            .list(dir_path.as_ref())
+            .map_ok(|meta| ObjectMeta {
+                key: meta.location.to_string(),
+                size: meta.size,
+                etag: meta.e_tag.unwrap_or_default(),
+                last_modified: meta.last_modified,
+            })
+            .try_filter(|meta| futures::future::ready(meta.key.starts_with(prefix)))
+            .try_collect()
+            .await
+            .map_err(|source| StoreError::Backend { key: prefix.to_string(), source })?;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
     }
 
     /// Serialise `value` as pretty JSON under `key`.
@@ -129,6 +172,23 @@ mod tests {
         store.put_json("c.json", &serde_json::json!({"x": 1})).await.unwrap();
         let v: serde_json::Value = store.get_json("c.json").await.unwrap();
         assert_eq!(v["x"], 1);
+    }
+
+    #[tokio::test]
+    async fn lists_by_key_prefix_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        for key in ["runs/b/2.json", "runs/a/1.json", "runs/ab.json", "other/x"] {
+            store.put(key, Bytes::from_static(b"{}")).await.unwrap();
+        }
+        let keys = |objects: Vec<ObjectMeta>| objects.into_iter().map(|o| o.key).collect::<Vec<_>>();
+        assert_eq!(keys(store.list("runs/a").await.unwrap()), vec!["runs/a/1.json", "runs/ab.json"]);
+        assert_eq!(keys(store.list("runs/").await.unwrap()), vec!["runs/a/1.json", "runs/ab.json", "runs/b/2.json"]);
+        assert_eq!(store.list("runs/a/").await.unwrap()[0].size, 2);
+        assert!(store.list("none/").await.unwrap().is_empty());
+        store.delete("runs/ab.json").await.unwrap();
+        store.delete("runs/ab.json").await.unwrap();
+        assert!(!store.exists("runs/ab.json").await.unwrap());
     }
 
     #[tokio::test]

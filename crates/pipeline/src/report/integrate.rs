@@ -6,9 +6,10 @@ use super::model::*;
 
 /// What happened to one unit, as the state machine's Map returns it.
 #[derive(Debug, Clone, PartialEq)]
+/// `path` is how the unit was processed (`inline`, `distributed`, `batch`, `on-demand`).
 pub enum UnitOutcome {
-    Succeeded { index: usize, title: String, text: String, result: Value, usage: UnitUsage },
-    Failed { index: usize, title: String, text: String, error: String, cause: String },
+    Succeeded { index: usize, title: String, text: String, result: Value, usage: UnitUsage, path: String },
+    Failed { index: usize, title: String, text: String, error: String, cause: String, path: String },
 }
 
 impl UnitOutcome {
@@ -30,6 +31,9 @@ const SUMMARY_MAX_CHARS: usize = 600;
 pub struct ReportContext {
     pub document: DocumentInfo,
     pub strategy: String,
+    /// Why the run left its strategy's normal path (a batch job that failed, a Map Run that
+    /// failed), if it did.
+    pub strategy_note: Option<String>,
     pub model: String,
     pub execution: String,
     pub generated_at: String,
@@ -46,6 +50,8 @@ pub fn integrate(ctx: ReportContext, mut outcomes: Vec<UnitOutcome>) -> Report {
         generated_at: ctx.generated_at,
         document: ctx.document,
         strategy: ctx.strategy,
+        strategy_note: ctx.strategy_note.filter(|n| !n.is_empty()),
+        unit_paths: Default::default(),
         model: ctx.model,
         execution: ctx.execution,
         summary: String::new(),
@@ -61,8 +67,12 @@ pub fn integrate(ctx: ReportContext, mut outcomes: Vec<UnitOutcome>) -> Report {
     let mut summaries = Vec::new();
     let mut cost: Option<f64> = Some(0.0);
     for outcome in outcomes {
+        let path = match &outcome {
+            UnitOutcome::Succeeded { path, .. } | UnitOutcome::Failed { path, .. } => path.clone(),
+        };
+        *report.unit_paths.entry(path.clone()).or_insert(0) += 1;
         match outcome {
-            UnitOutcome::Succeeded { index, title, text, result, usage } => {
+            UnitOutcome::Succeeded { index, title, text, result, usage, .. } => {
                 merge_result(&mut report, index, &result);
                 if let Some(s) = result.get("summary").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
                     summaries.push(s.trim().to_string());
@@ -86,9 +96,10 @@ pub fn integrate(ctx: ReportContext, mut outcomes: Vec<UnitOutcome>) -> Report {
                     result: Some(result),
                     error: None,
                     usage,
+                    path,
                 });
             }
-            UnitOutcome::Failed { index, title, text, error, cause } => {
+            UnitOutcome::Failed { index, title, text, error, cause, .. } => {
                 report.usage.units_failed += 1;
                 report.failed_units.push(FailedUnit {
                     index,
@@ -104,6 +115,7 @@ pub fn integrate(ctx: ReportContext, mut outcomes: Vec<UnitOutcome>) -> Report {
                     result: None,
                     error: Some(UnitError { error, cause }),
                     usage: UnitUsage::default(),
+                    path,
                 });
             }
         }
@@ -282,6 +294,7 @@ mod tests {
                 title: None,
             },
             strategy: "inline".into(),
+            strategy_note: None,
             model: "offline".into(),
             execution: "e".into(),
             generated_at: "2026-01-01T00:00:02.500Z".into(),
@@ -303,6 +316,7 @@ mod tests {
                 duration_ms: 1,
                 cost_usd: cost,
             },
+            path: "inline".into(),
         }
     }
 
@@ -315,6 +329,7 @@ mod tests {
                 text: String::new(),
                 error: "Beacon.GaveUp".into(),
                 cause: "throttled".into(),
+                path: "inline".into(),
             },
             ok(
                 1,
@@ -344,6 +359,7 @@ mod tests {
         assert_eq!(r.usage.total_tokens, 30);
         assert_eq!(r.usage.cost_usd, Some(0.75));
         assert_eq!(r.summary, "First page is here. Second.");
+        assert_eq!(r.unit_paths.get("inline"), Some(&3));
     }
 
     #[test]

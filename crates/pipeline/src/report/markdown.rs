@@ -13,6 +13,7 @@ struct Labels {
     format: &'static str,
     units: &'static str,
     strategy: &'static str,
+    strategy_note: &'static str,
     model: &'static str,
     language: &'static str,
     summary: &'static str,
@@ -47,6 +48,7 @@ const EN: Labels = Labels {
     format: "Format",
     units: "Units",
     strategy: "Strategy",
+    strategy_note: "Strategy note",
     model: "Model",
     language: "Language",
     summary: "Summary",
@@ -81,6 +83,7 @@ const JA: Labels = Labels {
     format: "形式",
     units: "ユニット数",
     strategy: "並列方式",
+    strategy_note: "並列方式の注記",
     model: "モデル",
     language: "言語",
     summary: "要約",
@@ -136,7 +139,17 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(md, "| {} | {} |", l.document, cell(&report.document.name));
     let _ = writeln!(md, "| {} | {} |", l.format, report.document.format);
     let _ = writeln!(md, "| {} | {} |", l.units, report.document.unit_count);
-    let _ = writeln!(md, "| {} | {} |", l.strategy, report.strategy);
+    // The strategy, and how many units took each path when that is not the strategy alone
+    // (a batch run's failed records went on demand).
+    let mut strategy = report.strategy.clone();
+    if report.unit_paths.keys().any(|p| p != &report.strategy) {
+        let paths: Vec<String> = report.unit_paths.iter().map(|(path, n)| format!("{n} {path}")).collect();
+        strategy = format!("{strategy} ({})", paths.join(", "));
+    }
+    let _ = writeln!(md, "| {} | {} |", l.strategy, cell(&strategy));
+    if let Some(note) = &report.strategy_note {
+        let _ = writeln!(md, "| {} | {} |", l.strategy_note, cell(note));
+    }
     let _ = writeln!(md, "| {} | {} |", l.model, cell(&report.model));
     if let Some(lang) = &report.document.language {
         let _ = writeln!(md, "| {} | {} |", l.language, lang);
@@ -271,7 +284,8 @@ mod tests {
                     language: Some(language.into()),
                     title: None,
                 },
-                strategy: "inline".into(),
+                strategy: "batch".into(),
+                strategy_note: Some("the batch job ended Expired".into()),
                 model: "offline".into(),
                 execution: "e".into(),
                 generated_at: "t".into(),
@@ -284,6 +298,7 @@ mod tests {
                     text: String::new(),
                     result: json!({"summary": "6行の表。", "key_points": ["4月 | 12850"], "fields": [{"name": "a|b", "value": "1"}]}),
                     usage: UnitUsage::default(),
+                    path: "batch".into(),
                 },
                 UnitOutcome::Failed {
                     index: 1,
@@ -291,6 +306,7 @@ mod tests {
                     text: String::new(),
                     error: "Beacon.Rejected".into(),
                     cause: "bad".into(),
+                    path: "on-demand".into(),
                 },
             ],
         )
@@ -312,5 +328,7 @@ mod tests {
         assert!(md.contains("## Summary"));
         assert!(md.contains("## Failed units\n\n- **社員一覧** (Beacon.Rejected): bad"));
         assert!(md.contains("| Cost | unknown |"), "no price known: {md}");
+        assert!(md.contains("| Strategy | batch (1 batch, 1 on-demand) |"), "{md}");
+        assert!(md.contains("| Strategy note | the batch job ended Expired |"), "{md}");
     }
 }

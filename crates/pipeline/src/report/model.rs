@@ -12,6 +12,11 @@ pub struct Report {
     pub document: DocumentInfo,
     /// The parallel strategy the state machine chose: `inline`, `distributed` or `batch`.
     pub strategy: String,
+    /// Why the run left its strategy's normal path, when it did (e.g. a batch job that ended
+    /// `Failed`, so its units were analysed on demand).
+    pub strategy_note: Option<String>,
+    /// How many units took each processing path (`inline`, `distributed`, `batch`, `on-demand`).
+    pub unit_paths: std::collections::BTreeMap<String, usize>,
     /// The model that analysed the units (`offline` for the built-in analyzer).
     pub model: String,
     /// The execution that produced this report.
@@ -100,6 +105,10 @@ pub struct UnitReport {
     /// `{error, cause}` when failed, else null.
     pub error: Option<UnitError>,
     pub usage: UnitUsage,
+    /// How the unit was processed: `inline` (inline Map), `distributed` (a child execution of
+    /// the distributed Map), `batch` (a batch inference record) or `on-demand` (a batch
+    /// document's unit analysed by a direct request: its record failed, or the job did).
+    pub path: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

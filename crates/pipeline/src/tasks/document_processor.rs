@@ -77,6 +77,9 @@ pub async fn process_document(services: Services, input: Value, _ctx: TaskContex
             key: keys::unit(&document_id, unit.index),
         });
     }
+    // The distributed Map's ItemReader reads a JSON array: the same entries, on their own.
+    let items_key = keys::unit_items(&document_id);
+    services.store.put_json(&items_key, &manifest).await.map_err(store_failure)?;
     let manifest_key = keys::manifest(&document_id);
     let manifest_doc = serde_json::json!({
         "documentId": document_id,
@@ -103,6 +106,7 @@ pub async fn process_document(services: Services, input: Value, _ctx: TaskContex
         "title": document.title,
         "unitCount": document.units.len(),
         "manifestKey": manifest_key,
+        "itemsKey": items_key,
         "units": units,
     }))
 }

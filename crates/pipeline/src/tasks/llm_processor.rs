@@ -15,25 +15,26 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{Instrument, info_span};
 
-use super::{Services, UnitRecord, errors, failure, store_failure, task_input};
+use super::{Services, UnitRecord, UnitRef, errors, failure, store_failure, task_input};
 use crate::answer::{AnswerError, parse_answer};
 use crate::report::UnitUsage;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Input {
-    document_id: String,
+    #[serde(flatten)]
+    unit: UnitRef,
     language: Option<String>,
-    index: usize,
 }
 
 /// Analyse one unit with the LLM client stack and store the validated result.
 pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) -> Result<Value, TaskFailure> {
     let input: Input = task_input("llm-processor", input)?;
-    let span = info_span!("unit", index = input.index, execution = %ctx.execution_name);
+    let target = &input.unit;
+    let span = info_span!("unit", index = target.index, execution = %target.run(&ctx));
     async move {
         let unit: Unit =
-            services.store.get_json(&keys::unit(&input.document_id, input.index)).await.map_err(store_failure)?;
+            services.store.get_json(&keys::unit(&target.document_id, target.index)).await.map_err(store_failure)?;
         if unit.flags.iter().any(|f| f == FLAG_UNREADABLE) {
             return Err(failure(
                 errors::UNREADABLE_UNIT,
@@ -41,7 +42,7 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
             ));
         }
         let started = Instant::now();
-        let page = unit_attachment(&services, &input.document_id, &unit).await?;
+        let page = unit_attachment(&services, &target.document_id, &unit).await?;
         let (result, usage, model) = if unit.text.trim().is_empty() && page.is_none() {
             // Nothing to read (a scanned page): asking a text model would only cost money.
             let result = json!({"title": unit.title, "summary": "", "flags": unit.flags});
@@ -50,9 +51,9 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
             analyse(&services, &unit, input.language.as_deref(), page).await?
         };
         let usage = UnitUsage { duration_ms: started.elapsed().as_millis() as u64, ..usage };
-        let record = UnitRecord::succeeded(unit.index, unit.title, model, result, usage);
-        let key = keys::unit_result(&input.document_id, &ctx.execution_name, unit.index);
-        services.store.put_json(&key, &record).await.map_err(store_failure)?;
+        let record =
+            UnitRecord::Succeeded { index: unit.index, title: unit.title, model, result, usage, path: target.path() };
+        services.store.put_json(&target.result_key(&ctx), &record).await.map_err(store_failure)?;
         Ok(json!({ "index": unit.index }))
     }
     .instrument(span)

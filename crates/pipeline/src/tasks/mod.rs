@@ -3,6 +3,7 @@
 //! entry point on AWS. They pass object-store keys, not contents, between states so payloads
 //! stay far below the 256 KiB state limit.
 
+mod batch;
 mod document_processor;
 mod llm_processor;
 mod result_integrator;
@@ -18,6 +19,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 
+pub use batch::{collect_batch, prepare_batch};
 pub use document_processor::process_document;
 pub use llm_processor::process_unit;
 pub use result_integrator::integrate_results;
@@ -46,6 +48,10 @@ pub mod resources {
     pub const LLM_PROCESSOR: &str = "beacon:llm-processor";
     pub const RESULT_INTEGRATOR: &str = "beacon:result-integrator";
     pub const UNIT_FAILURE_RECORDER: &str = "beacon:record-unit-failure";
+    pub const BATCH_PREPARER: &str = "beacon:batch-prepare";
+    pub const BATCH_COLLECTOR: &str = "beacon:batch-collect";
+    /// Served by the runner's [`crate::pool::BatchPool`], shared by its executions.
+    pub const BATCH_POOL: &str = "beacon:batch-pool";
 }
 
 /// How many object-store requests a task keeps in flight when it reads or writes many objects.
@@ -90,29 +96,65 @@ mod futures_task {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub(crate) enum UnitRecord {
-    Succeeded { index: usize, title: String, model: String, result: Value, usage: crate::report::UnitUsage },
-    Failed { index: usize, title: String, error: String, cause: String },
+    Succeeded {
+        index: usize,
+        title: String,
+        model: String,
+        result: Value,
+        usage: crate::report::UnitUsage,
+        #[serde(default)]
+        path: String,
+    },
+    Failed {
+        index: usize,
+        title: String,
+        error: String,
+        cause: String,
+        #[serde(default)]
+        path: String,
+    },
 }
 
 impl UnitRecord {
-    fn succeeded(index: usize, title: String, model: String, result: Value, usage: crate::report::UnitUsage) -> Self {
-        UnitRecord::Succeeded { index, title, model, result, usage }
-    }
-
-    fn failed(index: usize, title: String, error: String, cause: String) -> Self {
-        UnitRecord::Failed { index, title, error, cause }
-    }
-
     fn into_outcome(self, text: String) -> crate::report::UnitOutcome {
         use crate::report::UnitOutcome;
         match self {
-            UnitRecord::Succeeded { index, title, result, usage, .. } => {
-                UnitOutcome::Succeeded { index, title, text, result, usage }
+            UnitRecord::Succeeded { index, title, result, usage, path, .. } => {
+                UnitOutcome::Succeeded { index, title, text, result, usage, path }
             }
-            UnitRecord::Failed { index, title, error, cause } => {
-                UnitOutcome::Failed { index, title, text, error, cause }
+            UnitRecord::Failed { index, title, error, cause, path } => {
+                UnitOutcome::Failed { index, title, text, error, cause, path }
             }
         }
+    }
+}
+
+/// Which unit of which run a task works on: the Map's item. `run` is the execution the
+/// results belong to (a distributed Map's child executions pass their parent's name); `path`
+/// is how the unit is processed (`inline`, `distributed`, `on-demand`), for the report.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UnitRef {
+    document_id: String,
+    index: usize,
+    #[serde(default)]
+    run: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+}
+
+impl UnitRef {
+    /// The run whose results this unit's record belongs to.
+    fn run<'a>(&'a self, ctx: &'a TaskContext) -> &'a str {
+        self.run.as_deref().filter(|r| !r.is_empty()).unwrap_or(&ctx.execution_name)
+    }
+
+    fn path(&self) -> String {
+        self.path.clone().unwrap_or_else(|| "inline".into())
+    }
+
+    fn result_key(&self, ctx: &TaskContext) -> String {
+        beacon_store::keys::unit_result(&self.document_id, self.run(ctx), self.index)
     }
 }
 
@@ -129,14 +171,16 @@ impl TaskHandler for Task {
     }
 }
 
-/// The registry with BEACON's three tasks bound to `services`.
+/// The registry with BEACON's tasks bound to `services`.
 pub fn registry(services: &Services) -> TaskRegistry {
     let mut registry = TaskRegistry::default();
-    let tasks: [(&str, TaskFn); 4] = [
+    let tasks: [(&str, TaskFn); 6] = [
         (resources::DOCUMENT_PROCESSOR, |s, i, c| Box::pin(process_document(s, i, c))),
         (resources::LLM_PROCESSOR, |s, i, c| Box::pin(process_unit(s, i, c))),
         (resources::UNIT_FAILURE_RECORDER, |s, i, c| Box::pin(record_unit_failure(s, i, c))),
         (resources::RESULT_INTEGRATOR, |s, i, c| Box::pin(integrate_results(s, i, c))),
+        (resources::BATCH_PREPARER, |s, i, c| Box::pin(prepare_batch(s, i, c))),
+        (resources::BATCH_COLLECTOR, |s, i, c| Box::pin(collect_batch(s, i, c))),
     ];
     for (resource, run) in tasks {
         registry.register(resource, Arc::new(Task { services: services.clone(), run }));

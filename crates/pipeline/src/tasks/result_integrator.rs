@@ -16,6 +16,8 @@ use crate::report::{DocumentInfo, ReportContext, UnitOutcome, integrate, markdow
 struct Input {
     document: ProcessedDocument,
     strategy: String,
+    #[serde(default)]
+    strategy_note: Option<String>,
     execution: String,
     #[serde(default)]
     started_at: Option<String>,
@@ -39,6 +41,7 @@ async fn unit_outcome(
     document_id: &str,
     execution: &str,
     index: usize,
+    strategy_note: Option<&str>,
 ) -> Result<UnitOutcome, TaskFailure> {
     let unit: Unit = services.store.get_json(&keys::unit(document_id, index)).await.map_err(store_failure)?;
     let key = keys::unit_result(document_id, execution, index);
@@ -50,7 +53,12 @@ async fn unit_outcome(
             title: unit.title,
             text: unit.text,
             error: "Beacon.NoResult".into(),
-            cause: "no result was recorded for this unit".into(),
+            // When the run left its path (a failed batch job), that is why nothing was recorded.
+            cause: match strategy_note.filter(|n| !n.is_empty()) {
+                Some(note) => format!("no result was recorded for this unit: {note}"),
+                None => "no result was recorded for this unit".into(),
+            },
+            path: String::new(),
         }),
         Err(e) => Err(store_failure(e)),
     }
@@ -60,7 +68,9 @@ async fn unit_outcome(
 pub async fn integrate_results(services: Services, input: Value, _ctx: TaskContext) -> Result<Value, TaskFailure> {
     let input: Input = task_input("result-integrator", input)?;
     let doc = &input.document;
-    let reads = (0..doc.unit_count).map(|index| unit_outcome(&services, &doc.document_id, &input.execution, index));
+    let note = input.strategy_note.as_deref();
+    let reads =
+        (0..doc.unit_count).map(|index| unit_outcome(&services, &doc.document_id, &input.execution, index, note));
     let outcomes: Vec<UnitOutcome> = futures::stream::iter(reads)
         .buffered(STORE_CONCURRENCY)
         .collect::<Vec<_>>()
@@ -79,6 +89,7 @@ pub async fn integrate_results(services: Services, input: Value, _ctx: TaskConte
                 title: doc.title.clone(),
             },
             strategy: input.strategy,
+            strategy_note: input.strategy_note,
             model: services.config.model_name(),
             execution: input.execution.clone(),
             generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -7,13 +7,13 @@ use beacon_store::keys;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Services, UnitRecord, store_failure, task_input};
+use super::{Services, UnitRecord, UnitRef, store_failure, task_input};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Input {
-    document_id: String,
-    index: usize,
+    #[serde(flatten)]
+    unit: UnitRef,
     #[serde(default)]
     error: Option<String>,
     #[serde(default)]
@@ -23,17 +23,18 @@ struct Input {
 /// Store the failure of one unit.
 pub async fn record_unit_failure(services: Services, input: Value, ctx: TaskContext) -> Result<Value, TaskFailure> {
     let input: Input = task_input("record-unit-failure", input)?;
-    let title = match services.store.get_json::<Unit>(&keys::unit(&input.document_id, input.index)).await {
+    let target = &input.unit;
+    let title = match services.store.get_json::<Unit>(&keys::unit(&target.document_id, target.index)).await {
         Ok(unit) => unit.title,
-        Err(_) => format!("Unit {}", input.index + 1),
+        Err(_) => format!("Unit {}", target.index + 1),
     };
-    let record = UnitRecord::failed(
-        input.index,
+    let record = UnitRecord::Failed {
+        index: target.index,
         title,
-        input.error.filter(|e| !e.is_empty()).unwrap_or_else(|| "Beacon.UnitFailed".into()),
-        input.cause.filter(|c| !c.is_empty()).unwrap_or_else(|| "the unit failed without a reason".into()),
-    );
-    let key = keys::unit_result(&input.document_id, &ctx.execution_name, input.index);
-    services.store.put_json(&key, &record).await.map_err(store_failure)?;
-    Ok(json!({ "index": input.index }))
+        error: input.error.filter(|e| !e.is_empty()).unwrap_or_else(|| "Beacon.UnitFailed".into()),
+        cause: input.cause.filter(|c| !c.is_empty()).unwrap_or_else(|| "the unit failed without a reason".into()),
+        path: target.path(),
+    };
+    services.store.put_json(&target.result_key(&ctx), &record).await.map_err(store_failure)?;
+    Ok(json!({ "index": target.index }))
 }

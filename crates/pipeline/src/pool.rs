@@ -1,0 +1,263 @@
+//! Pooling batch records of several documents into shared batch inference jobs.
+//!
+//! Bedrock wants at least `min_records` records per job; a 70-page document alone is too small,
+//! two of them together are not. Every execution on the batch branch joins the pool of its
+//! process with its records (`beacon:batch-pool`): its records file is copied under the open
+//! pool's input prefix, and
+//!
+//! - when the pool reaches `min_records`, it is sealed: the execution that sealed it submits the
+//!   job (`role: submitter`; the job reads every file under the prefix) and the others are told
+//!   the job's name (`role: member`) and find it with `listModelInvocationJobs`;
+//! - an execution still waiting after `window` leaves the pool (its file is removed) and its
+//!   units go on demand (`role: on-demand`, with the reason).
+//!
+//! Every document's records keep their own file, so each collects its own outputs
+//! (`<file>.out`), joined by `recordId`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use beacon_asl::{TaskContext, TaskFailure, TaskHandler};
+use beacon_store::{Store, keys};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, oneshot};
+
+/// The pool of one process: at most one open pool at a time.
+pub struct BatchPool {
+    store: Store,
+    bucket: String,
+    min_records: usize,
+    window: Duration,
+    open: Mutex<Option<OpenPool>>,
+}
+
+struct OpenPool {
+    id: String,
+    records: usize,
+    members: Vec<Member>,
+}
+
+struct Member {
+    run: String,
+    file_key: String,
+    records: usize,
+    /// Told the pool's id when it is sealed.
+    sealed: oneshot::Sender<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JoinInput {
+    document_id: String,
+    run: String,
+    input_uri: String,
+    record_count: usize,
+}
+
+impl BatchPool {
+    pub fn new(store: Store, bucket: impl Into<String>, min_records: usize, window: Duration) -> BatchPool {
+        BatchPool { store, bucket: bucket.into(), min_records: min_records.max(1), window, open: Mutex::new(None) }
+    }
+
+    /// A pool over the services' store with the configured minimum and window.
+    pub fn for_config(services: &crate::Services) -> BatchPool {
+        let config = &services.config;
+        BatchPool::new(
+            services.store.clone(),
+            config.bucket.clone(),
+            config.batch.min_records as usize,
+            Duration::from_secs(config.batch.pool_window_secs),
+        )
+    }
+
+    fn uri(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    fn key_of<'a>(&self, uri: &'a str) -> Option<&'a str> {
+        uri.strip_prefix("s3://")?.strip_prefix(self.bucket.as_str())?.strip_prefix('/')
+    }
+
+    /// What a sealed pool's executions need: its input and output and the job's name.
+    fn decision(&self, role: &str, pool: &str, members: usize, file: &str) -> Value {
+        json!({
+            "role": role,
+            "poolId": pool,
+            "jobName": format!("beacon-{pool}"),
+            "inputUri": self.uri(&keys::batch_pool_input(pool)),
+            "outputUri": self.uri(&keys::batch_pool_output(pool)),
+            "inputFile": file,
+            "members": members,
+        })
+    }
+
+    async fn join(&self, input: JoinInput) -> Result<Value, TaskFailure> {
+        let store_failure = |e: beacon_store::StoreError| TaskFailure::new("Beacon.StoreError", e.to_string());
+        let source = self.key_of(&input.input_uri).ok_or_else(|| {
+            TaskFailure::new(
+                "Beacon.InvalidInput",
+                format!("{} is not in the bucket s3://{}/", input.input_uri, self.bucket),
+            )
+        })?;
+        let bytes = self.store.get(source).await.map_err(store_failure)?;
+        let file =
+            format!("{}-{}.jsonl", &input.document_id[..input.document_id.len().min(12)], short_hash(&input.run));
+        let (sealed_tx, sealed_rx) = oneshot::channel();
+        let pool_id = {
+            let mut open = self.open.lock().await;
+            let pool = open.get_or_insert_with(|| OpenPool { id: new_pool_id(), records: 0, members: Vec::new() });
+            let file_key = format!("{}{file}", keys::batch_pool_input(&pool.id));
+            // Written while the pool is locked: a sealed pool's input is complete.
+            self.store.put(&file_key, bytes).await.map_err(store_failure)?;
+            pool.records += input.record_count;
+            pool.members.push(Member {
+                run: input.run.clone(),
+                file_key: file_key.clone(),
+                records: input.record_count,
+                sealed: sealed_tx,
+            });
+            if pool.records >= self.min_records {
+                let pool = open.take().expect("the pool was just filled");
+                let members = pool.members.len();
+                tracing::info!(pool = pool.id, members, records = pool.records, "batch pool sealed");
+                for member in pool.members {
+                    // The sealing execution's own receiver is dropped below; others wait on theirs.
+                    let _ = member.sealed.send(pool.id.clone());
+                }
+                return Ok(self.decision("submitter", &pool.id, members, &file));
+            }
+            pool.id.clone()
+        };
+        tracing::info!(pool = pool_id, run = input.run, "waiting for the batch pool to fill");
+        match tokio::time::timeout(self.window, sealed_rx).await {
+            Ok(Ok(pool)) => Ok(self.decision("member", &pool, 0, &file)),
+            // The sender went away without sealing: cannot happen while the pool lives.
+            Ok(Err(_)) => Ok(self.left_out(&input, 0)),
+            Err(_) => {
+                let mut open = self.open.lock().await;
+                let Some(pool) = open.as_mut().filter(|p| p.id == pool_id) else {
+                    // Sealed while the timer fired: this execution is a member after all.
+                    return Ok(self.decision("member", &pool_id, 0, &file));
+                };
+                let Some(position) = pool.members.iter().position(|m| m.run == input.run) else {
+                    return Ok(self.decision("member", &pool_id, 0, &file));
+                };
+                let member = pool.members.remove(position);
+                let pooled = pool.records;
+                pool.records -= member.records;
+                if pool.members.is_empty() {
+                    *open = None;
+                }
+                drop(open);
+                if let Err(e) = self.store.delete(&member.file_key).await {
+                    tracing::warn!(error = %e, key = member.file_key, "cannot remove a left pool member's records");
+                }
+                Ok(self.left_out(&input, pooled))
+            }
+        }
+    }
+
+    fn left_out(&self, input: &JoinInput, pooled: usize) -> Value {
+        json!({
+            "role": "on-demand",
+            "note": format!(
+                "the batch pool held {pooled} records after {} s, fewer than the {} a batch job needs: every unit was analysed on demand",
+                self.window.as_secs(),
+                self.min_records
+            ),
+            "records": input.record_count,
+        })
+    }
+}
+
+fn short_hash(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..6])
+}
+
+/// `pool-<UTC time>-<random>`: unique, sortable, and short enough for a job name.
+fn new_pool_id() -> String {
+    format!("pool-{}-{:04x}", chrono::Utc::now().format("%Y%m%dT%H%M%S"), rand::random::<u16>())
+}
+
+/// `beacon:batch-pool` bound to a pool.
+pub struct JoinBatchPool(pub Arc<BatchPool>);
+
+#[async_trait]
+impl TaskHandler for JoinBatchPool {
+    async fn invoke(&self, input: Value, _ctx: TaskContext) -> Result<Value, TaskFailure> {
+        let input: JoinInput = serde_json::from_value(input)
+            .map_err(|e| TaskFailure::new("Beacon.InvalidInput", format!("batch-pool: {e}")))?;
+        self.0.join(input).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(document: &str, run: &str, records: usize) -> JoinInput {
+        JoinInput {
+            document_id: document.repeat(12),
+            run: run.into(),
+            input_uri: format!("s3://b/batch/{document}/{run}/input/records.jsonl"),
+            record_count: records,
+        }
+    }
+
+    async fn pool(window: Duration) -> (tempfile::TempDir, Arc<BatchPool>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        for (d, r) in [("a", "r1"), ("b", "r2"), ("c", "r3")] {
+            store.put(&format!("batch/{d}/{r}/input/records.jsonl"), format!("{d}\n").into_bytes()).await.unwrap();
+        }
+        (dir, Arc::new(BatchPool::new(store, "b", 100, window)))
+    }
+
+    #[tokio::test]
+    async fn two_small_documents_fill_one_pool() {
+        let (_dir, pool) = pool(Duration::from_secs(60)).await;
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.join(member("a", "r1", 70)).await }
+        });
+        // The first member is in the pool once its file is there.
+        let first_file = loop {
+            if let Some(open) = pool.open.lock().await.as_ref() {
+                break open.members[0].file_key.clone();
+            }
+            tokio::task::yield_now().await;
+        };
+        let sealing = pool.join(member("b", "r2", 70)).await.unwrap();
+        let member = waiting.await.unwrap().unwrap();
+        assert_eq!(sealing["role"], "submitter");
+        assert_eq!(sealing["members"], 2);
+        assert_eq!(member["role"], "member");
+        assert_eq!(member["jobName"], sealing["jobName"]);
+        assert_eq!(member["inputUri"], sealing["inputUri"]);
+        assert_ne!(member["inputFile"], sealing["inputFile"], "each document keeps its own file");
+        let listed = pool.store.list(&keys::batch_pool_input(sealing["poolId"].as_str().unwrap())).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().any(|o| o.key == first_file));
+        assert!(pool.open.lock().await.is_none(), "a sealed pool is closed; the next joiner opens a new one");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_small_document_leaves_after_the_window() {
+        let (_dir, pool) = pool(Duration::from_secs(30)).await;
+        let alone = pool.join(member("c", "r3", 70)).await.unwrap();
+        assert_eq!(alone["role"], "on-demand");
+        assert!(alone["note"].as_str().unwrap().contains("70 records after 30 s, fewer than the 100"), "{alone}");
+        assert!(pool.open.lock().await.is_none());
+        assert!(pool.store.list("batch/pools/").await.unwrap().is_empty(), "its records left the pool");
+    }
+
+    #[tokio::test]
+    async fn a_large_document_submits_alone_at_once() {
+        let (_dir, pool) = pool(Duration::from_secs(3600)).await;
+        let alone = pool.join(member("a", "r1", 150)).await.unwrap();
+        assert_eq!((alone["role"].as_str(), alone["members"].as_u64()), (Some("submitter"), Some(1)));
+    }
+}
