@@ -192,3 +192,57 @@ fn executions_list_and_show_describe_a_finished_run() {
     assert_exit(&unknown, 2);
     assert!(stderr(&unknown).contains("no-such-execution"));
 }
+
+/// A batch run killed while its job runs: the resumed execution watches the job it submitted
+/// (journaled) instead of submitting another, and collects its answers.
+#[test]
+fn a_batch_run_killed_while_its_job_runs_resumes_with_the_same_job() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    let store = data.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    // Four statuses of 1.5 s each: the job runs for about six seconds.
+    let sim = Sim::start(&["--store-dir", store.to_str().unwrap(), "--batch-step-ms", "1500"]);
+    std::fs::write(s.path("beacon.toml"), "[batch]\npoll_seconds = 1\n").unwrap();
+    let doc = s.path("batch.txt");
+    let pages: Vec<String> = (1..=120).map(|i| format!("Part {i}\n\nLot {i} weighs {i} kg.")).collect();
+    std::fs::write(&doc, pages.join("\n\x0c")).unwrap();
+    let mut child = beacon_flow(&s, &sim, &data)
+        .arg("run")
+        .arg(&doc)
+        .arg("--out")
+        .arg(s.out())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (polling, with a deadline) until the job's submission is journaled.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let name = loop {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its job was submitted");
+        let list = beacon_flow(&s, &sim, &data).args(["executions", "list", "--json"]).output().unwrap();
+        if let Some(execution) = json_lines(&list).into_iter().next() {
+            let name = execution["name"].as_str().unwrap().to_string();
+            let show = beacon_flow(&s, &sim, &data).args(["executions", "show", &name, "--json"]).output().unwrap();
+            let shown: Value = serde_json::from_str(&stdout(&show)).unwrap();
+            if shown["tasks"].as_array().unwrap().iter().any(|k| k.as_str().unwrap().starts_with("SubmitBatchJob")) {
+                break name;
+            }
+        }
+        assert!(Instant::now() < deadline, "the job was never submitted");
+        std::thread::yield_now();
+    };
+    child.kill().ok();
+    child.wait().unwrap();
+
+    let resumed = beacon_flow(&s, &sim, &data).args(["executions", "resume", &name]).output().unwrap();
+    assert_exit(&resumed, 0);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(s.out().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["strategy"], "batch");
+    let units = report["units"].as_array().unwrap();
+    assert_eq!(units.len(), 120);
+    assert!(units.iter().all(|u| u["status"] == "succeeded" && u["path"] == "batch"), "every answer from the one job");
+    let stats = sim.stats();
+    assert_eq!(stats["batch"]["jobs"], 1, "no second job was submitted: {stats}");
+    assert_eq!(stats["succeeded"], 0, "nothing went on demand: {stats}");
+}

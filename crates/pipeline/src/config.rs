@@ -518,6 +518,12 @@ impl Config {
         Ok(())
     }
 
+    /// Whether Bedrock batch inference is available: only with the Bedrock provider (the
+    /// state machine's ChooseStrategy sends large documents to the distributed Map otherwise).
+    pub fn batch_available(&self) -> bool {
+        self.provider.kind == ProviderKind::Bedrock
+    }
+
     /// The model name recorded in reports.
     pub fn model_name(&self) -> String {
         match self.provider.kind {

@@ -316,7 +316,7 @@ impl Runner {
 fn execution_options(config: &Config, strategy: Option<Strategy>) -> Value {
     let mut options = json!({
         "model": config.model_name(),
-        "batchAvailable": config.provider.kind == crate::ProviderKind::Bedrock,
+        "batchAvailable": config.batch_available(),
     });
     if let Some(strategy) = strategy {
         options["strategy"] = json!(strategy.to_string());

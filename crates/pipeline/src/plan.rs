@@ -59,10 +59,16 @@ impl std::fmt::Display for Strategy {
     }
 }
 
-/// The strategy for a document of `units` units: `forced`, or by the thresholds (more than
-/// `batch_threshold` units: batch; more than `distributed_threshold`: distributed).
-pub fn choose_strategy(units: usize, thresholds: &StrategyConfig, forced: Option<Strategy>) -> Strategy {
-    forced.unwrap_or(if units > thresholds.batch_threshold as usize {
+/// The strategy for a document of `units` units, as the state machine's ChooseStrategy picks
+/// it: `forced`, or by the thresholds (more than `batch_threshold` units: batch, when batch
+/// inference is available, i.e. with Bedrock; more than `distributed_threshold`: distributed).
+pub fn choose_strategy(
+    units: usize,
+    thresholds: &StrategyConfig,
+    forced: Option<Strategy>,
+    batch_available: bool,
+) -> Strategy {
+    forced.unwrap_or(if units > thresholds.batch_threshold as usize && batch_available {
         Strategy::Batch
     } else if units > thresholds.distributed_threshold as usize {
         Strategy::Distributed
@@ -130,7 +136,7 @@ pub async fn plan_document(
         let answer = OfflineAnalyzer.complete(&request).await.map(|c| estimate_tokens(&c.text)).unwrap_or(0);
         output_tokens += answer.min(u64::from(config.llm.max_tokens));
     }
-    let strategy = choose_strategy(document.units.len(), &config.strategy, forced);
+    let strategy = choose_strategy(document.units.len(), &config.strategy, forced, config.batch_available());
     let price = config.price_of(&config.model_name());
     let on_demand = price.map(|p| cost_usd(p, input_tokens, output_tokens));
     let batch = price.map(|p| cost_usd(p.batch(), input_tokens, output_tokens));
@@ -173,11 +179,12 @@ mod tests {
     #[test]
     fn strategies_follow_the_thresholds_unless_forced() {
         let t = StrategyConfig::default();
-        assert_eq!(choose_strategy(30, &t, None), Strategy::Inline);
-        assert_eq!(choose_strategy(40, &t, None), Strategy::Inline);
-        assert_eq!(choose_strategy(41, &t, None), Strategy::Distributed);
-        assert_eq!(choose_strategy(150, &t, None), Strategy::Batch);
-        assert_eq!(choose_strategy(150, &t, Some(Strategy::Inline)), Strategy::Inline);
+        assert_eq!(choose_strategy(30, &t, None, true), Strategy::Inline);
+        assert_eq!(choose_strategy(40, &t, None, true), Strategy::Inline);
+        assert_eq!(choose_strategy(41, &t, None, true), Strategy::Distributed);
+        assert_eq!(choose_strategy(150, &t, None, true), Strategy::Batch);
+        assert_eq!(choose_strategy(150, &t, None, false), Strategy::Distributed, "no batch without Bedrock");
+        assert_eq!(choose_strategy(150, &t, Some(Strategy::Inline), true), Strategy::Inline);
         assert_eq!("Batch".parse::<Strategy>(), Ok(Strategy::Batch));
         assert!("fast".parse::<Strategy>().is_err());
     }

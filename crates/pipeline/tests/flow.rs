@@ -347,3 +347,121 @@ async fn the_configured_payload_limit_applies_to_the_flow() {
         other => panic!("expected States.DataLimitExceeded, got {other:?}"),
     }
 }
+
+/// An object store that refuses every write of one unit's result (a full disk, a denied
+/// prefix): the unit cannot even record its failure, so its distributed Map child fails.
+#[derive(Debug)]
+struct RefusingStore {
+    inner: object_store::memory::InMemory,
+    refused: &'static str,
+}
+
+impl std::fmt::Display for RefusingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RefusingStore({})", self.refused)
+    }
+}
+
+#[async_trait]
+impl object_store::ObjectStore for RefusingStore {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        let key = location.as_ref();
+        if key.starts_with("results/") && key.ends_with(self.refused) {
+            return Err(object_store::Error::PermissionDenied {
+                path: location.to_string(),
+                source: "writes to this key are refused".into(),
+            });
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+struct NoSleep;
+
+#[async_trait]
+impl beacon_asl::Sleeper for NoSleep {
+    async fn sleep(&self, _: std::time::Duration) {}
+}
+
+#[tokio::test]
+async fn a_distributed_map_fails_beyond_its_tolerated_failures_and_the_report_still_lists_every_unit() {
+    use beacon_pipeline::plan::Strategy;
+    for (tolerated, map_fails) in [(5.0, true), (20.0, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
+        // One unit per child: ten children, one of which (unit 4's) cannot record anything.
+        config.strategy.distributed_batch_size = 1;
+        config.strategy.tolerated_failure_percentage = tolerated;
+        let store = RefusingStore { inner: object_store::memory::InMemory::new(), refused: "/000003.json" };
+        let services = Services {
+            store: Store::from_object_store(Arc::new(store), "memory"),
+            llm: Arc::new(OfflineAnalyzer),
+            config: Arc::new(config),
+            unit_schema: Arc::new(beacon_pipeline::schema::default_unit_schema()),
+        };
+        let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+        let runner = Runner::new(services, journal, Arc::new(Recorder::default())).with_sleeper(Arc::new(NoSleep));
+        let options = RunOptions { strategy: Some(Strategy::Distributed), ..RunOptions::default() };
+        let outcome = runner.run_bytes("pages.txt", pages(10), options).await.unwrap();
+        let report = &outcome.report;
+        assert_eq!(report.units.len(), 10, "tolerated {tolerated}%: every unit is listed");
+        let failed: Vec<usize> = report.failed_units.iter().map(|f| f.index).collect();
+        assert_eq!(failed, vec![3], "tolerated {tolerated}%");
+        assert_eq!(report.failed_units[0].error, "Beacon.NoResult");
+        let children = runner.journal().children(&outcome.execution).unwrap();
+        assert_eq!(children.iter().filter(|c| c.status == ExecutionState::Failed).count(), 1);
+        match (&report.strategy_note, map_fails) {
+            (Some(note), true) => {
+                assert!(note.contains("States.ExceedToleratedFailureThreshold"), "{note}");
+                assert!(report.failed_units[0].cause.contains(note.as_str()), "{}", report.failed_units[0].cause);
+            }
+            (None, false) => {}
+            (note, _) => panic!("tolerated {tolerated}%: unexpected note {note:?}"),
+        }
+    }
+}
