@@ -12,11 +12,15 @@ use serde_json::Value;
 
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 
-/// A text document of `n` pages (form feeds), each with its own facts.
+/// A text document of `n` pages (form feeds), each with its own facts (and none shared with a
+/// document of another size, so the result cache never answers for another document).
 fn pages(s: &Scratch, n: usize) -> PathBuf {
     let text: Vec<String> = (1..=n)
         .map(|i| {
-            format!("Section {i}\nInvoice INV-{i:04} is due on 2026-05-{:02}. The total is ${i},250.00.\n", i % 28 + 1)
+            let day = i % 28 + 1;
+            format!(
+                "Section {i} of {n}\nInvoice INV-{n}-{i:04} is due on 2026-05-{day:02}. The total is ${i},250.00.\n"
+            )
         })
         .collect();
     let path = s.path(&format!("pages-{n}.txt"));
@@ -111,6 +115,17 @@ fn thirty_sixty_and_150_units_take_their_strategies_with_the_content_of_an_inlin
                 (auto["usage"]["cost_usd"].as_f64().unwrap(), inline["usage"]["cost_usd"].as_f64().unwrap());
             assert!((batch * 2.0 - on_demand).abs() < 1e-5, "batch {batch} vs on demand {on_demand}");
             assert!(stdout(&out).contains("150 of 150 units succeeded"));
+
+            // A re-run pays for nothing: the batch answers went into the result cache.
+            let before = sim.stats();
+            let again_out = s.path("again-150");
+            assert_exit(&run(&s, &sim, &doc, &again_out, &[]), 0);
+            let again = report(&again_out);
+            assert_eq!(content(&again), content(&auto));
+            assert!(again["strategy_note"].as_str().unwrap().contains("result cache"), "{}", again["strategy_note"]);
+            let after = sim.stats();
+            assert_eq!(after["batch"]["jobs"], before["batch"]["jobs"], "no new batch job");
+            assert_eq!(after["requests"], before["requests"], "no request at all");
         }
     }
     let stats = sim.stats();

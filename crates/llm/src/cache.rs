@@ -300,6 +300,14 @@ impl<C: LlmClient> LlmClient for Cached<C> {
         self.store.put(&key, &completion);
         Ok(completion)
     }
+
+    async fn cached(&self, request: &CompletionRequest) -> Option<Completion> {
+        self.store.get(&cache_key(request, &self.model))
+    }
+
+    async fn remember(&self, request: &CompletionRequest, completion: &Completion) {
+        self.store.put(&cache_key(request, &self.model), completion);
+    }
 }
 
 #[cfg(test)]
@@ -418,6 +426,17 @@ mod tests {
         let other = Cached::new(Counting(AtomicU32::new(0)), store.clone(), "m2", ClientStats::default());
         other.complete(&request()).await.unwrap();
         assert_eq!(other.misses(), 1);
+    }
+
+    #[tokio::test]
+    async fn answers_from_elsewhere_are_remembered_and_looked_up_without_a_call() {
+        let cached =
+            Cached::new(Counting(AtomicU32::new(0)), Arc::new(MemoryCache::new()), "m", ClientStats::default());
+        assert!(cached.cached(&request()).await.is_none());
+        cached.remember(&request(), &completion("from a batch job")).await;
+        assert_eq!(cached.cached(&request()).await.map(|c| c.text), Some("from a batch job".to_string()));
+        assert_eq!(cached.complete(&request()).await.unwrap().text, "from a batch job");
+        assert_eq!(cached.inner().0.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

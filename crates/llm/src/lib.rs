@@ -213,6 +213,16 @@ pub trait LlmClient: Send + Sync {
 
     /// Send one request and wait for the answer.
     async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError>;
+
+    /// The stored answer to `request`, if the client keeps one (the result cache), without
+    /// sending anything. Lets a batch job leave out what a re-run would not pay for.
+    async fn cached(&self, _request: &CompletionRequest) -> Option<Completion> {
+        None
+    }
+
+    /// Keep `completion`, obtained elsewhere (a batch job), as the answer to `request`, as if
+    /// [`LlmClient::complete`] had returned it. Clients without a cache ignore it.
+    async fn remember(&self, _request: &CompletionRequest, _completion: &Completion) {}
 }
 
 #[async_trait]
@@ -222,6 +232,12 @@ impl<T: LlmClient + ?Sized> LlmClient for Arc<T> {
     }
     async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError> {
         (**self).complete(request).await
+    }
+    async fn cached(&self, request: &CompletionRequest) -> Option<Completion> {
+        (**self).cached(request).await
+    }
+    async fn remember(&self, request: &CompletionRequest, completion: &Completion) {
+        (**self).remember(request, completion).await
     }
 }
 

@@ -85,6 +85,7 @@ pub async fn prepare_batch(services: Services, input: Value, _ctx: TaskContext) 
     let units: Vec<Result<Unit, _>> = futures::stream::iter(reads).buffered(STORE_CONCURRENCY).collect().await;
     let mut lines = String::new();
     let mut on_demand = Vec::new();
+    let mut cached = Vec::new();
     let mut records = 0usize;
     for unit in units {
         let unit = unit.map_err(store_failure)?;
@@ -92,8 +93,13 @@ pub async fn prepare_batch(services: Services, input: Value, _ctx: TaskContext) 
             on_demand.push(unit.index);
             continue;
         }
-        let request =
-            crate::prompt::unit_request(&unit, input.language.as_deref(), &services.unit_schema, &services.config.llm);
+        let request = unit_request(&services, &unit, input.language.as_deref());
+        // A unit the result cache answers costs nothing on demand: a re-run pays only for what
+        // changed, in batch as on demand.
+        if services.llm.cached(&request).await.is_some() {
+            cached.push(unit.index);
+            continue;
+        }
         let record = json!({
             "recordId": record_id(unit.index),
             "modelInput": beacon_llm::invoke::request_body(&request),
@@ -104,12 +110,18 @@ pub async fn prepare_batch(services: Services, input: Value, _ctx: TaskContext) 
     }
     let input_key = keys::batch_input(&input.document_id, &input.run);
     services.store.put(&input_key, lines.into_bytes()).await.map_err(store_failure)?;
-    tracing::info!(records, on_demand = on_demand.len(), key = input_key, "batch input written");
+    tracing::info!(records, on_demand = on_demand.len(), cached = cached.len(), key = input_key, "batch input written");
     Ok(json!({
         "inputUri": s3_uri(&services, &input_key),
         "recordCount": records,
         "onDemand": on_demand,
+        "cached": cached,
     }))
+}
+
+/// The request a unit gets on demand, which its batch record carries too.
+fn unit_request(services: &Services, unit: &Unit, language: Option<&str>) -> beacon_llm::CompletionRequest {
+    crate::prompt::unit_request(unit, language, &services.unit_schema, &services.config.llm)
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +137,10 @@ struct CollectInput {
     input_file: String,
     #[serde(default)]
     on_demand: Vec<usize>,
+    /// Units the result cache answers (left out of the job).
+    #[serde(default)]
+    cached: Vec<usize>,
+    language: Option<String>,
 }
 
 /// One line of a `.jsonl.out` file.
@@ -176,11 +192,12 @@ pub async fn collect_batch(services: Services, input: Value, _ctx: TaskContext) 
             None => tracing::warn!(record_id = record.record_id, "a batch output names no unit of this document"),
         }
     }
-    let sent: BTreeSet<usize> = (0..input.unit_count).filter(|i| !input.on_demand.contains(i)).collect();
+    let left_out: BTreeSet<usize> = input.on_demand.iter().chain(&input.cached).copied().collect();
+    let sent: BTreeSet<usize> = (0..input.unit_count).filter(|i| !left_out.contains(i)).collect();
     let model = services.config.model_name();
     let price = services.config.price_of(&model).map(|p| p.batch());
     let mut misses = Misses::default();
-    let mut rerun: BTreeSet<usize> = input.on_demand.iter().copied().collect();
+    let mut rerun = left_out.clone();
     let mut stored = Vec::new();
     for index in &sent {
         let Some(record) = outputs.remove(index) else {
@@ -212,13 +229,16 @@ pub async fn collect_batch(services: Services, input: Value, _ctx: TaskContext) 
             duration_ms: 0,
             cost_usd: price.map(|p| crate::pricing::cost_usd(p, input_tokens, output_tokens)),
         };
-        stored.push((*index, result, usage));
+        stored.push((*index, result, usage, completion));
     }
-    let writes = stored.into_iter().map(|(index, result, usage)| {
+    let writes = stored.into_iter().map(|(index, result, usage, completion)| {
         let services = services.clone();
         let (document_id, run, model) = (input.document_id.clone(), input.run.clone(), model.clone());
+        let language = input.language.clone();
         async move {
             let unit: Unit = services.store.get_json(&keys::unit(&document_id, index)).await?;
+            // Into the result cache, so that a re-run of the document pays nothing for the answer.
+            services.llm.remember(&unit_request(&services, &unit, language.as_deref()), &completion).await;
             let record = UnitRecord::Succeeded { index, title: unit.title, model, result, usage, path: "batch".into() };
             services.store.put_json(&keys::unit_result(&document_id, &run, index), &record).await?;
             Ok::<usize, beacon_store::StoreError>(index)
@@ -228,7 +248,7 @@ pub async fn collect_batch(services: Services, input: Value, _ctx: TaskContext) 
         futures::stream::iter(writes).buffer_unordered(STORE_CONCURRENCY).collect().await;
     let mut succeeded = written.into_iter().collect::<Result<Vec<usize>, _>>().map_err(store_failure)?;
     succeeded.sort_unstable();
-    let note = collect_note(sent.len(), input.on_demand.len(), &misses);
+    let note = collect_note(sent.len(), input.on_demand.len(), input.cached.len(), &misses);
     tracing::info!(succeeded = succeeded.len(), rerun = rerun.len(), "batch output collected");
     Ok(json!({
         "units": rerun.into_iter().collect::<Vec<_>>(),
@@ -239,7 +259,7 @@ pub async fn collect_batch(services: Services, input: Value, _ctx: TaskContext) 
 }
 
 /// What the report says about units that did not get their answer from the batch job.
-fn collect_note(sent: usize, not_sent: usize, misses: &Misses) -> String {
+fn collect_note(sent: usize, not_sent: usize, cached: usize, misses: &Misses) -> String {
     let mut parts = Vec::new();
     let failed = misses.errors + misses.unusable + misses.missing;
     if failed > 0 {
@@ -260,6 +280,9 @@ fn collect_note(sent: usize, not_sent: usize, misses: &Misses) -> String {
             "{not_sent} units could not go in a batch record (pictures, scans, empty or damaged units) and were analysed on demand"
         ));
     }
+    if cached > 0 {
+        parts.push(format!("{cached} units were answered from the result cache"));
+    }
     parts.join("; ")
 }
 
@@ -278,12 +301,13 @@ mod tests {
 
     #[test]
     fn the_note_says_why_units_went_on_demand() {
-        assert_eq!(collect_note(150, 0, &Misses::default()), "");
+        assert_eq!(collect_note(150, 0, 0, &Misses::default()), "");
         let misses = Misses { errors: 2, unusable: 1, missing: 0 };
         assert_eq!(
-            collect_note(150, 3, &misses),
+            collect_note(150, 3, 4, &misses),
             "3 of 150 batch records (2 failed in the job, 1 gave an unusable answer) were analysed on demand; \
-             3 units could not go in a batch record (pictures, scans, empty or damaged units) and were analysed on demand"
+             3 units could not go in a batch record (pictures, scans, empty or damaged units) and were analysed on demand; \
+             4 units were answered from the result cache"
         );
     }
 }
