@@ -85,8 +85,10 @@ fn text<'a>(input: &'a Value, pointer: &str, operation: &str) -> Result<&'a str,
         .ok_or_else(|| parameter_error(operation, format!("the parameter {} is required (a string)", &pointer[1..])))
 }
 
-/// A failed call as Step Functions reports it: `Bedrock.<ExceptionName>` for service errors,
-/// `States.TaskFailed` for a call that got no answer.
+/// A failed call as Step Functions reports it: `Bedrock.<ExceptionName>` for service errors;
+/// a call that got no answer (connection, timeout) is `Bedrock.SdkClientException`, the AWS
+/// SDKs' name for client-side failures, so a Retry can name it. (Not `States.TaskFailed`: in
+/// `ErrorEquals` that name matches every error.)
 fn sdk_failure<E, R>(error: SdkError<E, R>) -> TaskFailure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -98,7 +100,7 @@ where
             service.message().unwrap_or("no message").to_string(),
         ),
         None => TaskFailure::new(
-            "States.TaskFailed",
+            "Bedrock.SdkClientException",
             format!("the Bedrock API did not answer: {}", aws_sdk_bedrock::error::DisplayErrorContext(&error)),
         ),
     }

@@ -150,6 +150,11 @@ async fn too_few_records_fail_validation_and_bad_requests_are_bedrock_errors() {
 
     let err = f.call(CREATE_JOB, Fixture::create_input("small")).await.unwrap_err();
     assert_eq!(err.error, "Bedrock.ConflictException", "{err}");
+    // With a client request token, a repeated create (a retry whose answer was lost) is the same job.
+    let mut with_token = Fixture::create_input("tokened");
+    with_token["ClientRequestToken"] = json!("pool-20261202T000000-abcd");
+    let first = f.call(CREATE_JOB, with_token.clone()).await.unwrap();
+    assert_eq!(f.call(CREATE_JOB, with_token).await.unwrap(), first);
     let mut missing = Fixture::create_input("missing");
     missing["InputDataConfig"]["S3InputDataConfig"]["S3Uri"] = json!("s3://bucket/none.jsonl");
     let err = f.call(CREATE_JOB, missing).await.unwrap_err();

@@ -68,7 +68,8 @@ fn stem(file: &Path) -> String {
 }
 
 /// Where each document's report goes: `--out` itself for one document, else
-/// `<--out or beacon-out>/<file stem>`; stems that collide (a.pdf, a.xlsx) use the file name.
+/// `<--out or beacon-out>/<file stem>`; stems that collide (a.pdf, a.xlsx) use the file name,
+/// and names that still collide (x/a.pdf, y/a.pdf) get `-2`, `-3`, ...
 fn out_dirs(files: &[PathBuf], out: Option<&Path>) -> Vec<PathBuf> {
     if let ([_], Some(dir)) = (files, out) {
         return vec![dir.to_path_buf()];
@@ -78,6 +79,7 @@ fn out_dirs(files: &[PathBuf], out: Option<&Path>) -> Vec<PathBuf> {
     for file in files {
         *stems.entry(stem(file)).or_default() += 1;
     }
+    let mut taken = std::collections::HashSet::new();
     files
         .iter()
         .map(|file| {
@@ -87,7 +89,10 @@ fn out_dirs(files: &[PathBuf], out: Option<&Path>) -> Vec<PathBuf> {
             } else {
                 stem
             };
-            base.join(name)
+            let unique = (1..)
+                .map(|n| if n == 1 { name.clone() } else { format!("{name}-{n}") })
+                .find(|candidate| taken.insert(candidate.clone()));
+            base.join(unique.unwrap_or(name))
         })
         .collect()
 }
@@ -116,7 +121,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> u8 {
         }
     };
     let session = match Session::new(config, &args.flow).await {
-        Ok(s) => s,
+        Ok(s) => s.with_documents(files.len()),
         Err(code) => return code,
     };
     let outs = out_dirs(&files, args.out.as_deref());
@@ -131,6 +136,10 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> u8 {
         session.finish(&document, &label, &out, document.runner.run_file(file, options)).await
     });
     let codes: Vec<u8> = futures::stream::iter(runs).buffer_unordered(args.parallel_documents).collect().await;
+    if files.len() > 1 {
+        let ok = codes.iter().filter(|c| **c == exit::SUCCESS).count();
+        println!("{} documents: {ok} complete, {} requests sent by this process", files.len(), session.requests_sent());
+    }
     // The exit codes rank by severity: the worst document's decides.
     codes.into_iter().max().unwrap_or(exit::SUCCESS)
 }
@@ -148,6 +157,15 @@ mod tests {
         assert_eq!(
             out_dirs(&several, Some(Path::new("o"))),
             vec![PathBuf::from("o/a-pdf"), PathBuf::from("o/a-xlsx"), PathBuf::from("o/b")]
+        );
+        let same = [PathBuf::from("x/a.pdf"), PathBuf::from("y/a.pdf"), PathBuf::from("x/a.pdf")];
+        assert_eq!(
+            out_dirs(&same, None),
+            vec![
+                PathBuf::from("beacon-out/a-pdf"),
+                PathBuf::from("beacon-out/a-pdf-2"),
+                PathBuf::from("beacon-out/a-pdf-3")
+            ]
         );
     }
 

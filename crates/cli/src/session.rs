@@ -182,6 +182,9 @@ pub struct Session {
     allow_bar: bool,
     /// Holds the bars of several documents run at once.
     bars: indicatif::MultiProgress,
+    /// How many documents this session runs (the per-process request count is only a
+    /// document's own when it runs alone).
+    documents: usize,
 }
 
 /// One document's runner and its progress display.
@@ -217,7 +220,19 @@ impl Session {
             stats,
             allow_bar: !args.no_progress_bar,
             bars: indicatif::MultiProgress::new(),
+            documents: 1,
         })
+    }
+
+    /// This session runs `documents` documents at once.
+    pub fn with_documents(mut self, documents: usize) -> Session {
+        self.documents = documents;
+        self
+    }
+
+    /// Requests this process sent, for all documents.
+    pub fn requests_sent(&self) -> u64 {
+        self.stats.snapshot().requests
     }
 
     /// A runner for one document (labelled `label` in the progress display).
@@ -261,14 +276,20 @@ impl Session {
         let report = &outcome.report;
         let failed = report.units.iter().filter(|u| u.status == UnitStatus::Failed).count();
         let paths: Vec<String> = report.unit_paths.iter().map(|(path, n)| format!("{n} {path}")).collect();
+        // A resumed run sends fewer requests than its report counts; say how many when this
+        // process ran only this document.
+        let sent = if self.documents == 1 {
+            format!(" ({} sent by this process)", self.stats.snapshot().requests)
+        } else {
+            String::new()
+        };
         println!(
-            "{label}: {} of {} units succeeded ({}: {}), {} requests ({} sent by this process), {} throttled, {} in {:.1}s (execution {})",
+            "{label}: {} of {} units succeeded ({}: {}), {} requests{sent}, {} throttled, {} in {:.1}s (execution {})",
             report.units.len() - failed,
             report.units.len(),
             report.strategy,
             paths.join(", "),
             report.usage.requests,
-            self.stats.snapshot().requests,
             report.usage.throttles,
             report.model,
             started.elapsed().as_secs_f64(),

@@ -188,8 +188,9 @@ impl BatchFallback {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchConfig {
-    /// The fewest records Bedrock accepts in a job (100); a batch document with fewer records is
-    /// analysed on demand.
+    /// The fewest records Bedrock accepts in a job (100). A batch document with fewer records
+    /// waits in the batch pool for other documents' records (`pool_window_secs`), then goes on
+    /// demand.
     pub min_records: u32,
     /// Seconds between two looks at a running job's status (the Wait state).
     pub poll_seconds: u32,

@@ -138,6 +138,14 @@ impl FlowObserver {
                 }
             }
             (resources::LLM_PROCESSOR, Some(index)) => self.progress.unit_finished(index, UnitEnd::Succeeded),
+            // The units a batch job answered, all at once.
+            (resources::BATCH_COLLECTOR, _) => {
+                for index in output.get("succeeded").and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(index) = index.as_u64() {
+                        self.progress.unit_finished(index as usize, UnitEnd::Succeeded);
+                    }
+                }
+            }
             (resources::UNIT_FAILURE_RECORDER, Some(index)) => self.progress.unit_finished(index, UnitEnd::Failed),
             _ => {}
         }

@@ -30,7 +30,15 @@ pub struct BatchPool {
     bucket: String,
     min_records: usize,
     window: Duration,
-    open: Mutex<Option<OpenPool>>,
+    state: Mutex<PoolState>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    /// The pool documents join now.
+    open: Option<OpenPool>,
+    /// Pools that were sealed (their job submitted), as opposed to retired.
+    sealed: std::collections::HashSet<String>,
 }
 
 struct OpenPool {
@@ -58,7 +66,13 @@ struct JoinInput {
 
 impl BatchPool {
     pub fn new(store: Store, bucket: impl Into<String>, min_records: usize, window: Duration) -> BatchPool {
-        BatchPool { store, bucket: bucket.into(), min_records: min_records.max(1), window, open: Mutex::new(None) }
+        BatchPool {
+            store,
+            bucket: bucket.into(),
+            min_records: min_records.max(1),
+            window,
+            state: Mutex::new(PoolState::default()),
+        }
     }
 
     /// A pool over the services' store with the configured minimum and window.
@@ -102,11 +116,12 @@ impl BatchPool {
             )
         })?;
         let bytes = self.store.get(source).await.map_err(store_failure)?;
-        let file =
-            format!("{}-{}.jsonl", &input.document_id[..input.document_id.len().min(12)], short_hash(&input.run));
+        let document: String = input.document_id.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+        let file = format!("{document}-{}.jsonl", short_hash(&input.run));
         let (sealed_tx, sealed_rx) = oneshot::channel();
         let pool_id = {
-            let mut open = self.open.lock().await;
+            let mut state = self.state.lock().await;
+            let open = &mut state.open;
             let pool = open.get_or_insert_with(|| OpenPool { id: new_pool_id(), records: 0, members: Vec::new() });
             let file_key = format!("{}{file}", keys::batch_pool_input(&pool.id));
             // Written while the pool is locked: a sealed pool's input is complete.
@@ -118,8 +133,9 @@ impl BatchPool {
                 records: input.record_count,
                 sealed: sealed_tx,
             });
-            if pool.records >= self.min_records {
-                let pool = open.take().expect("the pool was just filled");
+            let (filled, id) = (pool.records >= self.min_records, pool.id.clone());
+            if let Some(pool) = open.take_if(|_| filled) {
+                state.sealed.insert(pool.id.clone());
                 let members = pool.members.len();
                 tracing::info!(pool = pool.id, members, records = pool.records, "batch pool sealed");
                 for member in pool.members {
@@ -128,7 +144,7 @@ impl BatchPool {
                 }
                 return Ok(self.decision("submitter", &pool.id, members, &file));
             }
-            pool.id.clone()
+            id
         };
         tracing::info!(pool = pool_id, run = input.run, "waiting for the batch pool to fill");
         match tokio::time::timeout(self.window, sealed_rx).await {
@@ -136,24 +152,34 @@ impl BatchPool {
             // The sender went away without sealing: cannot happen while the pool lives.
             Ok(Err(_)) => Ok(self.left_out(&input, 0)),
             Err(_) => {
-                let mut open = self.open.lock().await;
+                let mut state = self.state.lock().await;
+                let sealed = state.sealed.contains(&pool_id);
+                let open = &mut state.open;
                 let Some(pool) = open.as_mut().filter(|p| p.id == pool_id) else {
-                    // Sealed while the timer fired: this execution is a member after all.
-                    return Ok(self.decision("member", &pool_id, 0, &file));
+                    // Sealed while the timer fired: this execution is a member after all; or
+                    // retired (a member's records could not be removed): on demand.
+                    return Ok(if sealed {
+                        self.decision("member", &pool_id, 0, &file)
+                    } else {
+                        self.left_out(&input, 0)
+                    });
                 };
                 let Some(position) = pool.members.iter().position(|m| m.run == input.run) else {
-                    return Ok(self.decision("member", &pool_id, 0, &file));
+                    return Ok(self.left_out(&input, 0));
                 };
                 let member = pool.members.remove(position);
                 let pooled = pool.records;
                 pool.records -= member.records;
-                if pool.members.is_empty() {
+                // Removed while the pool is locked, so no job can be submitted over a prefix that
+                // still holds this document's records. If it cannot be removed, the pool is
+                // retired (its other members go on demand too) rather than paid for twice.
+                if let Err(e) = self.store.delete(&member.file_key).await {
+                    tracing::warn!(error = %e, key = member.file_key, "cannot remove a left pool member's records; retiring the pool");
+                    *open = None;
+                } else if pool.members.is_empty() {
                     *open = None;
                 }
-                drop(open);
-                if let Err(e) = self.store.delete(&member.file_key).await {
-                    tracing::warn!(error = %e, key = member.file_key, "cannot remove a left pool member's records");
-                }
+                drop(state);
                 Ok(self.left_out(&input, pooled))
             }
         }
@@ -225,7 +251,7 @@ mod tests {
         });
         // The first member is in the pool once its file is there.
         let first_file = loop {
-            if let Some(open) = pool.open.lock().await.as_ref() {
+            if let Some(open) = pool.state.lock().await.open.as_ref() {
                 break open.members[0].file_key.clone();
             }
             tokio::task::yield_now().await;
@@ -241,7 +267,7 @@ mod tests {
         let listed = pool.store.list(&keys::batch_pool_input(sealing["poolId"].as_str().unwrap())).await.unwrap();
         assert_eq!(listed.len(), 2);
         assert!(listed.iter().any(|o| o.key == first_file));
-        assert!(pool.open.lock().await.is_none(), "a sealed pool is closed; the next joiner opens a new one");
+        assert!(pool.state.lock().await.open.is_none(), "a sealed pool is closed; the next joiner opens a new one");
     }
 
     #[tokio::test(start_paused = true)]
@@ -250,7 +276,7 @@ mod tests {
         let alone = pool.join(member("c", "r3", 70)).await.unwrap();
         assert_eq!(alone["role"], "on-demand");
         assert!(alone["note"].as_str().unwrap().contains("70 records after 30 s, fewer than the 100"), "{alone}");
-        assert!(pool.open.lock().await.is_none());
+        assert!(pool.state.lock().await.open.is_none());
         assert!(pool.store.list("batch/pools/").await.unwrap().is_empty(), "its records left the pool");
     }
 

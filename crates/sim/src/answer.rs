@@ -182,6 +182,26 @@ pub enum Tokenizer {
 }
 
 impl Tokenizer {
+    /// The longest prefix of `text` of at most `max_tokens` tokens: what a model that ran out of
+    /// tokens would have written.
+    pub fn truncate(self, text: &str, max_tokens: u64) -> &str {
+        if self == Tokenizer::Approx {
+            return truncate_to_tokens(text, max_tokens);
+        }
+        // Counts grow with the prefix: search the character boundaries.
+        let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
+        let (mut fits, mut too_long) = (0, boundaries.len());
+        while fits + 1 < too_long {
+            let middle = (fits + too_long) / 2;
+            if self.count(&text[..boundaries[middle]]) <= max_tokens {
+                fits = middle;
+            } else {
+                too_long = middle;
+            }
+        }
+        &text[..boundaries[fits]]
+    }
+
     /// The number of tokens in `text`.
     pub fn count(self, text: &str) -> u64 {
         match self {
@@ -319,6 +339,18 @@ mod tests {
         assert_eq!(Tokenizer::O200k.count("hello world"), 2);
         assert_eq!(Tokenizer::Approx.count("hello world"), 3);
         assert!(Tokenizer::O200k.count("{\"summary\": \"売上は増加した。\"}") > 5);
+    }
+
+    #[test]
+    fn o200k_truncation_keeps_within_the_limit() {
+        let text = "{\"summary\": \"The quarterly revenue grew by twelve percent.\"}";
+        for max in [0, 1, 5, 9, 100] {
+            let cut = Tokenizer::O200k.truncate(text, max);
+            assert!(Tokenizer::O200k.count(cut) <= max, "{max}: {cut:?}");
+            assert!(text.starts_with(cut));
+        }
+        assert_eq!(Tokenizer::O200k.truncate(text, 100), text);
+        assert_eq!(Tokenizer::O200k.truncate("日本語のテキスト", 100), "日本語のテキスト");
     }
 
     #[test]

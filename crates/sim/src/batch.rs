@@ -169,7 +169,9 @@ fn local_path(dir: &Path, uri: &str) -> Result<PathBuf, BedrockError> {
         .strip_prefix("s3://")
         .ok_or_else(|| BedrockError::validation(format!("The S3 URI {uri:?} must start with s3://.")))?;
     let key = rest.split_once('/').map(|(_, key)| key).unwrap_or("");
-    if key.split('/').any(|part| part == "..") {
+    // Only plain names: no root, no `..`, so a key never leaves the store directory.
+    let plain = std::path::Path::new(key).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain {
         return Err(BedrockError::validation(format!("The S3 URI {uri:?} is not a valid key.")));
     }
     Ok(dir.join(key))
@@ -446,6 +448,13 @@ pub(crate) async fn create(State(state): State<Arc<SimState>>, body: axum::body:
         ))
         .into_response();
     }
+    let timeout_hours = request.timeout_duration_in_hours.unwrap_or(24);
+    if !(24..=168).contains(&timeout_hours) {
+        return BedrockError::validation(format!(
+            "1 validation error detected: Value '{timeout_hours}' at 'timeoutDurationInHours' failed to satisfy constraint: Member must have value between 24 and 168"
+        ))
+        .into_response();
+    }
     let dir = match state.batch_dir() {
         Ok(dir) => dir.to_path_buf(),
         Err(e) => return e.into_response(),
@@ -492,7 +501,7 @@ pub(crate) async fn create(State(state): State<Arc<SimState>>, body: axum::body:
         client_request_token: request.client_request_token,
         input: request.input_data_config,
         output: request.output_data_config,
-        timeout_hours: request.timeout_duration_in_hours.unwrap_or(24),
+        timeout_hours,
         submitted: t,
         submitted_at: now(),
         files,
@@ -588,6 +597,7 @@ mod tests {
         let dir = Path::new("/data/store");
         assert_eq!(local_path(dir, "s3://b/batch/in.jsonl").unwrap(), Path::new("/data/store/batch/in.jsonl"));
         assert!(local_path(dir, "s3://b/../etc/passwd").is_err());
+        assert!(local_path(dir, "s3://b//etc/passwd").is_err());
         assert!(local_path(dir, "/etc/passwd").is_err());
     }
 

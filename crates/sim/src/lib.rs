@@ -63,8 +63,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use answer::UnitAnswer;
 pub use answer::{Tokenizer, estimate_tokens};
-use answer::{UnitAnswer, truncate_to_tokens};
 use faults::{Fault, FaultPlan, Malformation};
 use latency::LatencyModel;
 use openai::{ChatCompletion, ChatRequest, OpenAiError};
@@ -207,7 +207,7 @@ impl Answer {
     fn compose(request: &ValidRequest, tokenizer: Tokenizer) -> Answer {
         let answer = UnitAnswer::from_prompt(&request.prompt).to_json();
         let (text, truncated) = if tokenizer.count(&answer) > request.max_tokens {
-            (truncate_to_tokens(&answer, request.max_tokens).to_string(), true)
+            (tokenizer.truncate(&answer, request.max_tokens).to_string(), true)
         } else {
             (answer, false)
         };

@@ -106,8 +106,9 @@ pub struct UnitReport {
     pub error: Option<UnitError>,
     pub usage: UnitUsage,
     /// How the unit was processed: `inline` (inline Map), `distributed` (a child execution of
-    /// the distributed Map), `batch` (a batch inference record) or `on-demand` (a batch
-    /// document's unit analysed by a direct request: its record failed, or the job did).
+    /// the distributed Map), `batch` (a batch inference record), `on-demand` (a batch
+    /// document's unit analysed by a direct request: its record failed, it could not go in a
+    /// record, or the job failed) or `none` (no record was written for it).
     pub path: String,
 }
 

@@ -118,12 +118,14 @@ pub(crate) enum UnitRecord {
 impl UnitRecord {
     fn into_outcome(self, text: String) -> crate::report::UnitOutcome {
         use crate::report::UnitOutcome;
+        // Records written before paths were recorded are all the inline Map's.
+        let known = |path: String| if path.is_empty() { "inline".to_string() } else { path };
         match self {
             UnitRecord::Succeeded { index, title, result, usage, path, .. } => {
-                UnitOutcome::Succeeded { index, title, text, result, usage, path }
+                UnitOutcome::Succeeded { index, title, text, result, usage, path: known(path) }
             }
             UnitRecord::Failed { index, title, error, cause, path } => {
-                UnitOutcome::Failed { index, title, text, error, cause, path }
+                UnitOutcome::Failed { index, title, text, error, cause, path: known(path) }
             }
         }
     }

@@ -58,7 +58,7 @@ async fn unit_outcome(
                 Some(note) => format!("no result was recorded for this unit: {note}"),
                 None => "no result was recorded for this unit".into(),
             },
-            path: String::new(),
+            path: "none".into(),
         }),
         Err(e) => Err(store_failure(e)),
     }
