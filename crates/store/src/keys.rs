@@ -3,8 +3,8 @@
 //! ```text
 //! documents/<sha256>/source              the uploaded bytes
 //! documents/<sha256>/manifest.json       the document's units (index, kind, title, flags)
-//! documents/<sha256>/units/<index>.json  one unit (text, table)
-//! documents/<sha256>/units.json          the units as a JSON array: the distributed Map's items
+//! units/<sha256>/<index>.json            one unit (text, table)
+//! units/<sha256>/items.json              the units as a JSON array: the distributed Map's items
 //! results/<sha256>/<run>/<index>.json    one unit's analysis in one run
 //! reports/<sha256>/<run>/report.json     the integrated report (and report.md)
 //! batch/<sha256>/<run>/input/records.jsonl    batch inference records of one run
@@ -12,7 +12,9 @@
 //! batch/pools/<pool>/output/<job id>/...  what the pooled job wrote (<file>.out, manifest.json.out)
 //! map-runs/<map run id>/...               a distributed Map's ResultWriter output
 //! ```
-//! Unit indexes are zero-padded so that listings sort in document order.
+//! Unit indexes are zero-padded so that listings sort in document order. What a run only needs
+//! while it runs (`units/`, `results/`, `batch/`, `map-runs/`) has a top-level prefix of its
+//! own, so that an S3 lifecycle rule can expire it; `documents/` and `reports/` stay.
 
 /// The uploaded bytes of a document.
 pub fn document_source(document_id: &str) -> String {
@@ -27,12 +29,12 @@ pub fn manifest(document_id: &str) -> String {
 /// The document's units as a JSON array of manifest entries, which the distributed Map's
 /// `ItemReader` reads.
 pub fn unit_items(document_id: &str) -> String {
-    format!("documents/{document_id}/units.json")
+    format!("units/{document_id}/items.json")
 }
 
 /// One unit of a document.
 pub fn unit(document_id: &str, index: usize) -> String {
-    format!("documents/{document_id}/units/{index:06}.json")
+    format!("units/{document_id}/{index:06}.json")
 }
 
 /// One unit's result within one run (`run` names the execution).

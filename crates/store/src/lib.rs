@@ -67,6 +67,23 @@ impl Store {
         Ok(Store { inner: Arc::new(fs), description: format!("file://{}", dir.display()) })
     }
 
+    /// A store in an S3 bucket: credentials and region as the AWS SDKs find them in the
+    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SESSION_TOKEN` on Lambda, `AWS_REGION`), `region`
+    /// and `endpoint` overriding them (an S3-compatible server, or moto in tests; plain HTTP is
+    /// allowed only for an endpoint given here).
+    pub fn s3(bucket: &str, region: Option<&str>, endpoint: Option<&str>) -> Result<Store, StoreError> {
+        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(region) = region {
+            builder = builder.with_region(region);
+        }
+        if let Some(endpoint) = endpoint {
+            builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+        }
+        let s3 =
+            builder.build().map_err(|e| StoreError::Open { path: format!("s3://{bucket}"), reason: e.to_string() })?;
+        Ok(Store { inner: Arc::new(s3), description: format!("s3://{bucket}") })
+    }
+
     /// Wrap any `object_store` implementation (S3, in-memory, ...).
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, description: impl Into<String>) -> Store {
         Store { inner, description: description.into() }

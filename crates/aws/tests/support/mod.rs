@@ -1,3 +1,6 @@
+// Shared by several test binaries, each using a part of it.
+#![allow(dead_code)]
+
 //! A moto server (a local AWS emulator from PyPI) for the AWS adapter tests.
 //!
 //! `./scripts/test` installs moto into a virtual environment and exports `BEACON_PYTHON` (its
