@@ -4,10 +4,15 @@
 //!   model, updated with conditional writes.
 //! - [`bedrock_batch`]: Step Functions' `aws-sdk:bedrock` batch inference resources for the
 //!   embedded engine, through the real `aws-sdk-bedrock` client.
+//! - [`client`]: the LLM client stack a configuration asks for (shared by `beacon run` and the
+//!   Lambda functions).
+//! - [`lambda`]: the tasks as Lambda functions (`beacon-lambda`, one binary, `BEACON_TASK`).
 //! - [`sdk_config`]: the AWS SDK configuration these adapters use (region, optional endpoint
 //!   override for a local emulator).
 
 pub mod bedrock_batch;
+pub mod client;
+pub mod lambda;
 pub mod limiter;
 
 pub use limiter::{DynamoLimiter, create_limiter_table};

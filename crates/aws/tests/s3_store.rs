@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::sync::Arc;
 
 use beacon_llm::offline::OfflineAnalyzer;
@@ -14,17 +13,6 @@ use beacon_store::journal::Journal;
 use support::Moto;
 
 const BUCKET: &str = "beacon-documents";
-
-/// Creates the bucket with a plain `PUT /bucket` (moto takes unsigned requests).
-fn create_bucket(moto: &Moto) {
-    let address = moto.endpoint.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(stream, "PUT /{BUCKET} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-}
 
 fn s3_store(moto: &Moto) -> Store {
     // The credentials only need to be present; moto accepts any.
@@ -40,7 +28,7 @@ fn s3_store(moto: &Moto) -> Store {
 #[tokio::test]
 async fn objects_go_in_and_out_of_the_bucket() {
     let Some(moto) = Moto::start() else { return };
-    create_bucket(&moto);
+    moto.create_bucket(BUCKET);
     let store = s3_store(&moto);
     assert_eq!(store.description(), "s3://beacon-documents");
     store.put("units/abc/000001.json", b"{\"a\":1}".to_vec()).await.unwrap();
@@ -58,7 +46,7 @@ async fn objects_go_in_and_out_of_the_bucket() {
 #[tokio::test]
 async fn the_flow_runs_on_the_bucket_distributed_map_included() {
     let Some(moto) = Moto::start() else { return };
-    create_bucket(&moto);
+    moto.create_bucket(BUCKET);
     let dir = tempfile::tempdir().unwrap();
     let config = Config { data_dir: dir.path().to_path_buf(), bucket: BUCKET.into(), ..Config::default() };
     let store = s3_store(&moto);

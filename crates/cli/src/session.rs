@@ -4,20 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use beacon_asl::TaskRegistry;
-use beacon_aws::DynamoLimiter;
-use beacon_llm::bedrock::BedrockConverse;
-use beacon_llm::cache::{Cached, DirectoryCache};
-use beacon_llm::invoke::BedrockInvoke;
-use beacon_llm::limiter::{GcraLimiter, Quota};
-use beacon_llm::offline::OfflineAnalyzer;
-use beacon_llm::openai::OpenAiChat;
-use beacon_llm::retry::{RetryPolicy, Retrying};
-use beacon_llm::stack::{self, Pacing};
-use beacon_llm::{ClientStats, LlmClient};
-use beacon_pipeline::config::{BedrockApi, ProviderConfig};
+use beacon_aws::client::build_client;
+use beacon_llm::ClientStats;
+use beacon_pipeline::config::ProviderConfig;
 use beacon_pipeline::pool::BatchPool;
 use beacon_pipeline::report::UnitStatus;
 use beacon_pipeline::{Config, ProviderKind, RunError, RunOutcome, Runner, Secret, Services};
@@ -325,65 +317,4 @@ fn write_reports(dir: &Path, outcome: &RunOutcome) -> std::io::Result<()> {
     std::fs::write(dir.join("report.json"), json)?;
     std::fs::write(dir.join("report.md"), &outcome.report_markdown)?;
     Ok(())
-}
-
-/// The client stack the configuration asks for, outermost first:
-/// cache → rate limiter (known quota) or adaptive concurrency (unknown quota) → retry → provider.
-async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn LlmClient>, beacon_llm::LlmError> {
-    let r = &config.retry;
-    let policy = RetryPolicy {
-        base_delay: Duration::from_millis(r.base_delay_ms),
-        max_delay: Duration::from_millis(r.max_delay_ms),
-        max_attempts: r.max_attempts,
-        throttle_budget: Duration::from_secs(r.throttle_budget_secs),
-        hedge: r.hedge,
-    };
-    let p = &config.provider;
-    let model = p.model.clone().unwrap_or_default();
-    let timeout = Duration::from_secs(config.llm.request_timeout_secs.max(1));
-    let provider: Arc<dyn LlmClient> = match (p.kind, p.api) {
-        // The offline analyzer needs no quota, no retry and no cache: it answers at once.
-        (ProviderKind::Offline, _) => return Ok(Arc::new(Retrying::new(OfflineAnalyzer, policy, stats))),
-        (ProviderKind::Bedrock, BedrockApi::Converse) => {
-            let mut b = BedrockConverse::builder(model.clone()).read_timeout(timeout);
-            if let Some(e) = &p.endpoint {
-                b = b.endpoint(e.clone());
-            }
-            if let Some(region) = &p.region {
-                b = b.region(region.clone());
-            }
-            Arc::new(b.build().await?)
-        }
-        (ProviderKind::Bedrock, BedrockApi::Invoke) => {
-            Arc::new(BedrockInvoke::new(model.clone(), p.endpoint.clone(), p.region.clone()).await?)
-        }
-        (ProviderKind::Openai, _) => {
-            let key_var = p.api_key_env.as_deref().unwrap_or("OPENAI_API_KEY");
-            let key = std::env::var(key_var).ok().filter(|k| !k.is_empty());
-            Arc::new(OpenAiChat::new(p.endpoint.clone().unwrap_or_default(), model.clone(), key, timeout)?)
-        }
-    };
-    let quota = Quota { rpm: config.quota.rpm, tpm: config.quota.tpm };
-    // A burst of a whole minute's quota is what a per-minute quota physically allows; the limiter
-    // still never admits more than the quota in any 60 s window.
-    let pacing = if let Some(table) = &config.quota.shared_table {
-        let limiter =
-            DynamoLimiter::connect(table, &model, quota, p.region.as_deref(), config.quota.shared_endpoint.as_deref())
-                .await
-                .map_err(|error| beacon_llm::LlmError::Config {
-                    provider: "the shared rate limiter".into(),
-                    message: error.to_string(),
-                })?;
-        Pacing::Limiter(Arc::new(limiter.with_burst(1.0)))
-    } else if config.quota.is_known() {
-        Pacing::Limiter(Arc::new(GcraLimiter::new(quota).with_burst(1.0)))
-    } else {
-        Pacing::Adaptive
-    };
-    let paced = stack::paced(provider, policy, stats.clone(), pacing);
-    if !config.llm.cache {
-        return Ok(paced);
-    }
-    let cache = DirectoryCache::new(config.data_dir.join("cache"));
-    Ok(Arc::new(Cached::new(paced, Arc::new(cache), model, stats)))
 }

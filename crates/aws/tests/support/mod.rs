@@ -73,6 +73,20 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Creates an S3 bucket with a plain `PUT /bucket` (moto takes unsigned requests).
+    pub fn create_bucket(&self, bucket: &str) {
+        use std::io::{Read, Write};
+        let address = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).expect("connect to moto");
+        write!(stream, "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .expect("send to moto");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read moto's answer");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

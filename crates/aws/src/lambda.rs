@@ -1,0 +1,95 @@
+//! BEACON's tasks as AWS Lambda functions, through the Lambda Runtime API (`lambda_runtime`).
+//!
+//! One binary, `beacon-lambda`, serves every task; the function's `BEACON_TASK` environment
+//! variable says which (`document-processor`, `llm-processor`, `record-unit-failure`,
+//! `result-integrator`, `batch-prepare`, `batch-collect`, `batch-pool`), so a deployment builds
+//! once. The handler is the same task function the embedded engine calls, bound to services
+//! made from the environment: the store is the S3 bucket `BEACON_BUCKET` (`BEACON_S3_ENDPOINT`
+//! overrides the endpoint, for moto), the LLM client stack is the one `beacon run` builds from
+//! the same `BEACON_*` settings. A task's failure is returned with its error name as the Lambda
+//! `errorType`, which is what the state machine's Retry and Catch match (`Beacon.Transient`,
+//! `Beacon.InvalidDocument`, ...).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use beacon_asl::{TaskContext, TaskHandler};
+use beacon_llm::ClientStats;
+use beacon_pipeline::pool::{BatchPool, JoinBatchPool};
+use beacon_pipeline::tasks::resources;
+use beacon_pipeline::{Config, Services};
+use beacon_store::Store;
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde_json::Value;
+
+/// Why a function could not start (reported to Lambda as an init error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InitError(String);
+
+/// The task `BEACON_TASK` names, with its services; serves invocations until the runtime stops.
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    let task = std::env::var("BEACON_TASK").map_err(|_| {
+        InitError("BEACON_TASK is not set: name the task this function runs (e.g. document-processor)".into())
+    })?;
+    let handler = handler(&task).await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let handler = handler.clone();
+        async move {
+            let context = TaskContext {
+                execution_name: event.context.request_id.clone(),
+                state_name: task_state_name(&event.context.invoked_function_arn),
+                attempt: 1,
+                key: event.context.request_id,
+                context: Value::Null,
+            };
+            handler
+                .invoke(event.payload, context)
+                .await
+                .map_err(|failure| Diagnostic { error_type: failure.error, error_message: failure.cause })
+        }
+    }))
+    .await
+}
+
+/// The function's name, for logs (the last part of its ARN).
+fn task_state_name(function_arn: &str) -> String {
+    function_arn.rsplit(':').next().unwrap_or_default().to_string()
+}
+
+/// The handler of `task`, bound to services made from the environment.
+pub async fn handler(task: &str) -> Result<Arc<dyn TaskHandler>, InitError> {
+    let services = services_from_env().await?;
+    let resource = format!("beacon:{task}");
+    if resource == resources::BATCH_POOL {
+        // One pool per function instance: documents that reach the same instance pool together.
+        let config = &services.config;
+        let pool = BatchPool::new(
+            services.store.clone(),
+            config.bucket.clone(),
+            config.batch.min_records as usize,
+            Duration::from_secs(config.batch.pool_window_secs),
+        );
+        return Ok(Arc::new(JoinBatchPool(Arc::new(pool))));
+    }
+    let registry = beacon_pipeline::tasks::registry(&services);
+    registry.get(&resource).ok_or_else(|| {
+        let known: Vec<&str> = registry.resources().into_iter().filter_map(|r| r.strip_prefix("beacon:")).collect();
+        InitError(format!("BEACON_TASK={task} names no task; use one of {}, batch-pool", known.join(", ")))
+    })
+}
+
+/// Configuration from `BEACON_*` variables, the store in `BEACON_BUCKET`, the client stack.
+async fn services_from_env() -> Result<Services, InitError> {
+    let mut config = Config::load(None).map_err(|e| InitError(e.to_string()))?;
+    let bucket = std::env::var("BEACON_BUCKET")
+        .map_err(|_| InitError("BEACON_BUCKET is not set: the S3 bucket the state machine uses".into()))?;
+    config.bucket = bucket.clone();
+    config.validate().map_err(|e| InitError(e.to_string()))?;
+    let endpoint = std::env::var("BEACON_S3_ENDPOINT").ok().filter(|e| !e.is_empty());
+    let store = Store::s3(&bucket, None, endpoint.as_deref()).map_err(|e| InitError(e.to_string()))?;
+    let unit_schema = beacon_pipeline::schema::unit_schema(&config).map_err(|e| InitError(e.to_string()))?;
+    let llm =
+        crate::client::build_client(&config, ClientStats::default()).await.map_err(|e| InitError(e.to_string()))?;
+    Ok(Services { store, llm, config: Arc::new(config), unit_schema: Arc::new(unit_schema) })
+}
