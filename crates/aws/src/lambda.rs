@@ -8,7 +8,8 @@
 //! overrides the endpoint, for moto), the LLM client stack is the one `beacon run` builds from
 //! the same `BEACON_*` settings. A task's failure is returned with its error name as the Lambda
 //! `errorType`, which is what the state machine's Retry and Catch match (`Beacon.Transient`,
-//! `Beacon.InvalidDocument`, ...).
+//! `Beacon.InvalidDocument`, ...). Each invocation also prints its metrics as an EMF line
+//! ([`crate::metrics`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,9 +33,15 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     let task = std::env::var("BEACON_TASK").map_err(|_| {
         InitError("BEACON_TASK is not set: name the task this function runs (e.g. document-processor)".into())
     })?;
-    let handler = handler(&task).await?;
+    let stats = ClientStats::default();
+    let handler = handler(&task, stats.clone()).await?;
+    let resource = format!("beacon:{task}");
+    let namespace = std::env::var("BEACON_METRICS_NAMESPACE").unwrap_or_else(|_| "BEACON".into());
+    let state_machine = std::env::var("BEACON_STATE_MACHINE").unwrap_or_else(|_| "beacon".into());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = handler.clone();
+        let (stats, resource, namespace, state_machine) =
+            (stats.clone(), resource.clone(), namespace.clone(), state_machine.clone());
         async move {
             let context = TaskContext {
                 execution_name: event.context.request_id.clone(),
@@ -43,10 +50,17 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
                 key: event.context.request_id,
                 context: Value::Null,
             };
-            handler
-                .invoke(event.payload, context)
-                .await
-                .map_err(|failure| Diagnostic { error_type: failure.error, error_message: failure.cause })
+            let before = stats.snapshot();
+            let outcome = handler.invoke(event.payload, context).await;
+            let calls = crate::metrics::calls_between(&before, &stats.snapshot());
+            let measured = outcome.as_ref().map_err(|f| f.error.as_str());
+            let metrics = crate::metrics::task_metrics(&resource, measured, &calls);
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            if let Some(line) = crate::metrics::emf_line(&namespace, &state_machine, now.as_millis() as u64, &metrics) {
+                // Lambda sends stdout to CloudWatch Logs, where EMF lines become metrics.
+                println!("{line}");
+            }
+            outcome.map_err(|failure| Diagnostic { error_type: failure.error, error_message: failure.cause })
         }
     }))
     .await
@@ -58,8 +72,8 @@ fn task_state_name(function_arn: &str) -> String {
 }
 
 /// The handler of `task`, bound to services made from the environment.
-pub async fn handler(task: &str) -> Result<Arc<dyn TaskHandler>, InitError> {
-    let services = services_from_env().await?;
+pub async fn handler(task: &str, stats: ClientStats) -> Result<Arc<dyn TaskHandler>, InitError> {
+    let services = services_from_env(stats).await?;
     let resource = format!("beacon:{task}");
     if resource == resources::BATCH_POOL {
         // One pool per function instance: documents that reach the same instance pool together.
@@ -80,7 +94,7 @@ pub async fn handler(task: &str) -> Result<Arc<dyn TaskHandler>, InitError> {
 }
 
 /// Configuration from `BEACON_*` variables, the store in `BEACON_BUCKET`, the client stack.
-async fn services_from_env() -> Result<Services, InitError> {
+async fn services_from_env(stats: ClientStats) -> Result<Services, InitError> {
     let mut config = Config::load(None).map_err(|e| InitError(e.to_string()))?;
     let bucket = std::env::var("BEACON_BUCKET")
         .map_err(|_| InitError("BEACON_BUCKET is not set: the S3 bucket the state machine uses".into()))?;
@@ -89,7 +103,6 @@ async fn services_from_env() -> Result<Services, InitError> {
     let endpoint = std::env::var("BEACON_S3_ENDPOINT").ok().filter(|e| !e.is_empty());
     let store = Store::s3(&bucket, None, endpoint.as_deref()).map_err(|e| InitError(e.to_string()))?;
     let unit_schema = beacon_pipeline::schema::unit_schema(&config).map_err(|e| InitError(e.to_string()))?;
-    let llm =
-        crate::client::build_client(&config, ClientStats::default()).await.map_err(|e| InitError(e.to_string()))?;
+    let llm = crate::client::build_client(&config, stats).await.map_err(|e| InitError(e.to_string()))?;
     Ok(Services { store, llm, config: Arc::new(config), unit_schema: Arc::new(unit_schema) })
 }

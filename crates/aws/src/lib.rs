@@ -7,6 +7,7 @@
 //! - [`client`]: the LLM client stack a configuration asks for (shared by `beacon run` and the
 //!   Lambda functions).
 //! - [`lambda`]: the tasks as Lambda functions (`beacon-lambda`, one binary, `BEACON_TASK`).
+//! - [`metrics`]: BEACON's metrics as CloudWatch embedded metric format lines.
 //! - [`sdk_config`]: the AWS SDK configuration these adapters use (region, optional endpoint
 //!   override for a local emulator).
 
@@ -14,6 +15,7 @@ pub mod bedrock_batch;
 pub mod client;
 pub mod lambda;
 pub mod limiter;
+pub mod metrics;
 
 pub use limiter::{DynamoLimiter, create_limiter_table};
 

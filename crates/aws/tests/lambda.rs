@@ -69,6 +69,8 @@ struct Function {
     api: RuntimeApi,
     child: Child,
     invocations: usize,
+    /// Reads the function's stdout (its log, EMF lines among it) until the process ends.
+    stdout: Option<std::thread::JoinHandle<Vec<String>>>,
 }
 
 impl Function {
@@ -100,11 +102,25 @@ impl Function {
             .env("BEACON_S3_ENDPOINT", &moto.endpoint)
             .env("BEACON_PROVIDER", "offline")
             .env("BEACON_DATA_DIR", data)
-            .stdout(Stdio::null())
+            .env("BEACON_STATE_MACHINE", "test-beacon")
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start beacon-lambda");
-        Function { send, api, child, invocations: 0 }
+        let mut child = child;
+        let out = child.stdout.take().expect("the function's stdout");
+        let stdout = std::thread::spawn(move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(out).lines().map_while(Result::ok).collect()
+        });
+        Function { send, api, child, invocations: 0, stdout: Some(stdout) }
+    }
+
+    /// Stops the function and returns what it printed.
+    fn stop(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stdout.take().map(|reader| reader.join().unwrap_or_default()).unwrap_or_default()
     }
 
     /// One invocation with `event`; waits (with a deadline) for the function's answer.
@@ -164,11 +180,103 @@ async fn tasks_run_as_lambda_functions_on_s3_and_fail_with_their_error_names() {
         .invoke(json!({"documentId": id, "language": "en", "index": 1, "run": "exec-1", "path": "inline"}))
         .await
         .expect("the unit was analysed");
-    assert_eq!(analysed, json!({"index": 1}));
+    assert_eq!(analysed["index"], 1);
+    assert!(analysed["usage"]["input_tokens"].as_u64().unwrap() > 0, "{analysed}");
     let record: Value =
         serde_json::from_slice(&store.get(&format!("results/{id}/exec-1/000001.json")).await.unwrap()).unwrap();
     assert_eq!(record["status"], "succeeded");
     assert_eq!(record["path"], "inline");
     let bad = units.invoke(json!({"index": "one"})).await.expect_err("a malformed input fails");
     assert_eq!(bad.0, "Beacon.InvalidInput");
+
+    // Each invocation printed its metrics in CloudWatch embedded metric format.
+    let emf: Vec<Value> = units
+        .stop()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    assert_eq!(emf.len(), 2, "{emf:?}");
+    for line in &emf {
+        if let Err(problem) = valid_emf(line) {
+            panic!("not valid embedded metric format ({problem}): {line}");
+        }
+    }
+    assert_eq!(emf[0]["UnitsSucceeded"], 1.0);
+    assert!(emf[0]["InputTokens"].as_f64().unwrap() > 0.0, "{}", emf[0]);
+    assert_eq!(emf[0]["StateMachine"], "test-beacon");
+    assert_eq!(emf[1]["TaskErrors"], 1.0);
+}
+
+/// Checks a line against the embedded metric format specification: `_aws` with an integer
+/// `Timestamp` and `CloudWatchMetrics` directives, each with a `Namespace`, `Dimensions` whose
+/// names are string members of the line, and `Metrics` whose names are numeric members with a
+/// CloudWatch unit.
+fn valid_emf(line: &Value) -> Result<(), String> {
+    const UNITS: &[&str] = &[
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Kilobytes",
+        "Megabytes",
+        "Gigabytes",
+        "Terabytes",
+        "Bits",
+        "Kilobits",
+        "Megabits",
+        "Gigabits",
+        "Terabits",
+        "Percent",
+        "Count",
+        "Bytes/Second",
+        "Kilobytes/Second",
+        "Megabytes/Second",
+        "Gigabytes/Second",
+        "Terabytes/Second",
+        "Bits/Second",
+        "Kilobits/Second",
+        "Megabits/Second",
+        "Gigabits/Second",
+        "Terabits/Second",
+        "Count/Second",
+        "None",
+    ];
+    let aws = line.get("_aws").and_then(Value::as_object).ok_or("no _aws object")?;
+    aws.get("Timestamp").and_then(Value::as_u64).ok_or("Timestamp is not an integer of milliseconds")?;
+    let directives = aws.get("CloudWatchMetrics").and_then(Value::as_array).ok_or("no CloudWatchMetrics array")?;
+    if directives.is_empty() {
+        return Err("CloudWatchMetrics is empty".into());
+    }
+    for directive in directives {
+        let namespace = directive.get("Namespace").and_then(Value::as_str).ok_or("no Namespace")?;
+        if namespace.is_empty() || namespace.len() > 1024 {
+            return Err("Namespace must be 1 to 1024 characters".into());
+        }
+        for set in directive.get("Dimensions").and_then(Value::as_array).ok_or("no Dimensions array")? {
+            let set = set.as_array().ok_or("a dimension set is not an array")?;
+            if set.len() > 30 {
+                return Err("more than 30 dimensions in a set".into());
+            }
+            for name in set {
+                let name = name.as_str().ok_or("a dimension name is not a string")?;
+                line.get(name).and_then(Value::as_str).ok_or(format!("dimension {name} is not a string member"))?;
+            }
+        }
+        let metrics = directive.get("Metrics").and_then(Value::as_array).ok_or("no Metrics array")?;
+        if metrics.is_empty() || metrics.len() > 100 {
+            return Err("1 to 100 metrics per directive".into());
+        }
+        for metric in metrics {
+            let name = metric.get("Name").and_then(Value::as_str).ok_or("a metric has no Name")?;
+            line.get(name).and_then(Value::as_f64).ok_or(format!("metric {name} is not a numeric member"))?;
+            if let Some(unit) = metric.get("Unit") {
+                let unit = unit.as_str().ok_or("Unit is not a string")?;
+                if !UNITS.contains(&unit) {
+                    return Err(format!("{unit} is not a CloudWatch unit"));
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -451,16 +451,24 @@ async fn a_distributed_map_fails_beyond_its_tolerated_failures_and_the_report_st
         let report = &outcome.report;
         assert_eq!(report.units.len(), 10, "tolerated {tolerated}%: every unit is listed");
         let failed: Vec<usize> = report.failed_units.iter().map(|f| f.index).collect();
-        assert_eq!(failed, vec![3], "tolerated {tolerated}%");
-        assert_eq!(report.failed_units[0].error, "Beacon.NoResult");
+        assert!(report.failed_units.iter().all(|f| f.error == "Beacon.NoResult"), "{:?}", report.failed_units);
         let children = runner.journal().children(&outcome.execution).unwrap();
-        assert_eq!(children.iter().filter(|c| c.status == ExecutionState::Failed).count(), 1);
         match (&report.strategy_note, map_fails) {
             (Some(note), true) => {
+                // The Map Run stops when it fails, as on AWS: children not finished by then
+                // leave their units without a record, each reported with the reason.
                 assert!(note.contains("States.ExceedToleratedFailureThreshold"), "{note}");
-                assert!(report.failed_units[0].cause.contains(note.as_str()), "{}", report.failed_units[0].cause);
+                assert!(failed.contains(&3), "{failed:?}");
+                assert!(
+                    report.failed_units.iter().all(|f| f.cause.contains(note.as_str())),
+                    "{:?}",
+                    report.failed_units
+                );
             }
-            (None, false) => {}
+            (None, false) => {
+                assert_eq!(failed, vec![3], "within the tolerance every other child runs");
+                assert_eq!(children.iter().filter(|c| c.status == ExecutionState::Failed).count(), 1);
+            }
             (note, _) => panic!("tolerated {tolerated}%: unexpected note {note:?}"),
         }
     }

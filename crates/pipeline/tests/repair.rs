@@ -96,7 +96,9 @@ async fn an_invalid_answer_is_repaired_once_and_the_usage_of_both_calls_is_kept(
         r#"{"summary": "Invoice INV-7 totals 1,234.56 USD.", "headings": ["INV-7"]}"#,
     ]);
     let services = services(dir.path(), llm.clone());
-    assert_eq!(process_one_page(&services).await.unwrap(), json!({"index": 0}));
+    let output = process_one_page(&services).await.unwrap();
+    assert_eq!(output["index"], 0);
+    assert_eq!(output["usage"]["attempts"], 3, "the output carries the usage of both calls: {output}");
 
     let record: Value = services.store.get_json(&keys::unit_result(DOCUMENT, EXECUTION, 0)).await.unwrap();
     assert_eq!(record["status"], "succeeded");

@@ -54,7 +54,9 @@ pub async fn process_unit(services: Services, input: Value, ctx: TaskContext) ->
         let record =
             UnitRecord::Succeeded { index: unit.index, title: unit.title, model, result, usage, path: target.path() };
         services.store.put_json(&target.result_key(&ctx), &record).await.map_err(store_failure)?;
-        Ok(json!({ "index": unit.index }))
+        // The usage rides along for metrics (the Lambda publishes it); the Map discards the
+        // output, so the state stays small.
+        Ok(json!({ "index": unit.index, "usage": usage }))
     }
     .instrument(span)
     .await
