@@ -164,19 +164,46 @@ async fn create(client: &Client, input: &Value) -> Result<Value, TaskFailure> {
     Ok(json!({"JobArn": response.job_arn()}))
 }
 
+/// What GetModelInvocationJob and each ListModelInvocationJobs summary share.
+struct JobHead<'a> {
+    arn: &'a str,
+    name: Option<&'a str>,
+    model: &'a str,
+    status: Option<&'a ModelInvocationJobStatus>,
+    message: Option<&'a str>,
+    submitted: &'a DateTime,
+    ended: Option<&'a DateTime>,
+}
+
+impl JobHead<'_> {
+    fn into_map(self) -> Map<String, Value> {
+        let mut out = Map::new();
+        out.insert("JobArn".into(), json!(self.arn));
+        put(&mut out, "JobName", self.name.map(|n| json!(n)));
+        out.insert("ModelId".into(), json!(self.model));
+        put(&mut out, "Status", self.status.map(|s| json!(s.as_str())));
+        put(&mut out, "Message", self.message.map(|m| json!(m)));
+        put(&mut out, "SubmitTime", time(Some(self.submitted)));
+        put(&mut out, "EndTime", time(self.ended));
+        out
+    }
+}
+
 async fn get(client: &Client, input: &Value) -> Result<Value, TaskFailure> {
     let identifier = text(input, "/JobIdentifier", "GetModelInvocationJob")?;
     let job = client.get_model_invocation_job().job_identifier(identifier).send().await.map_err(sdk_failure)?;
-    let mut out = Map::new();
-    out.insert("JobArn".into(), json!(job.job_arn()));
-    put(&mut out, "JobName", job.job_name().map(|n| json!(n)));
-    out.insert("ModelId".into(), json!(job.model_id()));
+    let mut out = JobHead {
+        arn: job.job_arn(),
+        name: job.job_name(),
+        model: job.model_id(),
+        status: job.status(),
+        message: job.message(),
+        submitted: job.submit_time(),
+        ended: job.end_time(),
+    }
+    .into_map();
     out.insert("RoleArn".into(), json!(job.role_arn()));
-    put(&mut out, "Status", job.status().map(|s| json!(s.as_str())));
-    put(&mut out, "Message", job.message().map(|m| json!(m)));
-    put(&mut out, "SubmitTime", time(Some(job.submit_time())));
     put(&mut out, "LastModifiedTime", time(job.last_modified_time()));
-    put(&mut out, "EndTime", time(job.end_time()));
     put(&mut out, "InputDataConfig", input_config(job.input_data_config()));
     put(&mut out, "OutputDataConfig", output_config(job.output_data_config()));
     put(&mut out, "TimeoutDurationInHours", job.timeout_duration_in_hours().map(|h| json!(h)));
@@ -210,15 +237,16 @@ async fn list(client: &Client, input: &Value) -> Result<Value, TaskFailure> {
         .invocation_job_summaries()
         .iter()
         .map(|job| {
-            let mut out = Map::new();
-            out.insert("JobArn".into(), json!(job.job_arn()));
-            out.insert("JobName".into(), json!(job.job_name()));
-            out.insert("ModelId".into(), json!(job.model_id()));
-            put(&mut out, "Status", job.status().map(|s| json!(s.as_str())));
-            put(&mut out, "Message", job.message().map(|m| json!(m)));
-            put(&mut out, "SubmitTime", time(Some(job.submit_time())));
-            put(&mut out, "EndTime", time(job.end_time()));
-            Value::Object(out)
+            let head = JobHead {
+                arn: job.job_arn(),
+                name: Some(job.job_name()),
+                model: job.model_id(),
+                status: job.status(),
+                message: job.message(),
+                submitted: job.submit_time(),
+                ended: job.end_time(),
+            };
+            Value::Object(head.into_map())
         })
         .collect();
     let mut out = json!({"InvocationJobSummaries": summaries});
