@@ -12,7 +12,6 @@
 //! ([`crate::metrics`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use beacon_asl::{TaskContext, TaskHandler};
 use beacon_llm::ClientStats;
@@ -77,14 +76,7 @@ pub async fn handler(task: &str, stats: ClientStats) -> Result<Arc<dyn TaskHandl
     let resource = format!("beacon:{task}");
     if resource == resources::BATCH_POOL {
         // One pool per function instance: documents that reach the same instance pool together.
-        let config = &services.config;
-        let pool = BatchPool::new(
-            services.store.clone(),
-            config.bucket.clone(),
-            config.batch.min_records as usize,
-            Duration::from_secs(config.batch.pool_window_secs),
-        );
-        return Ok(Arc::new(JoinBatchPool(Arc::new(pool))));
+        return Ok(Arc::new(JoinBatchPool(Arc::new(BatchPool::for_config(&services)))));
     }
     let registry = beacon_pipeline::tasks::registry(&services);
     registry.get(&resource).ok_or_else(|| {
