@@ -18,7 +18,6 @@ use beacon_llm::ClientStats;
 use beacon_pipeline::pool::{BatchPool, JoinBatchPool};
 use beacon_pipeline::tasks::resources;
 use beacon_pipeline::{Config, Services};
-use beacon_store::Store;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -80,20 +79,20 @@ pub async fn handler(task: &str, stats: ClientStats) -> Result<Arc<dyn TaskHandl
     }
     let registry = beacon_pipeline::tasks::registry(&services);
     registry.get(&resource).ok_or_else(|| {
-        let known: Vec<&str> = registry.resources().into_iter().filter_map(|r| r.strip_prefix("beacon:")).collect();
-        InitError(format!("BEACON_TASK={task} names no task; use one of {}, batch-pool", known.join(", ")))
+        InitError(format!("BEACON_TASK={task} names no task; use one of {}", resources::TASKS.join(", ")))
     })
 }
 
 /// Configuration from `BEACON_*` variables, the store in `BEACON_BUCKET`, the client stack.
 async fn services_from_env(stats: ClientStats) -> Result<Services, InitError> {
     let mut config = Config::load(None).map_err(|e| InitError(e.to_string()))?;
-    let bucket = std::env::var("BEACON_BUCKET")
-        .map_err(|_| InitError("BEACON_BUCKET is not set: the S3 bucket the state machine uses".into()))?;
-    config.bucket = bucket.clone();
+    if std::env::var("BEACON_BUCKET").is_err() {
+        return Err(InitError("BEACON_BUCKET is not set: the S3 bucket the state machine uses".into()));
+    }
+    // A function has no disk to keep objects on: its store is always the bucket.
+    config.store.backend = beacon_pipeline::config::StoreBackend::S3;
     config.validate().map_err(|e| InitError(e.to_string()))?;
-    let endpoint = std::env::var("BEACON_S3_ENDPOINT").ok().filter(|e| !e.is_empty());
-    let store = Store::s3(&bucket, None, endpoint.as_deref()).map_err(|e| InitError(e.to_string()))?;
+    let store = config.open_store().map_err(|e| InitError(e.to_string()))?;
     let unit_schema = beacon_pipeline::schema::unit_schema(&config).map_err(|e| InitError(e.to_string()))?;
     let llm = crate::client::build_client(&config, stats).await.map_err(|e| InitError(e.to_string()))?;
     Ok(Services { store, llm, config: Arc::new(config), unit_schema: Arc::new(unit_schema) })

@@ -7,6 +7,8 @@
 //! - [`client`]: the LLM client stack a configuration asks for (shared by `beacon run` and the
 //!   Lambda functions).
 //! - [`lambda`]: the tasks as Lambda functions (`beacon-lambda`, one binary, `BEACON_TASK`).
+//! - [`lambda_invoke`]: the flow's tasks served by deployed functions through the Lambda Invoke
+//!   API (the embedded engine running the deployed definition).
 //! - [`metrics`]: BEACON's metrics as CloudWatch embedded metric format lines.
 //! - [`sdk_config`]: the AWS SDK configuration these adapters use (region, optional endpoint
 //!   override for a local emulator).
@@ -14,6 +16,7 @@
 pub mod bedrock_batch;
 pub mod client;
 pub mod lambda;
+pub mod lambda_invoke;
 pub mod limiter;
 pub mod metrics;
 

@@ -151,7 +151,7 @@ pub fn load_config(path: Option<&Path>, args: &FlowArgs) -> Result<Config, u8> {
 
 /// The store and the journal under the configured data directory.
 pub fn open_storage(config: &Config) -> Result<(Store, Journal), u8> {
-    let store = Store::local(&config.data_dir.join("store")).map_err(|e| {
+    let store = config.open_store().map_err(|e| {
         eprintln!("error: {e}");
         exit::INTERNAL
     })?;
@@ -300,9 +300,15 @@ impl Session {
 }
 
 /// The state machine's `aws-sdk:*` resources: Bedrock batch inference, served by the Bedrock
-/// control plane of the configured region (or the provider's endpoint override: `beacon sim`).
+/// control plane of the configured region (or the provider's endpoint override: `beacon sim`);
+/// and the tasks `lambda.functions` sends to deployed Lambda functions.
 async fn aws_sdk_tasks(config: &Config) -> TaskRegistry {
     let mut registry = TaskRegistry::new();
+    let lambda = &config.lambda;
+    if !lambda.functions.is_empty() {
+        let client = beacon_aws::lambda_invoke::client(lambda.region.as_deref(), lambda.endpoint.as_deref()).await;
+        beacon_aws::lambda_invoke::register(&mut registry, &client, &lambda.functions);
+    }
     if config.provider.kind == ProviderKind::Bedrock {
         let p = &config.provider;
         let client = beacon_aws::bedrock_batch::client(p.region.as_deref(), p.endpoint.as_deref()).await;

@@ -39,18 +39,6 @@ fn json_lines(out: &std::process::Output) -> Vec<Value> {
     stdout(out).lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("JSON line")).collect()
 }
 
-/// A report without what differs between runs: execution name, times, durations.
-fn comparable(path: &Path) -> Value {
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).unwrap();
-    v["execution"] = Value::Null;
-    v["generated_at"] = Value::Null;
-    v["usage"]["makespan_ms"] = Value::Null;
-    for unit in v["units"].as_array_mut().unwrap() {
-        unit["usage"]["duration_ms"] = Value::Null;
-    }
-    v
-}
-
 /// The "(N sent by this process)" figure of the summary line.
 fn sent_by_process(out: &std::process::Output) -> u64 {
     let text = stdout(out);
@@ -85,7 +73,7 @@ fn kill_nine_at_random_points_then_resume() {
         .unwrap();
     assert_exit(&out, 0);
     assert_eq!(succeeded_calls(&sim) - before, UNITS, "one model call per unit");
-    let reference = comparable(&reference_out.join("report.json"));
+    let reference = comparable_report(&reference_out.join("report.json"));
 
     // Kill points spread over the run: before, during and after the units (xorshift, fixed seed).
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
@@ -153,7 +141,7 @@ fn kill_nine_at_random_points_then_resume() {
             );
         }
         assert_eq!(
-            comparable(&out_dir.join("report.json")),
+            comparable_report(&out_dir.join("report.json")),
             reference,
             "round {round}: same report as an uninterrupted run"
         );

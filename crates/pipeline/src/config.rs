@@ -77,6 +77,10 @@ pub struct Config {
     pub pricing: BTreeMap<String, Price>,
     /// `beacon asl run`: local handlers for task resources.
     pub asl: AslConfig,
+    /// Where documents, units, results and reports are kept.
+    pub store: StoreConfig,
+    /// The flow's tasks served by deployed Lambda functions instead of this process.
+    pub lambda: LambdaConfig,
     /// The password of an encrypted input PDF: `--password` or `BEACON_DOCUMENT_PASSWORD` only;
     /// never read from beacon.toml and never written to the journal.
     #[serde(skip)]
@@ -120,6 +124,53 @@ impl Default for AslConfig {
     fn default() -> Self {
         AslConfig { payload_limit_bytes: beacon_asl::DEFAULT_PAYLOAD_LIMIT, resources: BTreeMap::new() }
     }
+}
+
+/// Which object store holds the documents, units, results and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// Files under `data_dir/store`.
+    #[default]
+    Local,
+    /// The S3 bucket `bucket` (what the Lambda functions of a deployment use).
+    S3,
+}
+
+impl std::str::FromStr for StoreBackend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(StoreBackend::Local),
+            "s3" => Ok(StoreBackend::S3),
+            other => Err(format!("unknown store backend '{other}' (expected local or s3)")),
+        }
+    }
+}
+
+/// Where the objects live.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// S3 endpoint override (moto, MinIO); `BEACON_S3_ENDPOINT`.
+    pub endpoint: Option<String>,
+    /// S3 region (default: the normal AWS resolution).
+    pub region: Option<String>,
+}
+
+/// The flow's tasks as deployed Lambda functions: the embedded engine runs the state machine
+/// and each Task whose task is named here invokes its function through the Lambda Invoke API.
+/// The functions read and write the S3 bucket, so the store must be that bucket too.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LambdaConfig {
+    /// Task name (`document-processor`, `llm-processor`, ...) → function name or ARN.
+    pub functions: BTreeMap<String, String>,
+    /// Lambda endpoint override (a local Lambda emulator).
+    pub endpoint: Option<String>,
+    /// The functions' region (default: the normal AWS resolution).
+    pub region: Option<String>,
 }
 
 /// How the state machine chooses and runs its parallel strategy.
@@ -362,6 +413,8 @@ impl Default for Config {
             quota: QuotaConfig::default(),
             pricing: BTreeMap::new(),
             asl: AslConfig::default(),
+            store: StoreConfig::default(),
+            lambda: LambdaConfig::default(),
             document_password: None,
         }
     }
@@ -442,6 +495,16 @@ impl Config {
         if let Some(v) = get("BEACON_MAX_UNITS") {
             self.limits.max_units = parse("BEACON_MAX_UNITS", &v)?;
         }
+        if let Some(v) = get("BEACON_BUCKET").filter(|v| !v.is_empty()) {
+            self.bucket = v;
+        }
+        if let Some(v) = get("BEACON_STORE") {
+            self.store.backend =
+                v.parse().map_err(|reason| ConfigError::Env { name: "BEACON_STORE".into(), reason })?;
+        }
+        if let Some(v) = get("BEACON_S3_ENDPOINT").filter(|v| !v.is_empty()) {
+            self.store.endpoint = Some(v);
+        }
         if let Some(v) = get("BEACON_RPM") {
             self.quota.rpm = Some(parse("BEACON_RPM", &v)?);
         }
@@ -516,7 +579,30 @@ impl Config {
         if self.limits.max_file_bytes == 0 || self.limits.max_units == 0 {
             return Err(ConfigError::Invalid("limits must be positive".into()));
         }
+        if let Some(task) = self.lambda.functions.keys().find(|t| !crate::tasks::resources::TASKS.contains(&t.as_str()))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "lambda.functions names no task '{task}'; the tasks are {}",
+                crate::tasks::resources::TASKS.join(", ")
+            )));
+        }
+        if !self.lambda.functions.is_empty() && self.store.backend != StoreBackend::S3 {
+            return Err(ConfigError::Invalid(
+                "lambda.functions needs the store the functions use: set store.backend = \"s3\" (the bucket in `bucket`)"
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The object store `store` names: files under `data_dir/store`, or the bucket `bucket`.
+    pub fn open_store(&self) -> Result<beacon_store::Store, beacon_store::StoreError> {
+        match self.store.backend {
+            StoreBackend::Local => beacon_store::Store::local(&self.data_dir.join("store")),
+            StoreBackend::S3 => {
+                beacon_store::Store::s3(&self.bucket, self.store.region.as_deref(), self.store.endpoint.as_deref())
+            }
+        }
     }
 
     /// Whether Bedrock batch inference is available: only with the Bedrock provider (the

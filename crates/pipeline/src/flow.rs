@@ -66,10 +66,10 @@ pub struct RunOutcome {
 pub fn substitutions(config: &Config) -> BTreeMap<String, String> {
     let s = &config.strategy;
     BTreeMap::from([
-        ("DocumentProcessorFunctionArn".to_string(), resources::DOCUMENT_PROCESSOR.to_string()),
-        ("LlmProcessorFunctionArn".to_string(), resources::LLM_PROCESSOR.to_string()),
-        ("ResultIntegratorFunctionArn".to_string(), resources::RESULT_INTEGRATOR.to_string()),
-        ("UnitFailureRecorderFunctionArn".to_string(), resources::UNIT_FAILURE_RECORDER.to_string()),
+        ("DocumentProcessorFunctionArn".to_string(), task_resource(config, resources::DOCUMENT_PROCESSOR)),
+        ("LlmProcessorFunctionArn".to_string(), task_resource(config, resources::LLM_PROCESSOR)),
+        ("ResultIntegratorFunctionArn".to_string(), task_resource(config, resources::RESULT_INTEGRATOR)),
+        ("UnitFailureRecorderFunctionArn".to_string(), task_resource(config, resources::UNIT_FAILURE_RECORDER)),
         ("DistributedThreshold".to_string(), s.distributed_threshold.to_string()),
         ("BatchThreshold".to_string(), s.batch_threshold.to_string()),
         ("InlineMaxConcurrency".to_string(), s.inline_max_concurrency.to_string()),
@@ -83,10 +83,17 @@ pub fn substitutions(config: &Config) -> BTreeMap<String, String> {
         ("BatchTimeoutHours".to_string(), config.batch.timeout_hours.to_string()),
         ("BatchRoleArn".to_string(), config.batch.role_arn.clone()),
         ("BatchOnFailure".to_string(), config.batch.on_failure.as_str().to_string()),
-        ("BatchPreparerFunctionArn".to_string(), resources::BATCH_PREPARER.to_string()),
-        ("BatchCollectorFunctionArn".to_string(), resources::BATCH_COLLECTOR.to_string()),
-        ("BatchPoolFunctionArn".to_string(), resources::BATCH_POOL.to_string()),
+        ("BatchPreparerFunctionArn".to_string(), task_resource(config, resources::BATCH_PREPARER)),
+        ("BatchCollectorFunctionArn".to_string(), task_resource(config, resources::BATCH_COLLECTOR)),
+        ("BatchPoolFunctionArn".to_string(), task_resource(config, resources::BATCH_POOL)),
     ])
+}
+
+/// The Task resource that runs `resource` (`beacon:<task>`): the task's Lambda function when
+/// `lambda.functions` names one (see `beacon_aws::lambda_invoke`), else the task in this process.
+pub fn task_resource(config: &Config, resource: &str) -> String {
+    let task = resource.strip_prefix("beacon:").unwrap_or(resource);
+    config.lambda.functions.get(task).cloned().unwrap_or_else(|| resource.to_string())
 }
 
 /// The state machine with this configuration's substitutions, parsed and validated.
@@ -298,9 +305,11 @@ impl Runner {
                 Ok(RunOutcome { execution, report, report_markdown, history_events })
             }
             ExecutionStatus::Failed { error, cause } if error == errors::INVALID_DOCUMENT => {
-                Err(RunError::Input { path: document.to_string(), message: cause })
+                Err(RunError::Input { path: document.to_string(), message: tasks::readable_cause(&cause) })
             }
-            ExecutionStatus::Failed { error, cause } => Err(RunError::Execution { execution, error, cause }),
+            ExecutionStatus::Failed { error, cause } => {
+                Err(RunError::Execution { execution, error, cause: tasks::readable_cause(&cause) })
+            }
             ExecutionStatus::TimedOut => Err(RunError::Execution {
                 execution,
                 error: errors::TIMED_OUT.to_string(),

@@ -8,6 +8,8 @@
 //! tests that need moto print why and pass, unless `BEACON_REQUIRE_MOTO` is set, where a missing
 //! emulator is a failure.
 
+pub mod lambda_service;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 

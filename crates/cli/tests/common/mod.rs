@@ -76,6 +76,20 @@ impl Scratch {
     }
 }
 
+/// A report without what differs between runs of the same document: execution name, times,
+/// durations.
+pub fn comparable_report(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("report.json is JSON");
+    v["execution"] = serde_json::Value::Null;
+    v["generated_at"] = serde_json::Value::Null;
+    v["usage"]["makespan_ms"] = serde_json::Value::Null;
+    for unit in v["units"].as_array_mut().expect("units") {
+        unit["usage"]["duration_ms"] = serde_json::Value::Null;
+    }
+    v
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -52,6 +52,17 @@ pub mod resources {
     pub const BATCH_COLLECTOR: &str = "beacon:batch-collect";
     /// Served by the runner's [`crate::pool::BatchPool`], shared by its executions.
     pub const BATCH_POOL: &str = "beacon:batch-pool";
+    /// The task names (each resource without `beacon:`), as `BEACON_TASK` and
+    /// `lambda.functions` name them.
+    pub const TASKS: &[&str] = &[
+        "document-processor",
+        "llm-processor",
+        "record-unit-failure",
+        "result-integrator",
+        "batch-prepare",
+        "batch-collect",
+        "batch-pool",
+    ];
 }
 
 /// How many object-store requests a task keeps in flight when it reads or writes many objects.
@@ -69,6 +80,16 @@ pub struct Services {
 
 fn failure(error: &str, cause: impl std::fmt::Display) -> TaskFailure {
     TaskFailure { error: error.to_string(), cause: cause.to_string() }
+}
+
+/// A failure's cause as a person reads it. When a Lambda function fails, Step Functions puts the
+/// function's error document (`{"errorType": ..., "errorMessage": ...}`) in `Cause`; its message
+/// is the reason. Any other cause is returned as it is.
+pub fn readable_cause(cause: &str) -> String {
+    serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|document| document.get("errorMessage").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| cause.to_string())
 }
 
 fn store_failure(e: beacon_store::StoreError) -> TaskFailure {
@@ -188,4 +209,16 @@ pub fn registry(services: &Services) -> TaskRegistry {
         registry.register(resource, Arc::new(Task { services: services.clone(), run }));
     }
     registry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable_cause;
+
+    #[test]
+    fn a_lambda_error_document_reads_as_its_message() {
+        assert_eq!(readable_cause(r#"{"errorType":"Beacon.Transient","errorMessage":"slow down"}"#), "slow down");
+        assert_eq!(readable_cause("the provider refused"), "the provider refused");
+        assert_eq!(readable_cause(r#"{"other":1}"#), r#"{"other":1}"#);
+    }
 }

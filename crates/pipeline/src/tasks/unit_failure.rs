@@ -32,7 +32,11 @@ pub async fn record_unit_failure(services: Services, input: Value, ctx: TaskCont
         index: target.index,
         title,
         error: input.error.filter(|e| !e.is_empty()).unwrap_or_else(|| "Beacon.UnitFailed".into()),
-        cause: input.cause.filter(|c| !c.is_empty()).unwrap_or_else(|| "the unit failed without a reason".into()),
+        cause: input
+            .cause
+            .filter(|c| !c.is_empty())
+            .map(|c| super::readable_cause(&c))
+            .unwrap_or_else(|| "the unit failed without a reason".into()),
         path: target.path(),
     };
     services.store.put_json(&target.result_key(&ctx), &record).await.map_err(store_failure)?;
