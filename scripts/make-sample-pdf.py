@@ -4,8 +4,11 @@
 Plain Python, no dependencies: the PDF is written object by object (Helvetica, WinAnsi text,
 Flate-compressed page streams). The content is fictional and written for BEACON (Apache-2.0).
 Run: python3 scripts/make-sample-pdf.py
+     python3 scripts/make-sample-pdf.py --pages 300 OUT.pdf   (the 12 pages repeated to 300, for
+     sizing and cost estimates: docs/aws.md)
 """
 import os
+import sys
 import zlib
 
 TITLE = "Northwind Logistics - FY2026 Operations Review"
@@ -103,17 +106,17 @@ def escape(text):
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def page_stream(number, heading, lines):
+def page_stream(number, total, heading, lines):
     ops = ["BT", "/F2 16 Tf", "72 770 Td", f"({escape(heading)}) Tj", "ET",
            "BT", "/F1 9 Tf", "72 800 Td", f"({escape(TITLE)}) Tj", "ET",
            "BT", "/F1 11 Tf", "14 TL", "72 740 Td"]
     for line in lines:
         ops.append(f"({escape(line)}) Tj T*" if line else "T*")
-    ops += ["ET", "BT", "/F1 9 Tf", "290 40 Td", f"(Page {number} of {len(PAGES)}) Tj", "ET"]
+    ops += ["ET", "BT", "/F1 9 Tf", "290 40 Td", f"(Page {number} of {total}) Tj", "ET"]
     return zlib.compress("\n".join(ops).encode("cp1252"))
 
 
-def build():
+def build(page_count=len(PAGES)):
     objects = []  # (number, bytes)
 
     def add(body):
@@ -126,8 +129,11 @@ def build():
     bold = add(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>")
     info = add(f"<< /Title ({escape(TITLE)}) /Producer (BEACON scripts/make-sample-pdf.py) >>".encode())
     kids = []
-    for i, (heading, lines) in enumerate(PAGES, start=1):
-        data = page_stream(i, heading, lines)
+    for i in range(1, page_count + 1):
+        heading, lines = PAGES[(i - 1) % len(PAGES)]
+        if i > len(PAGES):
+            heading = f"{heading} (part {(i - 1) // len(PAGES) + 1})"
+        data = page_stream(i, page_count, heading, lines)
         stream = add(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream")
         page = add(f"<< /Type /Page /Parent {pages} 0 R /MediaBox [0 0 595 842] "
                    f"/Resources << /Font << /F1 {font} 0 R /F2 {bold} 0 R >> >> /Contents {stream} 0 R >>".encode())
@@ -150,8 +156,13 @@ def build():
 
 
 if __name__ == "__main__":
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "samples", "operations-review.pdf")
+    if len(sys.argv) == 4 and sys.argv[1] == "--pages" and sys.argv[2].isdigit() and int(sys.argv[2]) > 0:
+        count, path = int(sys.argv[2]), sys.argv[3]
+    elif len(sys.argv) == 1:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        count, path = len(PAGES), os.path.join(root, "samples", "operations-review.pdf")
+    else:
+        sys.exit("usage: make-sample-pdf.py [--pages N OUT.pdf]")
     with open(path, "wb") as f:
-        f.write(build())
+        f.write(build(count))
     print(f"wrote {path}")

@@ -6,6 +6,7 @@
 //!   embedded engine, through the real `aws-sdk-bedrock` client.
 //! - [`client`]: the LLM client stack a configuration asks for (shared by `beacon run` and the
 //!   Lambda functions).
+//! - [`deploy`]: `beacon deploy`, the template and the Lambda code to a CloudFormation stack.
 //! - [`lambda`]: the tasks as Lambda functions (`beacon-lambda`, one binary, `BEACON_TASK`).
 //! - [`lambda_invoke`]: the flow's tasks served by deployed functions through the Lambda Invoke
 //!   API (the embedded engine running the deployed definition).
@@ -15,6 +16,7 @@
 
 pub mod bedrock_batch;
 pub mod client;
+pub mod deploy;
 pub mod lambda;
 pub mod lambda_invoke;
 pub mod limiter;

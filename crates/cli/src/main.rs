@@ -4,6 +4,7 @@
 //! `ARCHITECTURE.md` for where the work happens.
 
 mod asl;
+mod deploy;
 mod display;
 mod executions;
 mod exit;
@@ -48,6 +49,9 @@ enum Command {
     /// List, inspect and resume executions (the local journal).
     #[command(subcommand)]
     Executions(executions::ExecutionsCommand),
+    /// Deploy BEACON to AWS: build and package the Lambda code and the template, create or
+    /// update the CloudFormation stack (--dry-run: write them to a directory instead).
+    Deploy(deploy::DeployArgs),
 }
 
 /// A parser that panics on a hostile file is caught and reported as that file's error; the
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
             Command::Sim(args) => sim::sim(args).await,
             Command::Asl(command) => asl::asl(cli.config.as_deref(), command).await,
             Command::Executions(command) => executions::executions(cli.config.as_deref(), command).await,
+            Command::Deploy(args) => deploy::deploy(args).await,
         }
     });
     ExitCode::from(code)

@@ -22,20 +22,6 @@ const POLICIES: [&str; 8] = [
     "CKV2_BEACON_8",
 ];
 
-/// A tool of the test venv, or None (with a message) when there is no venv.
-fn venv_tool(name: &str) -> Option<PathBuf> {
-    let python = std::env::var_os("BEACON_PYTHON").map(PathBuf::from);
-    let tool = python.as_ref().and_then(|p| p.parent()).map(|bin| bin.join(name)).filter(|t| t.exists());
-    if tool.is_none() {
-        assert!(
-            std::env::var("BEACON_REQUIRE_MOTO").is_err(),
-            "{name} is required: ./scripts/test installs it into the venv (scripts/requirements-test.txt)"
-        );
-        eprintln!("skipping: {name} not found (run ./scripts/test, which installs it)");
-    }
-    tool
-}
-
 fn template() -> PathBuf {
     repo_root().join("deploy/template.yaml")
 }

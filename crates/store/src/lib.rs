@@ -72,7 +72,28 @@ impl Store {
     /// and `endpoint` overriding them (an S3-compatible server, or moto in tests; plain HTTP is
     /// allowed only for an endpoint given here).
     pub fn s3(bucket: &str, region: Option<&str>, endpoint: Option<&str>) -> Result<Store, StoreError> {
-        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        Self::s3_from(object_store::aws::AmazonS3Builder::from_env(), bucket, region, endpoint)
+    }
+
+    /// [`Store::s3`] with credentials from `credentials` (e.g. the AWS SDK's provider chain,
+    /// which also knows profiles and SSO) instead of the environment variables.
+    pub fn s3_with_credentials(
+        bucket: &str,
+        region: Option<&str>,
+        endpoint: Option<&str>,
+        credentials: object_store::aws::AwsCredentialProvider,
+    ) -> Result<Store, StoreError> {
+        let builder = object_store::aws::AmazonS3Builder::from_env().with_credentials(credentials);
+        Self::s3_from(builder, bucket, region, endpoint)
+    }
+
+    fn s3_from(
+        mut builder: object_store::aws::AmazonS3Builder,
+        bucket: &str,
+        region: Option<&str>,
+        endpoint: Option<&str>,
+    ) -> Result<Store, StoreError> {
+        builder = builder.with_bucket_name(bucket);
         if let Some(region) = region {
             builder = builder.with_region(region);
         }

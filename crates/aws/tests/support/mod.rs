@@ -32,14 +32,15 @@ impl Moto {
             eprintln!("skipping: moto is not installed (run ./scripts/test, which installs it into a venv)");
             return None;
         };
-        // Port 0: the server picks a free port and prints it; werkzeug logs to stderr.
+        // moto's server with the CloudFormation parts it lacks (moto_server.py). Port 0: the
+        // server picks a free port and prints it; werkzeug logs to stderr.
         let mut child = Command::new(python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
+            .args(["-c", include_str!("moto_server.py"), "-H", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start moto (python -m moto.server)");
+            .expect("start moto (moto_server.py)");
         let stderr = child.stderr.take().expect("moto's stderr");
         let mut lines = BufReader::new(stderr).lines();
         let endpoint = loop {

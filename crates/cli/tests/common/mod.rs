@@ -160,3 +160,18 @@ pub fn with_fake_aws(cmd: &mut Command) -> &mut Command {
         .env("AWS_SECRET_ACCESS_KEY", "beacon-test-secret")
         .env("AWS_REGION", "us-east-1")
 }
+
+/// A tool of the test venv (`cfn-lint`, `checkov`), or None (with a message) when there is no
+/// venv and the test command does not require one.
+pub fn venv_tool(name: &str) -> Option<PathBuf> {
+    let python = std::env::var_os("BEACON_PYTHON").map(PathBuf::from);
+    let tool = python.as_ref().and_then(|p| p.parent()).map(|bin| bin.join(name)).filter(|t| t.exists());
+    if tool.is_none() {
+        assert!(
+            std::env::var("BEACON_REQUIRE_MOTO").is_err(),
+            "{name} is required: ./scripts/test installs it into the venv (scripts/requirements-test.txt)"
+        );
+        eprintln!("skipping: {name} not found (run ./scripts/test, which installs it)");
+    }
+    tool
+}

@@ -1,0 +1,298 @@
+//! `beacon deploy`: the packaged template is plain CloudFormation that cfn-lint accepts, with
+//! the state machine definition the embedded engine runs; a deployment against moto's
+//! CloudFormation creates the stack with the encrypted, private, TLS-only bucket, the state
+//! machine from `beacon.asl.json` after substitution, the functions, and the alarms with the
+//! thresholds asked for. The Lambda code is the `beacon-lambda` this build made (an x86_64
+//! binary, hence `--arch x86_64`; a cargo-lambda cross build takes minutes and is not run here).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+#[path = "../../aws/tests/support/mod.rs"]
+mod aws;
+
+const STACK: &str = "beacon-deploy-test";
+const DEFINITION: &str = include_str!("../../../deploy/statemachine/beacon.asl.json");
+
+fn lambda_binary() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_beacon")).with_file_name("beacon-lambda")
+}
+
+fn deploy(s: &Scratch, args: &[&str]) -> Output {
+    let mut cmd = s.beacon();
+    with_fake_aws(&mut cmd);
+    cmd.args(["deploy", "--stack", STACK]).args(args).output().expect("run beacon deploy")
+}
+
+/// `beacon-lambda`'s ELF says x86_64 on this machine; the tests pass the matching --arch.
+fn host_arch() -> &'static str {
+    if cfg!(target_arch = "aarch64") { "arm64" } else { "x86_64" }
+}
+
+fn other_arch() -> &'static str {
+    if cfg!(target_arch = "aarch64") { "x86_64" } else { "arm64" }
+}
+
+#[test]
+fn a_dry_run_writes_plain_cloudformation_the_definition_and_the_code_and_calls_nothing() {
+    let s = Scratch::new();
+    let binary = lambda_binary().display().to_string();
+    // No endpoint, no credentials that work: a dry run calls nothing.
+    let out = deploy(&s, &["--dry-run", "--arch", host_arch(), "--lambda-binary", &binary, "--model", "m-1"]);
+    assert_exit(&out, 0);
+    let dir = s.path("deploy-out").join(STACK);
+    let written: Vec<PathBuf> = stdout(&out).lines().map(|l| s.path(l)).collect();
+    assert_eq!(written.len(), 4, "{}", stdout(&out));
+    assert!(written.iter().all(|p| p.starts_with(&dir) && p.is_file()), "{written:?}");
+
+    let template: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("template.json")).unwrap()).unwrap();
+    assert!(template.get("Transform").is_none() && template.get("Globals").is_none());
+    let resources = template["Resources"].as_object().unwrap();
+    assert!(resources.values().all(|r| !r["Type"].as_str().unwrap().starts_with("AWS::Serverless::")));
+    let functions: Vec<&Value> = resources.values().filter(|r| r["Type"] == "AWS::Lambda::Function").collect();
+    assert_eq!(functions.len(), 7);
+    let zip_name = written.iter().find(|p| p.extension().is_some_and(|e| e == "zip")).unwrap();
+    for function in &functions {
+        let code = &function["Properties"]["Code"];
+        assert_eq!(code["S3Bucket"], serde_json::json!({"Ref": "ArtifactsBucket"}));
+        assert!(zip_name.ends_with(code["S3Key"].as_str().unwrap().rsplit('/').next().unwrap()));
+        assert_eq!(function["Properties"]["Runtime"], "provided.al2023");
+        assert!(function["Properties"]["Environment"]["Variables"]["BEACON_TASK"].is_string());
+        assert!(function["Properties"]["Environment"]["Variables"]["BEACON_BUCKET"].is_object(), "globals merged");
+    }
+    // The definition is the file the embedded engine runs, byte for byte.
+    let machine = &resources["StateMachine"]["Properties"];
+    let key = machine["DefinitionS3Location"]["Key"].as_str().unwrap();
+    let uploaded = std::fs::read_to_string(dir.join(key.rsplit('/').next().unwrap())).unwrap();
+    assert_eq!(uploaded, DEFINITION);
+    assert!(machine["DefinitionSubstitutions"]["LlmProcessorFunctionArn"].is_object());
+    // The zip holds this build's beacon-lambda.
+    assert!(std::fs::metadata(zip_name).unwrap().len() > 1000);
+    let parameters: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("parameters.json")).unwrap()).unwrap();
+    let parameters: BTreeMap<&str, &str> = parameters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["ParameterKey"].as_str().unwrap(), p["ParameterValue"].as_str().unwrap()))
+        .collect();
+    assert_eq!(parameters["ModelId"], "m-1");
+    assert_eq!(parameters["Architecture"], host_arch());
+
+    // cfn-lint accepts the packaged template as it is.
+    if let Some(cfn_lint) = venv_tool("cfn-lint") {
+        let lint = Command::new(cfn_lint).arg(dir.join("template.json")).output().unwrap();
+        assert!(lint.status.success(), "cfn-lint:\n{}{}", stdout(&lint), stderr(&lint));
+    }
+}
+
+#[test]
+fn a_binary_for_the_wrong_architecture_an_unknown_parameter_or_a_bad_stack_name_is_refused() {
+    let s = Scratch::new();
+    let binary = lambda_binary().display().to_string();
+    let out = deploy(&s, &["--dry-run", "--arch", other_arch(), "--lambda-binary", &binary]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains(&format!("built for {}", host_arch())), "{}", stderr(&out));
+
+    let out = deploy(&s, &["--dry-run", "--arch", host_arch(), "--lambda-binary", &binary, "--parameter", "Nope=1"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("no parameter Nope") && stderr(&out).contains("LlmProcessorMemory"));
+
+    let mut cmd = s.beacon();
+    let out = cmd.args(["deploy", "--stack", "9-lives", "--dry-run"]).output().unwrap();
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("invalid stack name"));
+
+    // Without a prebuilt binary it builds in a checkout, and says so when it is not in one.
+    let out = deploy(&s, &["--dry-run", "--arch", host_arch()]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("not a BEACON checkout"), "{}", stderr(&out));
+    assert!(!s.path("deploy-out").join(STACK).join("template.json").exists());
+}
+
+/// Runs `script` (Python with boto3, from moto's venv) against moto; it prints one JSON value.
+fn boto3(moto: &aws::Moto, script: &str) -> Value {
+    let python = std::env::var_os("BEACON_PYTHON").expect("BEACON_PYTHON");
+    let out = Command::new(python)
+        .args(["-c", &format!("import boto3, json\n{script}")])
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "boto3 script failed:\n{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+}
+
+/// The values `deployed` has where `template` has `${Name}` placeholders; panics where the
+/// text around them differs.
+fn substitutions(template: &str, deployed: &str) -> BTreeMap<String, String> {
+    let mut values = BTreeMap::new();
+    let mut rest = deployed;
+    let mut pieces = template.split("${").peekable();
+    let first = pieces.next().unwrap();
+    assert!(rest.starts_with(first), "the definitions differ at the start");
+    rest = &rest[first.len()..];
+    for piece in pieces {
+        let name_end = piece.find('}').unwrap();
+        let (name, literal) = (&piece[..name_end], &piece[name_end + 1..]);
+        if !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+            // Not a placeholder (`${...}` in the comment): the text is kept.
+            let kept = format!("${{{piece}");
+            assert!(rest.starts_with(&kept), "the definitions differ near ${{{name}}}");
+            rest = &rest[kept.len()..];
+            continue;
+        }
+        // The value runs to the literal text after the placeholder (never empty but at the end:
+        // placeholders are never adjacent).
+        let end = if literal.is_empty() { rest.len() } else { rest.find(literal).expect("the text after it follows") };
+        let value = rest[..end].to_string();
+        assert!(!value.contains("${"), "{name} was not substituted");
+        if let Some(previous) = values.insert(name.to_string(), value.clone()) {
+            assert_eq!(previous, value, "{name} substituted two ways");
+        }
+        rest = &rest[end + literal.len()..];
+    }
+    assert!(rest.is_empty(), "the deployed definition has more text at the end");
+    values
+}
+
+#[test]
+fn beacon_deploy_creates_the_stack_on_moto_with_the_definition_the_bucket_rules_and_the_alarms() {
+    let Some(moto) = aws::Moto::start() else { return };
+    let s = Scratch::new();
+    let binary = lambda_binary().display().to_string();
+    let out = deploy(
+        &s,
+        &[
+            "--region",
+            "us-east-1",
+            "--endpoint",
+            &moto.endpoint,
+            "--arch",
+            host_arch(),
+            "--lambda-binary",
+            &binary,
+            "--model",
+            "anthropic.claude-3-5-haiku-20241022-v1:0",
+            "--alarm-email",
+            "ops@example.com",
+            "--parameter",
+            "FailedExecutionsThreshold=3",
+            "--parameter",
+            "DistributedThreshold=50",
+            "--poll-seconds",
+            "1",
+        ],
+    );
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(err.contains("creating the artifacts bucket") && err.contains(&format!("stack {STACK} created")), "{err}");
+    assert!(err.contains("CREATE_COMPLETE"), "progress from the stack events:\n{err}");
+    let outputs: BTreeMap<String, String> =
+        stdout(&out).lines().filter_map(|l| l.split_once('\t')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    for key in ["BucketName", "StateMachineArn", "RateLimitTableName", "AlarmTopicArn", "DashboardUrl"] {
+        assert!(outputs.contains_key(key), "output {key} missing: {}", stdout(&out));
+    }
+
+    let state = boto3(
+        &moto,
+        &format!(
+            r#"
+s3 = boto3.client("s3")
+bucket = "{bucket}"
+lambdas = boto3.client("lambda").list_functions()["Functions"]
+print(json.dumps({{
+    "encryption": s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"],
+    "public_access": s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"],
+    "policy": json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]),
+    "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"],
+    "definition": boto3.client("stepfunctions").describe_state_machine(stateMachineArn="{machine}")["definition"],
+    "alarms": boto3.client("cloudwatch").describe_alarms()["MetricAlarms"],
+    "functions": [{{"name": f["FunctionName"], "arn": f["FunctionArn"], "arch": f.get("Architectures"),
+                   "runtime": f["Runtime"], "env": f["Environment"]["Variables"]}} for f in lambdas],
+    "topic": boto3.client("sns").get_topic_attributes(TopicArn="{topic}")["Attributes"],
+}}, default=str))
+"#,
+            bucket = outputs["BucketName"],
+            machine = outputs["StateMachineArn"],
+            topic = outputs["AlarmTopicArn"],
+        ),
+    );
+
+    // The bucket: encrypted, private, TLS only, intermediate prefixes expiring.
+    assert_eq!(state["encryption"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"], "AES256");
+    for flag in ["BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"] {
+        assert_eq!(state["public_access"][flag], true, "{flag}");
+    }
+    let deny = &state["policy"]["Statement"][0];
+    assert_eq!(
+        (deny["Effect"].as_str(), deny["Condition"]["Bool"]["aws:SecureTransport"].as_str()),
+        (Some("Deny"), Some("false"))
+    );
+    let expiring: Vec<&str> = state["lifecycle"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["Expiration"]["Days"] == 7)
+        .map(|r| r["Filter"]["Prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(expiring, ["units/", "results/", "batch/", "map-runs/"]);
+
+    // The functions: one per task, the binary's architecture, the task in BEACON_TASK.
+    let functions = state["functions"].as_array().unwrap();
+    let tasks = beacon_pipeline::tasks::resources::TASKS;
+    assert_eq!(functions.len(), tasks.len());
+    let mut arn_of_task = BTreeMap::new();
+    for function in functions {
+        let task = function["env"]["BEACON_TASK"].as_str().unwrap();
+        assert!(tasks.contains(&task));
+        assert_eq!(function["name"].as_str().unwrap(), format!("{STACK}-{task}"));
+        assert_eq!(function["arch"], serde_json::json!([host_arch()]));
+        assert_eq!(function["runtime"], "provided.al2023");
+        assert_eq!(function["env"]["BEACON_BUCKET"].as_str(), Some(outputs["BucketName"].as_str()));
+        arn_of_task.insert(task.to_string(), function["arn"].as_str().unwrap().to_string());
+    }
+
+    // The state machine: beacon.asl.json, each placeholder filled from the stack.
+    let values = substitutions(DEFINITION, state["definition"].as_str().unwrap());
+    for (placeholder, task) in [
+        ("DocumentProcessorFunctionArn", "document-processor"),
+        ("LlmProcessorFunctionArn", "llm-processor"),
+        ("UnitFailureRecorderFunctionArn", "record-unit-failure"),
+        ("ResultIntegratorFunctionArn", "result-integrator"),
+        ("BatchPreparerFunctionArn", "batch-prepare"),
+        ("BatchCollectorFunctionArn", "batch-collect"),
+        ("BatchPoolFunctionArn", "batch-pool"),
+    ] {
+        assert_eq!(values[placeholder], arn_of_task[task], "{placeholder}");
+    }
+    assert_eq!(values["BucketName"], outputs["BucketName"]);
+    assert_eq!(values["ModelId"], "anthropic.claude-3-5-haiku-20241022-v1:0");
+    assert_eq!(values["DistributedThreshold"], "50");
+    assert_eq!(values["BatchThreshold"], "100", "template default");
+    assert!(values["BatchRoleArn"].starts_with("arn:aws:iam::"), "{}", values["BatchRoleArn"]);
+
+    // The alarms: the seed's three, Bedrock throttling and failed units, all to the topic.
+    let alarms: BTreeMap<&str, &Value> =
+        state["alarms"].as_array().unwrap().iter().map(|a| (a["MetricName"].as_str().unwrap(), a)).collect();
+    let metrics: Vec<&str> = alarms.keys().copied().collect();
+    assert_eq!(
+        metrics,
+        ["ExecutionThrottled", "ExecutionTime", "ExecutionsFailed", "InvocationThrottles", "UnitsFailed"]
+    );
+    assert_eq!(alarms["ExecutionsFailed"]["Threshold"], 3.0, "the threshold given");
+    assert_eq!(alarms["ExecutionThrottled"]["Threshold"], 10.0, "the template default");
+    assert_eq!(alarms["InvocationThrottles"]["Dimensions"][0]["Value"], "anthropic.claude-3-5-haiku-20241022-v1:0");
+    for alarm in alarms.values() {
+        assert_eq!(alarm["AlarmActions"], serde_json::json!([outputs["AlarmTopicArn"]]));
+    }
+    assert!(state["topic"]["KmsMasterKeyId"].as_str().is_some_and(|k| !k.is_empty()), "the topic is encrypted");
+}
