@@ -20,8 +20,13 @@ use beacon_asl::{TaskContext, TaskFailure, TaskHandler, TaskRegistry};
 use serde_json::Value;
 
 /// A Lambda client for `region`, with `endpoint` overriding the service endpoint when given.
+/// The SDK does not retry: as on Step Functions, an Invoke API error (a throttle included)
+/// reaches the state machine, whose Retry rules (`Lambda.TooManyRequestsException`, ...) decide.
 pub async fn client(region: Option<&str>, endpoint: Option<&str>) -> Client {
-    Client::new(&crate::sdk_config(region, endpoint).await)
+    let config = aws_sdk_lambda::config::Builder::from(&crate::sdk_config(region, endpoint).await)
+        .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
 }
 
 /// Registers one handler per function of `functions` (task name → function name or ARN), under

@@ -67,6 +67,8 @@ async fn tasks_run_as_lambda_functions_on_s3_and_fail_with_their_error_names() {
         name: format!("beacon-{task}"),
         instances: 1,
         env: function_env(task, &moto, data.path()),
+        // The unit analysis meets one throttle first.
+        throttled: usize::from(task == "llm-processor"),
     };
     let lambda = LocalLambda::start(binary, vec![spec("document-processor"), spec("llm-processor")]).await;
     let client = beacon_aws::lambda_invoke::client(Some("us-east-1"), Some(&lambda.endpoint)).await;
@@ -102,6 +104,11 @@ async fn tasks_run_as_lambda_functions_on_s3_and_fail_with_their_error_names() {
     let document: Value = serde_json::from_str(&missing.cause).expect("the cause is the error document");
     assert!(document["errorMessage"].as_str().unwrap().contains("uploads/none.pdf"), "{document}");
 
+    // A throttle reaches the flow as Step Functions names it (the SDK does not retry it away):
+    // the definition's Retry rules decide.
+    let unit = json!({"documentId": id, "language": "en", "index": 1, "run": "exec-1", "path": "inline"});
+    let throttled = invoke(&tasks, "beacon-llm-processor", unit).await.expect_err("the first call is throttled");
+    assert_eq!(throttled.error, "Lambda.TooManyRequestsException", "{throttled:?}");
     let analysed = invoke(
         &tasks,
         "beacon-llm-processor",

@@ -78,6 +78,9 @@ async fn a_document_through_the_deployed_definition_on_lambda_reports_what_the_e
             // The unit analysis runs on several instances at once, as Lambda scales it out.
             instances: if *task == "llm-processor" { 3 } else { 1 },
             env: function_env(task, &moto, &sim, &s.path("lambda-tmp")),
+            // Lambda refuses the first two unit analyses (concurrency exhausted): the
+            // definition's Retry on Lambda.TooManyRequestsException carries the run through.
+            throttled: if *task == "llm-processor" { 2 } else { 0 },
         })
         .collect();
     let lambda = LocalLambda::start(&lambda_binary(), functions).await;

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub struct FunctionSpec {
     pub name: String,
     pub instances: usize,
     pub env: Vec<(String, String)>,
+    /// The first this many invocations are refused with 429 TooManyRequestsException, as
+    /// Lambda refuses them when the function's concurrency is exhausted.
+    pub throttled: usize,
 }
 
 /// How an invocation ended: the response body, or the function's error document.
@@ -60,10 +64,12 @@ struct Queue {
     /// The error document of a failed initialisation, if an instance posted one.
     init_error: Arc<Mutex<Option<Bytes>>>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
+    /// Invocations still to refuse with a throttle.
+    throttled: Arc<AtomicUsize>,
 }
 
 impl Queue {
-    fn new(name: &str) -> Queue {
+    fn new(name: &str, throttled: usize) -> Queue {
         let (send, receive) = mpsc::unbounded_channel();
         Queue {
             name: name.to_string(),
@@ -72,6 +78,7 @@ impl Queue {
             waiting: Arc::default(),
             init_error: Arc::default(),
             next_id: Arc::default(),
+            throttled: Arc::new(AtomicUsize::new(throttled)),
         }
     }
 
@@ -108,7 +115,7 @@ impl LocalLambda {
         let mut queues = HashMap::new();
         let mut processes = Vec::new();
         for function in functions {
-            let queue = Queue::new(&function.name);
+            let queue = Queue::new(&function.name, function.throttled);
             let runtime_api = serve(
                 Router::new()
                     .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -229,6 +236,10 @@ async fn invoke(
     }
     if let Some(document) = queue.init_error.lock().unwrap().clone() {
         return function_error(document);
+    }
+    let throttle = queue.throttled.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok();
+    if throttle {
+        return aws_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate Exceeded.".to_string());
     }
     let id = format!("{}-{}", queue.name, queue.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let (caller, outcome) = oneshot::channel();
