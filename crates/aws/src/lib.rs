@@ -7,6 +7,7 @@
 //! - [`client`]: the LLM client stack a configuration asks for (shared by `beacon run` and the
 //!   Lambda functions).
 //! - [`deploy`]: `beacon deploy`, the template and the Lambda code to a CloudFormation stack.
+//! - [`executions`]: a deployed stack's executions through Step Functions.
 //! - [`lambda`]: the tasks as Lambda functions (`beacon-lambda`, one binary, `BEACON_TASK`).
 //! - [`lambda_invoke`]: the flow's tasks served by deployed functions through the Lambda Invoke
 //!   API (the embedded engine running the deployed definition).
@@ -17,6 +18,7 @@
 pub mod bedrock_batch;
 pub mod client;
 pub mod deploy;
+pub mod executions;
 pub mod lambda;
 pub mod lambda_invoke;
 pub mod limiter;

@@ -12,7 +12,8 @@ use crate::session::{FlowArgs, Session, load_config, open_storage};
 
 #[derive(Subcommand, Debug)]
 pub enum ExecutionsCommand {
-    /// List recent executions, newest first.
+    /// List recent executions, newest first (this machine's, or with --engine aws a deployed
+    /// stack's).
     List {
         /// How many to show.
         #[arg(long, default_value_t = 20)]
@@ -22,6 +23,8 @@ pub enum ExecutionsCommand {
         json: bool,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Show one execution: status, result or error, and with --history its events.
     Show {
@@ -35,6 +38,8 @@ pub enum ExecutionsCommand {
         json: bool,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Continue an execution whose process died; finished tasks are not run again.
     Resume(Box<ResumeArgs>),
@@ -53,8 +58,16 @@ pub struct ResumeArgs {
 
 pub async fn executions(config_path: Option<&Path>, command: ExecutionsCommand) -> u8 {
     match command {
-        ExecutionsCommand::List { limit, json, data_dir } => list(config_path, limit, json, data_dir),
-        ExecutionsCommand::Show { name, history, json, data_dir } => show(config_path, &name, history, json, data_dir),
+        ExecutionsCommand::List { engine, limit, json, .. } if engine.engine == Engine::Aws => {
+            on_aws(&engine, AwsQuery::List { limit }, json).await
+        }
+        ExecutionsCommand::Show { engine, name, history, json, .. } if engine.engine == Engine::Aws => {
+            on_aws(&engine, AwsQuery::Show { name: &name, history }, json).await
+        }
+        ExecutionsCommand::List { limit, json, data_dir, .. } => list(config_path, limit, json, data_dir),
+        ExecutionsCommand::Show { name, history, json, data_dir, .. } => {
+            show(config_path, &name, history, json, data_dir)
+        }
         ExecutionsCommand::Resume(args) => resume(config_path, *args).await,
     }
 }
@@ -284,4 +297,99 @@ async fn resume(config_path: Option<&Path>, args: ResumeArgs) -> u8 {
         .or_else(|| options.out_dir.as_ref().map(PathBuf::from))
         .unwrap_or_else(|| Path::new("beacon-out").join(&record.name));
     session.finish(&document, &record.label, &out, document.runner.resume(&args.name)).await
+}
+
+/// Where `list` and `show` read executions.
+#[derive(Args, Debug, Default)]
+pub struct EngineArgs {
+    /// local: this machine's journal; aws: the deployed stack's state machine (Step Functions).
+    #[arg(long, value_enum, default_value_t = Engine::Local)]
+    engine: Engine,
+    /// The stack `beacon deploy` created (with --engine aws).
+    #[arg(long)]
+    stack: Option<String>,
+    /// The AWS region (with --engine aws; default: AWS_REGION or the profile's).
+    #[arg(long)]
+    region: Option<String>,
+    /// An AWS-compatible endpoint instead of AWS (with --engine aws).
+    #[arg(long)]
+    endpoint: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    #[default]
+    Local,
+    Aws,
+}
+
+/// What `list` and `show` do on AWS.
+enum AwsQuery<'a> {
+    List { limit: usize },
+    Show { name: &'a str, history: bool },
+}
+
+/// `list`/`show` with `--engine aws`: the stack's state machine through Step Functions.
+async fn on_aws(target: &EngineArgs, query: AwsQuery<'_>, as_json: bool) -> u8 {
+    use beacon_aws::deploy::DeployError;
+    use beacon_aws::executions::DeployedMachine;
+    let Some(stack) = &target.stack else {
+        eprintln!("error: --engine aws needs --stack NAME (the stack beacon deploy created)");
+        return exit::USAGE;
+    };
+    let result = async {
+        let machine = DeployedMachine::of_stack(stack, target.region.as_deref(), target.endpoint.as_deref()).await?;
+        match query {
+            AwsQuery::List { limit } => Ok::<_, DeployError>(Value::Array(machine.list(limit).await?)),
+            AwsQuery::Show { name, history } => machine.show(name, history).await,
+        }
+    }
+    .await;
+    let value = match result {
+        Ok(value) => value,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return if matches!(e, DeployError::Usage(_)) { exit::USAGE } else { exit::INTERNAL };
+        }
+    };
+    match (&value, as_json) {
+        (Value::Array(executions), true) => executions.iter().for_each(|e| println!("{e}")),
+        (Value::Array(executions), false) if executions.is_empty() => println!("no executions of stack {stack} yet"),
+        (Value::Array(executions), false) => {
+            println!("{:<44} {:<10} {:<24} FINISHED", "NAME", "STATUS", "STARTED");
+            for e in executions {
+                let text = |key: &str| e[key].as_str().unwrap_or("-").to_string();
+                println!(
+                    "{:<44} {:<10} {:<24} {}",
+                    text("name"),
+                    text("status"),
+                    text("startedAt"),
+                    text("finishedAt")
+                );
+            }
+        }
+        (shown, true) => println!("{}", serde_json::to_string_pretty(shown).unwrap_or_default()),
+        (shown, false) => {
+            let text = |key: &str| shown[key].as_str().unwrap_or("-").to_string();
+            println!("execution  {}", text("name"));
+            println!("arn        {}", text("arn"));
+            println!("status     {}", text("status"));
+            println!("started    {}", text("startedAt"));
+            println!("finished   {}", text("finishedAt"));
+            if shown["error"].is_string() {
+                println!("error      {}: {}", text("error"), text("cause"));
+            }
+            if let Some(events) = shown["events"].as_array() {
+                for event in events {
+                    println!(
+                        "{:>5} {:<28} {}",
+                        event["id"],
+                        event["type"].as_str().unwrap_or("-"),
+                        event["stateName"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    exit::SUCCESS
 }

@@ -165,7 +165,8 @@ fn substitutions(template: &str, deployed: &str) -> BTreeMap<String, String> {
 }
 
 #[test]
-fn beacon_deploy_creates_the_stack_on_moto_with_the_definition_the_bucket_rules_and_the_alarms() {
+fn beacon_deploy_creates_the_stack_on_moto_with_the_definition_the_bucket_rules_and_the_alarms_and_its_executions_read_back()
+ {
     let Some(moto) = aws::Moto::start() else { return };
     let s = Scratch::new();
     let binary = lambda_binary().display().to_string();
@@ -295,4 +296,39 @@ print(json.dumps({{
         assert_eq!(alarm["AlarmActions"], serde_json::json!([outputs["AlarmTopicArn"]]));
     }
     assert!(state["topic"]["KmsMasterKeyId"].as_str().is_some_and(|k| !k.is_empty()), "the topic is encrypted");
+
+    // Its executions, read through Step Functions: one started as an upload would start it.
+    let started = boto3(
+        &moto,
+        &format!(
+            r#"
+sfn = boto3.client("stepfunctions")
+run = sfn.start_execution(stateMachineArn="{machine}", name="upload-1",
+    input=json.dumps({{"document": {{"key": "uploads/report.pdf", "name": "uploads/report.pdf"}}, "options": {{}}}}))
+print(json.dumps(run["executionArn"]))
+"#,
+            machine = outputs["StateMachineArn"]
+        ),
+    );
+    let aws_args = ["--engine", "aws", "--stack", STACK, "--region", "us-east-1", "--endpoint", &moto.endpoint];
+    let mut cmd = s.beacon();
+    with_fake_aws(&mut cmd);
+    let out = cmd.args(["executions", "list", "--json"]).args(aws_args).output().unwrap();
+    assert_exit(&out, 0);
+    let listed: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(listed.len(), 1, "{}", stdout(&out));
+    assert_eq!((listed[0]["name"].as_str(), listed[0]["arn"].as_str()), (Some("upload-1"), started.as_str()));
+    let mut cmd = s.beacon();
+    with_fake_aws(&mut cmd);
+    let out = cmd.args(["executions", "show", "upload-1", "--json", "--history"]).args(aws_args).output().unwrap();
+    assert_exit(&out, 0);
+    let shown: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(shown["input"]["document"]["key"], "uploads/report.pdf");
+    assert_eq!(shown["status"], listed[0]["status"]);
+    assert!(shown["events"].is_array());
+    let mut cmd = s.beacon();
+    with_fake_aws(&mut cmd);
+    let out = cmd.args(["executions", "show", "no-such-run"]).args(aws_args).output().unwrap();
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("no execution no-such-run"), "{}", stderr(&out));
 }

@@ -46,13 +46,7 @@ fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
     operation: &'static str,
     error: SdkError<E, R>,
 ) -> DeployError {
-    let message = match error.as_service_error() {
-        Some(service) => {
-            format!("{}: {}", service.code().unwrap_or("service error"), service.message().unwrap_or("no message"))
-        }
-        None => aws_sdk_cloudformation::error::DisplayErrorContext(&error).to_string(),
-    };
-    DeployError::Aws { operation, message }
+    DeployError::Aws { operation, message: crate::describe(&error) }
 }
 
 impl Stacks {
