@@ -35,12 +35,7 @@ impl DeployedMachine {
         endpoint: Option<&str>,
     ) -> Result<DeployedMachine, DeployError> {
         let sdk = crate::sdk_config(region, endpoint).await;
-        let stacks = Stacks {
-            client: aws_sdk_cloudformation::Client::new(&sdk),
-            poll: std::time::Duration::from_secs(5),
-            timeout: std::time::Duration::from_secs(60),
-        };
-        let arn = state_machine_arn(&stacks, stack).await?;
+        let arn = Stacks::reader(&sdk).deployed(stack).await?.output(stack, "StateMachineArn")?;
         Ok(DeployedMachine { sfn: Client::new(&sdk), arn })
     }
 
@@ -53,17 +48,6 @@ impl DeployedMachine {
     pub async fn show(&self, name: &str, history: bool) -> Result<Value, DeployError> {
         show(&self.sfn, &self.arn, name, history).await
     }
-}
-
-/// The state machine of `stack` (its `StateMachineArn` output).
-async fn state_machine_arn(stacks: &Stacks, stack: &str) -> Result<String, DeployError> {
-    let state = stacks
-        .describe(stack)
-        .await?
-        .ok_or_else(|| DeployError::Usage(format!("there is no stack {stack} (deploy it with beacon deploy)")))?;
-    state.outputs.get("StateMachineArn").cloned().ok_or_else(|| {
-        DeployError::Usage(format!("stack {stack} has no StateMachineArn output: is it a BEACON stack?"))
-    })
 }
 
 async fn list(sfn: &Client, state_machine: &str, limit: usize) -> Result<Vec<Value>, DeployError> {

@@ -11,6 +11,7 @@
 //! - [`lambda`]: the tasks as Lambda functions (`beacon-lambda`, one binary, `BEACON_TASK`).
 //! - [`lambda_invoke`]: the flow's tasks served by deployed functions through the Lambda Invoke
 //!   API (the embedded engine running the deployed definition).
+//! - [`remote_run`]: `beacon run --engine aws`, a document through a deployed stack.
 //! - [`metrics`]: BEACON's metrics as CloudWatch embedded metric format lines.
 //! - [`sdk_config`]: the AWS SDK configuration these adapters use (region, optional endpoint
 //!   override for a local emulator).
@@ -23,6 +24,7 @@ pub mod lambda;
 pub mod lambda_invoke;
 pub mod limiter;
 pub mod metrics;
+pub mod remote_run;
 
 pub use limiter::{DynamoLimiter, create_limiter_table};
 

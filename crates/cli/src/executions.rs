@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::exit;
-use crate::session::{FlowArgs, Session, load_config, open_storage};
+use crate::session::{Engine, FlowArgs, Session, load_config, open_storage};
 
 #[derive(Subcommand, Debug)]
 pub enum ExecutionsCommand {
@@ -314,13 +314,6 @@ pub struct EngineArgs {
     /// An AWS-compatible endpoint instead of AWS (with --engine aws).
     #[arg(long)]
     endpoint: Option<String>,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Engine {
-    #[default]
-    Local,
-    Aws,
 }
 
 /// What `list` and `show` do on AWS.

@@ -9,7 +9,7 @@ use clap::Args;
 use futures::StreamExt;
 
 use crate::exit;
-use crate::session::{FlowArgs, Session, load_config};
+use crate::session::{Engine, FlowArgs, Session, load_config};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -29,6 +29,23 @@ pub struct RunArgs {
     /// How many documents run at once.
     #[arg(long, default_value_t = 16, value_name = "N")]
     parallel_documents: usize,
+    /// local: the embedded engine here; aws: the deployed stack (--stack): the document is
+    /// uploaded, Step Functions and the stack's Lambdas analyse it, the report comes back here.
+    #[arg(long, value_enum, default_value_t = Engine::Local)]
+    engine: Engine,
+    /// The stack `beacon deploy` created (with --engine aws; --region names its region).
+    #[arg(long)]
+    stack: Option<String>,
+    /// An AWS-compatible endpoint instead of AWS for --engine aws (LocalStack, moto).
+    #[arg(long)]
+    aws_endpoint: Option<String>,
+    /// With --engine aws: start the executions, print their names and return; follow them with
+    /// `beacon executions show NAME --engine aws --stack STACK` (a batch job takes hours).
+    #[arg(long)]
+    detach: bool,
+    /// Seconds between two looks at an execution on AWS.
+    #[arg(long, default_value_t = 5, hide = true)]
+    poll_seconds: u64,
     #[command(flatten)]
     flow: FlowArgs,
 }
@@ -124,11 +141,31 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> u8 {
         Ok(s) => s.with_documents(files.len()),
         Err(code) => return code,
     };
+    if args.detach && args.engine != Engine::Aws {
+        eprintln!("error: --detach needs --engine aws (a local run is this process)");
+        return exit::USAGE;
+    }
     let outs = out_dirs(&files, args.out.as_deref());
-    let session = &session;
+    let remote = match args.engine {
+        Engine::Local => None,
+        Engine::Aws => match on_aws(&args).await {
+            Ok(remote) => Some(remote),
+            Err(code) => return code,
+        },
+    };
+    let (session, remote) = (&session, remote.as_ref());
+    let max_file_bytes = session.config().limits.max_file_bytes;
+    if let (Some(remote), true) = (remote, args.detach) {
+        return start_detached(remote, &files, max_file_bytes, strategy, args.stack.as_deref().unwrap_or_default())
+            .await;
+    }
     let runs = files.iter().zip(outs).map(|(file, out)| async move {
         let label = file.display().to_string();
         let document = session.document(&label);
+        if let Some(remote) = remote {
+            let work = remote.run_file(file, max_file_bytes, strategy, document.display.as_ref());
+            return session.finish(&document, &label, &out, work).await;
+        }
         // Remember the output directory as an absolute path, so a resume from elsewhere finds it.
         let absolute_out = std::path::absolute(&out).unwrap_or_else(|_| out.clone());
         let options =
@@ -142,6 +179,55 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> u8 {
     }
     // The exit codes rank by severity: the worst document's decides.
     codes.into_iter().max().unwrap_or(exit::SUCCESS)
+}
+
+/// `--detach`: start one execution per document and say how to follow them.
+async fn start_detached(
+    remote: &beacon_aws::remote_run::RemoteStack,
+    files: &[PathBuf],
+    max_file_bytes: u64,
+    strategy: Option<Strategy>,
+    stack: &str,
+) -> u8 {
+    let mut worst = exit::SUCCESS;
+    for file in files {
+        match remote.start(file, max_file_bytes, strategy).await {
+            Ok(started) => {
+                println!("{}", started.execution);
+                eprintln!(
+                    "{}: started {} (follow it: beacon executions show {} --engine aws --stack {stack})",
+                    started.document, started.arn, started.execution
+                );
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                let code =
+                    if matches!(e, beacon_pipeline::RunError::Input { .. }) { exit::INPUT } else { exit::INTERNAL };
+                worst = worst.max(code);
+            }
+        }
+    }
+    worst
+}
+
+/// The deployed stack `--engine aws` runs on.
+async fn on_aws(args: &RunArgs) -> Result<beacon_aws::remote_run::RemoteStack, u8> {
+    let Some(stack) = &args.stack else {
+        eprintln!("error: --engine aws needs --stack NAME (the stack beacon deploy created)");
+        return Err(exit::USAGE);
+    };
+    match beacon_aws::remote_run::RemoteStack::connect(stack, args.flow.region.as_deref(), args.aws_endpoint.as_deref())
+        .await
+    {
+        Ok(mut remote) => {
+            remote.poll = std::time::Duration::from_secs(args.poll_seconds.max(1));
+            Ok(remote)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(if matches!(e, beacon_aws::deploy::DeployError::Usage(_)) { exit::USAGE } else { exit::INTERNAL })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,16 @@ use crate::display::Display;
 use crate::exit;
 
 /// Flags that override the configuration, shared by the commands that run the flow.
+/// Which engine runs (or ran) executions.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// The embedded engine on this machine (the journal under the data directory).
+    #[default]
+    Local,
+    /// AWS Step Functions: the stack `beacon deploy` created.
+    Aws,
+}
+
 #[derive(Args, Debug, Default, Clone)]
 pub struct FlowArgs {
     /// LLM provider: offline (built-in extractive analyzer, no network), bedrock, or openai
@@ -228,6 +238,11 @@ impl Session {
     }
 
     /// A runner for one document (labelled `label` in the progress display).
+    /// The configuration this session runs with.
+    pub fn config(&self) -> &Config {
+        &self.services.config
+    }
+
     pub fn document(&self, label: &str) -> DocumentRun {
         let display = Arc::new(Display::new(label, self.stats.clone(), self.allow_bar, &self.bars));
         let runner = Runner::new(self.services.clone(), self.journal.clone(), display.clone())
@@ -257,6 +272,7 @@ impl Session {
                 return match e {
                     RunError::Input { .. } => exit::INPUT,
                     RunError::NotResumable(_) | RunError::Options(_) => exit::USAGE,
+                    RunError::Engine(_) => exit::INTERNAL,
                     _ => exit::INTERNAL,
                 };
             }

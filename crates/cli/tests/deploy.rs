@@ -331,4 +331,59 @@ print(json.dumps(run["executionArn"]))
     let out = cmd.args(["executions", "show", "no-such-run"]).args(aws_args).output().unwrap();
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("no execution no-such-run"), "{}", stderr(&out));
+
+    // beacon run --engine aws --detach: the document goes where the embedded engine puts it
+    // (documents/<sha256>/source, outside the uploads rule) and an execution starts with the
+    // input the embedded engine gives its own.
+    let document = repo_root().join("samples/operations-review.pdf");
+    let mut cmd = s.beacon();
+    with_fake_aws(&mut cmd);
+    let out = cmd
+        .arg("run")
+        .arg(&document)
+        .args(["--engine", "aws", "--detach", "--strategy", "distributed", "--stack", STACK])
+        .args(["--region", "us-east-1", "--aws-endpoint", &moto.endpoint])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let execution = stdout(&out).trim().to_string();
+    assert!(stderr(&out).contains(&format!("beacon executions show {execution} --engine aws")), "{}", stderr(&out));
+    let uploaded = boto3(
+        &moto,
+        &format!(
+            r#"
+import hashlib
+source = open("{path}", "rb").read()
+digest = hashlib.sha256(source).hexdigest()
+stored = boto3.client("s3").get_object(Bucket="{bucket}", Key=f"documents/{{digest}}/source")["Body"].read()
+arn = "{machine}".replace(":stateMachine:", ":execution:") + ":{execution}"
+described = boto3.client("stepfunctions").describe_execution(executionArn=arn)
+print(json.dumps({{"same": stored == source, "digest": digest, "input": json.loads(described["input"])}}))
+"#,
+            path = document.display(),
+            bucket = outputs["BucketName"],
+            machine = outputs["StateMachineArn"],
+        ),
+    );
+    assert_eq!(uploaded["same"], true);
+    assert_eq!(
+        uploaded["input"],
+        serde_json::json!({
+            "document": {"key": format!("documents/{}/source", uploaded["digest"].as_str().unwrap()), "name": "operations-review.pdf"},
+            "options": {"model": "anthropic.claude-3-5-haiku-20241022-v1:0", "batchAvailable": true, "strategy": "distributed"},
+        })
+    );
+    let mut cmd = s.beacon();
+    with_fake_aws(&mut cmd);
+    let out = cmd.args(["executions", "list", "--json"]).args(aws_args).output().unwrap();
+    assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
+
+    // --engine aws needs a stack; --detach needs --engine aws.
+    let mut cmd = s.beacon();
+    let out = cmd.arg("run").arg(&document).args(["--engine", "aws"]).output().unwrap();
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("--stack"), "{}", stderr(&out));
+    let mut cmd = s.beacon();
+    let out = cmd.arg("run").arg(&document).arg("--detach").output().unwrap();
+    assert_exit(&out, 2);
 }

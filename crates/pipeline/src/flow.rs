@@ -40,6 +40,9 @@ pub enum RunError {
     /// The execution failed for another reason.
     #[error("execution {execution} failed: {error}: {cause}")]
     Execution { execution: String, error: String, cause: String },
+    /// The engine running the execution failed (on AWS: an API call).
+    #[error("{0}")]
+    Engine(String),
     /// The run's options contradict the configuration (e.g. batch without Bedrock).
     #[error("{0}")]
     Options(String),
@@ -207,10 +210,9 @@ impl Runner {
         let source_key = keys::document_source(&document_id);
         self.services.store.put(&source_key, bytes).await?;
         let execution = execution_name(&document_id);
-        let input = json!({
-            "document": { "key": source_key, "name": name },
-            "options": execution_options(&self.services.config, options.strategy),
-        });
+        let config = &self.services.config;
+        let input =
+            execution_input(&source_key, name, &config.model_name(), config.batch_available(), options.strategy);
         let definition = definition_text(&self.services.config)?;
         let options = RunOptions {
             pid: std::process::id(),
@@ -297,11 +299,7 @@ impl Runner {
         let execution = execution.to_string();
         match result.status {
             ExecutionStatus::Succeeded { output } => {
-                let report_key = output_key(&output, "reportKey")?;
-                let markdown_key = output_key(&output, "markdownKey")?;
-                let report: Report = self.services.store.get_json(&report_key).await?;
-                let report_markdown =
-                    String::from_utf8_lossy(&self.services.store.get(&markdown_key).await?).into_owned();
+                let (report, report_markdown) = fetch_report(&self.services.store, &output).await?;
                 Ok(RunOutcome { execution, report, report_markdown, history_events })
             }
             ExecutionStatus::Failed { error, cause } if error == errors::INVALID_DOCUMENT => {
@@ -322,15 +320,29 @@ impl Runner {
 /// The `options` of an execution's input: the model, the strategy when one is forced, and
 /// whether batch inference is available (only Bedrock has it; without it the state machine
 /// sends large documents to the distributed Map).
-fn execution_options(config: &Config, strategy: Option<Strategy>) -> Value {
-    let mut options = json!({
-        "model": config.model_name(),
-        "batchAvailable": config.batch_available(),
-    });
+/// The state machine's input for the document stored at `source_key`: what the embedded engine
+/// and `beacon run --engine aws` start an execution with.
+pub fn execution_input(
+    source_key: &str,
+    name: &str,
+    model: &str,
+    batch_available: bool,
+    strategy: Option<Strategy>,
+) -> Value {
+    let mut options = json!({ "model": model, "batchAvailable": batch_available });
     if let Some(strategy) = strategy {
         options["strategy"] = json!(strategy.to_string());
     }
-    options
+    json!({ "document": { "key": source_key, "name": name }, "options": options })
+}
+
+/// The report a succeeded execution wrote: its output names the keys.
+pub async fn fetch_report(store: &Store, output: &Value) -> Result<(Report, String), RunError> {
+    let report_key = output_key(output, "reportKey")?;
+    let markdown_key = output_key(output, "markdownKey")?;
+    let report: Report = store.get_json(&report_key).await?;
+    let markdown = String::from_utf8_lossy(&store.get(&markdown_key).await?).into_owned();
+    Ok((report, markdown))
 }
 
 fn resumable(execution: &str, record: &ExecutionRecord) -> Result<RunOptions, RunError> {
@@ -374,7 +386,7 @@ fn output_key(output: &Value, name: &str) -> Result<String, RunError> {
 }
 
 /// `<first 12 hex of the document id>-<UTC time>-<random>`: unique, sortable, traceable.
-fn execution_name(document_id: &str) -> String {
+pub fn execution_name(document_id: &str) -> String {
     let now = chrono::Utc::now();
     let nonce: u32 = rand::random::<u32>() & 0xffff;
     format!("{}-{}-{nonce:04x}", &document_id[..12], now.format("%Y%m%dT%H%M%S%3f"))

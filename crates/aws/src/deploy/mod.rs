@@ -323,7 +323,7 @@ fn artifacts_template() -> Value {
 
 /// A store on `bucket` with the SDK's credentials (profiles, SSO, roles), not only the
 /// environment variables `object_store` reads on its own.
-fn s3_store(
+pub(crate) fn s3_store(
     sdk: &SdkConfig,
     bucket: &str,
     region: &str,

@@ -49,7 +49,29 @@ fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
     DeployError::Aws { operation, message: crate::describe(&error) }
 }
 
+impl StackState {
+    /// The output `key` of `stack`, which must be a BEACON stack.
+    pub fn output(&self, stack: &str, key: &str) -> Result<String, DeployError> {
+        self.outputs
+            .get(key)
+            .cloned()
+            .ok_or_else(|| DeployError::Usage(format!("stack {stack} has no {key} output: is it a BEACON stack?")))
+    }
+}
+
 impl Stacks {
+    /// For reading stacks only (no deployment to follow).
+    pub fn reader(sdk: &aws_config::SdkConfig) -> Stacks {
+        Stacks { client: Client::new(sdk), poll: Duration::from_secs(5), timeout: Duration::from_secs(60) }
+    }
+
+    /// The deployed stack `stack`; its absence is the user's error.
+    pub async fn deployed(&self, stack: &str) -> Result<StackState, DeployError> {
+        self.describe(stack)
+            .await?
+            .ok_or_else(|| DeployError::Usage(format!("there is no stack {stack} (deploy it with beacon deploy)")))
+    }
+
     /// The stack, or `None` when there is none of that name.
     pub async fn describe(&self, stack: &str) -> Result<Option<StackState>, DeployError> {
         let output = match self.client.describe_stacks().stack_name(stack).send().await {
