@@ -2,20 +2,14 @@
 //! through `aws-sdk-sfn`, in the shapes `beacon executions` prints for the local journal.
 
 use aws_sdk_sfn::Client;
-use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sfn::error::ProvideErrorMetadata;
 use aws_sdk_sfn::primitives::DateTime;
 use aws_sdk_sfn::types::HistoryEvent;
 use aws_smithy_types::date_time::Format;
 use serde_json::{Value, json};
 
+use crate::deploy::stack::api_error;
 use crate::deploy::{DeployError, Stacks};
-
-fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    operation: &'static str,
-    error: SdkError<E, R>,
-) -> DeployError {
-    DeployError::Aws { operation, message: crate::describe(&error) }
-}
 
 fn time(t: &DateTime) -> String {
     t.fmt(Format::DateTime).unwrap_or_default()

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use beacon_aws::deploy::provisioned::{Commitment, ProvisionRequest};
 use beacon_aws::deploy::{self, Arch, CodeSource, DeployError, DeployOptions, DeployRequest, Rollout, TemplateSource};
 use clap::Args;
 
@@ -58,6 +59,24 @@ pub struct DeployArgs {
     /// An AWS-compatible endpoint instead of AWS (LocalStack, moto).
     #[arg(long)]
     endpoint: Option<String>,
+    /// Buy Bedrock Provisioned Throughput of this many model units for --model first (through
+    /// the Bedrock API; CloudFormation cannot) and run the stack on it. Says what it costs and
+    /// needs --yes to go ahead.
+    #[arg(long, value_name = "N")]
+    provisioned_units: Option<u32>,
+    /// The Provisioned Throughput commitment: none (hourly, until deleted), 1month or 6months.
+    #[arg(long, default_value = "none", value_parser = parse_commitment)]
+    commitment: Commitment,
+    /// USD per model unit per hour of the Provisioned Throughput (from the Bedrock pricing page),
+    /// to see the total before buying.
+    #[arg(long, value_name = "USD")]
+    provisioned_unit_price: Option<f64>,
+    /// Go ahead with the purchase --provisioned-units describes.
+    #[arg(long)]
+    yes: bool,
+    /// A Bedrock control-plane endpoint instead of AWS's (beacon sim).
+    #[arg(long, hide = true)]
+    bedrock_endpoint: Option<String>,
     /// Seconds between two polls of the change set and the stack.
     #[arg(long, default_value_t = 5, hide = true)]
     poll_seconds: u64,
@@ -67,6 +86,10 @@ pub struct DeployArgs {
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {
+    s.parse()
+}
+
+fn parse_commitment(s: &str) -> Result<Commitment, String> {
     s.parse()
 }
 
@@ -104,6 +127,13 @@ pub async fn deploy(args: DeployArgs) -> u8 {
     if let Some(email) = &args.alarm_email {
         parameters.insert("AlarmEmail".into(), email.clone());
     }
+    let provision = match provision_request(&args, &parameters) {
+        Ok(provision) => provision,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+    };
     let request = DeployRequest {
         template: args.template.clone().map_or(TemplateSource::Embedded, TemplateSource::File),
         code: match (&args.lambda_binary, &args.lambda_zip) {
@@ -115,7 +145,7 @@ pub async fn deploy(args: DeployArgs) -> u8 {
         parameters,
         work_dir: args.out.clone(),
     };
-    match run(&args, &request).await {
+    match run(&args, &request, provision.as_ref()).await {
         Ok(()) => exit::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -127,8 +157,45 @@ pub async fn deploy(args: DeployArgs) -> u8 {
     }
 }
 
-async fn run(args: &DeployArgs, request: &DeployRequest) -> Result<(), DeployError> {
-    let packaged = deploy::package(request)?;
+/// The Provisioned Throughput --provisioned-units asks for, checked.
+fn provision_request(
+    args: &DeployArgs,
+    parameters: &BTreeMap<String, String>,
+) -> Result<Option<ProvisionRequest>, String> {
+    let Some(units) = args.provisioned_units else { return Ok(None) };
+    if units == 0 {
+        return Err("--provisioned-units must be at least 1".into());
+    }
+    if parameters.contains_key("ProvisionedModelArn") {
+        return Err(
+            "--provisioned-units buys a provisioned model; --parameter ProvisionedModelArn names one: give one of them"
+                .into(),
+        );
+    }
+    let Some(model_id) = args.model.clone() else {
+        return Err("--provisioned-units needs --model: the model to provision".into());
+    };
+    Ok(Some(ProvisionRequest {
+        model_id,
+        units,
+        commitment: args.commitment,
+        name: format!("{}-beacon", args.stack),
+        unit_price_per_hour: args.provisioned_unit_price,
+    }))
+}
+
+async fn run(
+    args: &DeployArgs,
+    request: &DeployRequest,
+    provision: Option<&ProvisionRequest>,
+) -> Result<(), DeployError> {
+    if let Some(provision) = provision {
+        eprintln!("{}", provision.cost_statement());
+        if !args.yes && !args.dry_run {
+            return Err(DeployError::Usage("nothing was bought or deployed: add --yes to go ahead".into()));
+        }
+    }
+    let mut packaged = deploy::package(request)?;
     eprintln!(
         "packaged: template with {} resources, Lambda code {} ({} bytes, {})",
         packaged.template["Resources"].as_object().map_or(0, |r| r.len()),
@@ -146,6 +213,14 @@ async fn run(args: &DeployArgs, request: &DeployRequest) -> Result<(), DeployErr
     }
 
     let sdk = beacon_aws::sdk_config(args.region.as_deref(), args.endpoint.as_deref()).await;
+    if let Some(provision) = provision {
+        let poll = Duration::from_secs(args.poll_seconds.max(1));
+        let timeout = Duration::from_secs(args.timeout_minutes.max(1) * 60);
+        let progress = |line: &str| eprintln!("  {line}");
+        let (region, endpoint) = (args.region.as_deref(), args.bedrock_endpoint.as_deref());
+        let arn = provision.create(region, endpoint, poll, timeout, &progress).await?;
+        packaged.parameters.insert("ProvisionedModelArn".into(), arn);
+    }
     let options = DeployOptions {
         artifacts_bucket: args.artifacts_bucket.clone(),
         endpoint: args.endpoint.clone(),

@@ -30,6 +30,14 @@ fn deploy(s: &Scratch, args: &[&str]) -> Output {
     cmd.args(["deploy", "--stack", STACK]).args(args).output().expect("run beacon deploy")
 }
 
+/// `beacon deploy` to moto with this build's `beacon-lambda`, and `extra`.
+fn deploy_to_moto(s: &Scratch, moto: &aws::Moto, extra: &[&str]) -> Output {
+    let binary = lambda_binary().display().to_string();
+    let base =
+        ["--region", "us-east-1", "--endpoint", &moto.endpoint, "--arch", host_arch(), "--lambda-binary", &binary];
+    deploy(s, &[&base[..], &["--poll-seconds", "1"], extra].concat())
+}
+
 /// `beacon-lambda`'s ELF says x86_64 on this machine; the tests pass the matching --arch.
 fn host_arch() -> &'static str {
     if cfg!(target_arch = "aarch64") { "arm64" } else { "x86_64" }
@@ -169,18 +177,10 @@ fn beacon_deploy_creates_the_stack_on_moto_with_the_definition_the_bucket_rules_
  {
     let Some(moto) = aws::Moto::start() else { return };
     let s = Scratch::new();
-    let binary = lambda_binary().display().to_string();
-    let out = deploy(
+    let out = deploy_to_moto(
         &s,
+        &moto,
         &[
-            "--region",
-            "us-east-1",
-            "--endpoint",
-            &moto.endpoint,
-            "--arch",
-            host_arch(),
-            "--lambda-binary",
-            &binary,
             "--model",
             "anthropic.claude-3-5-haiku-20241022-v1:0",
             "--alarm-email",
@@ -189,8 +189,6 @@ fn beacon_deploy_creates_the_stack_on_moto_with_the_definition_the_bucket_rules_
             "FailedExecutionsThreshold=3",
             "--parameter",
             "DistributedThreshold=50",
-            "--poll-seconds",
-            "1",
         ],
     );
     assert_exit(&out, 0);
@@ -386,4 +384,66 @@ print(json.dumps({{"same": stored == source, "digest": digest, "input": json.loa
     let mut cmd = s.beacon();
     let out = cmd.arg("run").arg(&document).arg("--detach").output().unwrap();
     assert_exit(&out, 2);
+}
+
+#[test]
+fn provisioned_throughput_is_bought_only_with_yes_after_its_cost_is_said_and_the_stack_runs_on_it() {
+    let Some(moto) = aws::Moto::start() else { return };
+    // The simulator's Bedrock control plane: a provisioned model is in service after 50 ms.
+    let sim = Sim::start(&["--batch-step-ms", "50"]);
+    let s = Scratch::new();
+    let sim_endpoint = sim.endpoint();
+    let args = [
+        "--model",
+        "anthropic.claude-v2",
+        "--provisioned-units",
+        "2",
+        "--commitment",
+        "1month",
+        "--provisioned-unit-price",
+        "20",
+        "--bedrock-endpoint",
+        &sim_endpoint,
+    ];
+    let stacks = || {
+        boto3(
+            &moto,
+            "print(json.dumps([s['StackName'] for s in boto3.client('cloudformation').describe_stacks()['Stacks']]))",
+        )
+    };
+
+    // Without --yes: what it costs, and nothing bought or deployed.
+    let out = deploy_to_moto(&s, &moto, &args);
+    assert_exit(&out, 2);
+    let said = stderr(&out);
+    assert!(said.contains("2 model unit(s) of anthropic.claude-v2"), "{said}");
+    assert!(said.contains("$40.00 an hour") && said.contains("$29200.00 for the term"), "{said}");
+    assert!(said.contains("add --yes"), "{said}");
+    assert_eq!(stacks(), serde_json::json!([]));
+
+    // With --yes: bought, in service, and the stack's model.
+    let out = deploy_to_moto(&s, &moto, &[&args[..], &["--yes"]].concat());
+    assert_exit(&out, 0);
+    let said = stderr(&out);
+    let arn = said
+        .split_whitespace()
+        .find(|w| w.starts_with("arn:aws:bedrock:") && w.contains(":provisioned-model/"))
+        .unwrap_or_else(|| panic!("no provisioned model ARN in:\n{said}"))
+        .to_string();
+    let deployed = boto3(
+        &moto,
+        &format!(
+            r#"
+stack = boto3.client("cloudformation").describe_stacks(StackName="{STACK}")["Stacks"][0]
+machine = [o["OutputValue"] for o in stack["Outputs"] if o["OutputKey"] == "StateMachineArn"][0]
+print(json.dumps({{
+    "parameter": [p["ParameterValue"] for p in stack["Parameters"] if p["ParameterKey"] == "ProvisionedModelArn"][0],
+    "definition": boto3.client("stepfunctions").describe_state_machine(stateMachineArn=machine)["definition"],
+}}))
+"#
+        ),
+    );
+    assert_eq!(deployed["parameter"], arn.as_str());
+    let values = substitutions(DEFINITION, deployed["definition"].as_str().unwrap());
+    assert_eq!(values["ModelId"], arn, "the flow runs on the provisioned model");
 }

@@ -42,6 +42,7 @@ pub mod faults;
 pub mod latency;
 pub mod openai;
 pub mod protocol;
+mod provisioned;
 pub mod quota;
 pub mod stats;
 
@@ -255,6 +256,7 @@ struct SimState {
     closing: watch::Receiver<bool>,
     batch_jobs: Mutex<batch::BatchJobs>,
     batch_stats: Mutex<batch::BatchStats>,
+    provisioned: Mutex<provisioned::ProvisionedModels>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -283,6 +285,7 @@ impl SimState {
             counters: Counters::default(),
             closing,
             batch_jobs: Mutex::new(batch::BatchJobs::default()),
+            provisioned: Mutex::new(provisioned::ProvisionedModels::default()),
             batch_stats: Mutex::new(batch::BatchStats::default()),
         }
     }
@@ -488,6 +491,8 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/model-invocation-job/{id}", get(batch::get))
         .route("/model-invocation-job/{id}/stop", post(batch::stop))
         .route("/model-invocation-jobs", get(batch::list))
+        .route("/provisioned-model-throughput", post(provisioned::create))
+        .route("/provisioned-model-throughput/{id}", get(provisioned::get))
         .fallback(unknown_operation)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -9,6 +9,7 @@
 //!    ([`stack`]).
 
 pub mod artifact;
+pub mod provisioned;
 pub mod stack;
 pub mod template;
 

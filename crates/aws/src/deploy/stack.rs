@@ -42,7 +42,7 @@ pub struct Stacks {
     pub timeout: Duration,
 }
 
-fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+pub(crate) fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     operation: &'static str,
     error: SdkError<E, R>,
 ) -> DeployError {
