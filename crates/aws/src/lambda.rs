@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use beacon_asl::{TaskContext, TaskHandler};
 use beacon_llm::ClientStats;
-use beacon_pipeline::pool::{BatchPool, JoinBatchPool};
+use beacon_pipeline::pool::{BatchPool, JoinBatchPool, PoolRules};
+
+use crate::batch_pool::DynamoPool;
 use beacon_pipeline::tasks::resources;
 use beacon_pipeline::{Config, Services};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
@@ -74,8 +76,21 @@ pub async fn handler(task: &str, stats: ClientStats) -> Result<Arc<dyn TaskHandl
     let services = services_from_env(stats).await?;
     let resource = format!("beacon:{task}");
     if resource == resources::BATCH_POOL {
-        // One pool per function instance: documents that reach the same instance pool together.
-        return Ok(Arc::new(JoinBatchPool(Arc::new(BatchPool::for_config(&services)))));
+        let config = &services.config;
+        let rules = PoolRules::for_config(&services);
+        // With the shared table (BEACON_QUOTA_TABLE, as the template sets it) every instance
+        // joins the same pool; without it, documents pool per instance.
+        return match &config.quota.shared_table {
+            Some(table) => {
+                let region = config.provider.region.as_deref();
+                let endpoint = config.quota.shared_endpoint.as_deref();
+                let pool = DynamoPool::connect(rules, table, &config.model_name(), region, endpoint)
+                    .await
+                    .map_err(|e| InitError(e.to_string()))?;
+                Ok(Arc::new(pool))
+            }
+            None => Ok(Arc::new(JoinBatchPool(Arc::new(BatchPool::for_config(&services))))),
+        };
     }
     let registry = beacon_pipeline::tasks::registry(&services);
     registry.get(&resource).ok_or_else(|| {

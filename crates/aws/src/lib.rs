@@ -2,6 +2,7 @@
 //!
 //! - [`DynamoLimiter`]: the rate limiter many processes and Lambdas share, one DynamoDB item per
 //!   model, updated with conditional writes.
+//! - [`batch_pool`]: the batch pool every Lambda instance shares through DynamoDB.
 //! - [`bedrock_batch`]: Step Functions' `aws-sdk:bedrock` batch inference resources for the
 //!   embedded engine, through the real `aws-sdk-bedrock` client.
 //! - [`client`]: the LLM client stack a configuration asks for (shared by `beacon run` and the
@@ -16,6 +17,7 @@
 //! - [`sdk_config`]: the AWS SDK configuration these adapters use (region, optional endpoint
 //!   override for a local emulator).
 
+pub mod batch_pool;
 pub mod bedrock_batch;
 pub mod client;
 pub mod deploy;

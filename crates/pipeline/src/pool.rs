@@ -24,12 +24,19 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, oneshot};
 
+/// What every pool shares, in one process or across many (`beacon_aws::batch_pool`): where
+/// the records go, when a pool is full, how long a document waits, what executions are told.
+#[derive(Clone)]
+pub struct PoolRules {
+    pub store: Store,
+    pub bucket: String,
+    pub min_records: usize,
+    pub window: Duration,
+}
+
 /// The pool of one process: at most one open pool at a time.
 pub struct BatchPool {
-    store: Store,
-    bucket: String,
-    min_records: usize,
-    window: Duration,
+    rules: PoolRules,
     state: Mutex<PoolState>,
 }
 
@@ -55,35 +62,36 @@ struct Member {
     sealed: oneshot::Sender<String>,
 }
 
+/// What an execution brings to the pool (`beacon:batch-pool`'s input).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct JoinInput {
-    document_id: String,
-    run: String,
-    input_uri: String,
-    record_count: usize,
+pub struct JoinInput {
+    pub document_id: String,
+    pub run: String,
+    pub input_uri: String,
+    pub record_count: usize,
 }
 
-impl BatchPool {
-    pub fn new(store: Store, bucket: impl Into<String>, min_records: usize, window: Duration) -> BatchPool {
-        BatchPool {
-            store,
-            bucket: bucket.into(),
-            min_records: min_records.max(1),
-            window,
-            state: Mutex::new(PoolState::default()),
-        }
+impl JoinInput {
+    pub fn parse(input: Value) -> Result<JoinInput, TaskFailure> {
+        serde_json::from_value(input).map_err(|e| TaskFailure::new("Beacon.InvalidInput", format!("batch-pool: {e}")))
     }
+}
 
-    /// A pool over the services' store with the configured minimum and window.
-    pub fn for_config(services: &crate::Services) -> BatchPool {
+pub fn store_failure(e: beacon_store::StoreError) -> TaskFailure {
+    TaskFailure::new("Beacon.StoreError", e.to_string())
+}
+
+impl PoolRules {
+    /// The configured minimum and window over the services' store.
+    pub fn for_config(services: &crate::Services) -> PoolRules {
         let config = &services.config;
-        BatchPool::new(
-            services.store.clone(),
-            config.bucket.clone(),
-            config.batch.min_records as usize,
-            Duration::from_secs(config.batch.pool_window_secs),
-        )
+        PoolRules {
+            store: services.store.clone(),
+            bucket: config.bucket.clone(),
+            min_records: (config.batch.min_records as usize).max(1),
+            window: Duration::from_secs(config.batch.pool_window_secs),
+        }
     }
 
     fn uri(&self, key: &str) -> String {
@@ -94,8 +102,26 @@ impl BatchPool {
         uri.strip_prefix("s3://")?.strip_prefix(self.bucket.as_str())?.strip_prefix('/')
     }
 
+    /// The document's records and the name of its file in a pool's input.
+    pub async fn records(&self, input: &JoinInput) -> Result<(Vec<u8>, String), TaskFailure> {
+        let source = self.key_of(&input.input_uri).ok_or_else(|| {
+            TaskFailure::new(
+                "Beacon.InvalidInput",
+                format!("{} is not in the bucket s3://{}/", input.input_uri, self.bucket),
+            )
+        })?;
+        let bytes = self.store.get(source).await.map_err(store_failure)?.to_vec();
+        let document: String = input.document_id.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+        Ok((bytes, format!("{document}-{}.jsonl", short_hash(&input.run))))
+    }
+
+    /// Where `file` goes in pool `pool`'s input.
+    pub fn file_key(pool: &str, file: &str) -> String {
+        format!("{}{file}", keys::batch_pool_input(pool))
+    }
+
     /// What a sealed pool's executions need: its input and output and the job's name.
-    fn decision(&self, role: &str, pool: &str, members: usize, file: &str) -> Value {
+    pub fn decision(&self, role: &str, pool: &str, members: usize, file: &str) -> Value {
         json!({
             "role": role,
             "poolId": pool,
@@ -107,85 +133,8 @@ impl BatchPool {
         })
     }
 
-    async fn join(&self, input: JoinInput) -> Result<Value, TaskFailure> {
-        let store_failure = |e: beacon_store::StoreError| TaskFailure::new("Beacon.StoreError", e.to_string());
-        let source = self.key_of(&input.input_uri).ok_or_else(|| {
-            TaskFailure::new(
-                "Beacon.InvalidInput",
-                format!("{} is not in the bucket s3://{}/", input.input_uri, self.bucket),
-            )
-        })?;
-        let bytes = self.store.get(source).await.map_err(store_failure)?;
-        let document: String = input.document_id.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
-        let file = format!("{document}-{}.jsonl", short_hash(&input.run));
-        let (sealed_tx, sealed_rx) = oneshot::channel();
-        let pool_id = {
-            let mut state = self.state.lock().await;
-            let open = &mut state.open;
-            let pool = open.get_or_insert_with(|| OpenPool { id: new_pool_id(), records: 0, members: Vec::new() });
-            let file_key = format!("{}{file}", keys::batch_pool_input(&pool.id));
-            // Written while the pool is locked: a sealed pool's input is complete.
-            self.store.put(&file_key, bytes).await.map_err(store_failure)?;
-            pool.records += input.record_count;
-            pool.members.push(Member {
-                run: input.run.clone(),
-                file_key: file_key.clone(),
-                records: input.record_count,
-                sealed: sealed_tx,
-            });
-            let (filled, id) = (pool.records >= self.min_records, pool.id.clone());
-            if let Some(pool) = open.take_if(|_| filled) {
-                state.sealed.insert(pool.id.clone());
-                let members = pool.members.len();
-                tracing::info!(pool = pool.id, members, records = pool.records, "batch pool sealed");
-                for member in pool.members {
-                    // The sealing execution's own receiver is dropped below; others wait on theirs.
-                    let _ = member.sealed.send(pool.id.clone());
-                }
-                return Ok(self.decision("submitter", &pool.id, members, &file));
-            }
-            id
-        };
-        tracing::info!(pool = pool_id, run = input.run, "waiting for the batch pool to fill");
-        match tokio::time::timeout(self.window, sealed_rx).await {
-            Ok(Ok(pool)) => Ok(self.decision("member", &pool, 0, &file)),
-            // The sender went away without sealing: cannot happen while the pool lives.
-            Ok(Err(_)) => Ok(self.left_out(&input, 0)),
-            Err(_) => {
-                let mut state = self.state.lock().await;
-                let sealed = state.sealed.contains(&pool_id);
-                let open = &mut state.open;
-                let Some(pool) = open.as_mut().filter(|p| p.id == pool_id) else {
-                    // Sealed while the timer fired: this execution is a member after all; or
-                    // retired (a member's records could not be removed): on demand.
-                    return Ok(if sealed {
-                        self.decision("member", &pool_id, 0, &file)
-                    } else {
-                        self.left_out(&input, 0)
-                    });
-                };
-                let Some(position) = pool.members.iter().position(|m| m.run == input.run) else {
-                    return Ok(self.left_out(&input, 0));
-                };
-                let member = pool.members.remove(position);
-                let pooled = pool.records;
-                pool.records -= member.records;
-                // Removed while the pool is locked, so no job can be submitted over a prefix that
-                // still holds this document's records. If it cannot be removed, the pool is
-                // retired (its other members go on demand too) rather than paid for twice.
-                if let Err(e) = self.store.delete(&member.file_key).await {
-                    tracing::warn!(error = %e, key = member.file_key, "cannot remove a left pool member's records; retiring the pool");
-                    *open = None;
-                } else if pool.members.is_empty() {
-                    *open = None;
-                }
-                drop(state);
-                Ok(self.left_out(&input, pooled))
-            }
-        }
-    }
-
-    fn left_out(&self, input: &JoinInput, pooled: usize) -> Value {
+    /// An execution that waited `window` and goes on demand; the pool held `pooled` records.
+    pub fn left_out(&self, input: &JoinInput, pooled: usize) -> Value {
         json!({
             "role": "on-demand",
             "note": format!(
@@ -198,13 +147,95 @@ impl BatchPool {
     }
 }
 
+impl BatchPool {
+    pub fn new(store: Store, bucket: impl Into<String>, min_records: usize, window: Duration) -> BatchPool {
+        let rules = PoolRules { store, bucket: bucket.into(), min_records: min_records.max(1), window };
+        BatchPool { rules, state: Mutex::new(PoolState::default()) }
+    }
+
+    /// A pool over the services' store with the configured minimum and window.
+    pub fn for_config(services: &crate::Services) -> BatchPool {
+        BatchPool { rules: PoolRules::for_config(services), state: Mutex::new(PoolState::default()) }
+    }
+
+    async fn join(&self, input: JoinInput) -> Result<Value, TaskFailure> {
+        let rules = &self.rules;
+        let (bytes, file) = rules.records(&input).await?;
+        let (sealed_tx, sealed_rx) = oneshot::channel();
+        let pool_id = {
+            let mut state = self.state.lock().await;
+            let open = &mut state.open;
+            let pool = open.get_or_insert_with(|| OpenPool { id: new_pool_id(), records: 0, members: Vec::new() });
+            let file_key = PoolRules::file_key(&pool.id, &file);
+            // Written while the pool is locked: a sealed pool's input is complete.
+            rules.store.put(&file_key, bytes).await.map_err(store_failure)?;
+            pool.records += input.record_count;
+            pool.members.push(Member {
+                run: input.run.clone(),
+                file_key: file_key.clone(),
+                records: input.record_count,
+                sealed: sealed_tx,
+            });
+            let (filled, id) = (pool.records >= rules.min_records, pool.id.clone());
+            if let Some(pool) = open.take_if(|_| filled) {
+                state.sealed.insert(pool.id.clone());
+                let members = pool.members.len();
+                tracing::info!(pool = pool.id, members, records = pool.records, "batch pool sealed");
+                for member in pool.members {
+                    // The sealing execution's own receiver is dropped below; others wait on theirs.
+                    let _ = member.sealed.send(pool.id.clone());
+                }
+                return Ok(rules.decision("submitter", &pool.id, members, &file));
+            }
+            id
+        };
+        tracing::info!(pool = pool_id, run = input.run, "waiting for the batch pool to fill");
+        match tokio::time::timeout(rules.window, sealed_rx).await {
+            Ok(Ok(pool)) => Ok(rules.decision("member", &pool, 0, &file)),
+            // The sender went away without sealing: cannot happen while the pool lives.
+            Ok(Err(_)) => Ok(rules.left_out(&input, 0)),
+            Err(_) => {
+                let mut state = self.state.lock().await;
+                let sealed = state.sealed.contains(&pool_id);
+                let open = &mut state.open;
+                let Some(pool) = open.as_mut().filter(|p| p.id == pool_id) else {
+                    // Sealed while the timer fired: this execution is a member after all; or
+                    // retired (a member's records could not be removed): on demand.
+                    return Ok(if sealed {
+                        rules.decision("member", &pool_id, 0, &file)
+                    } else {
+                        rules.left_out(&input, 0)
+                    });
+                };
+                let Some(position) = pool.members.iter().position(|m| m.run == input.run) else {
+                    return Ok(rules.left_out(&input, 0));
+                };
+                let member = pool.members.remove(position);
+                let pooled = pool.records;
+                pool.records -= member.records;
+                // Removed while the pool is locked, so no job can be submitted over a prefix that
+                // still holds this document's records. If it cannot be removed, the pool is
+                // retired (its other members go on demand too) rather than paid for twice.
+                if let Err(e) = rules.store.delete(&member.file_key).await {
+                    tracing::warn!(error = %e, key = member.file_key, "cannot remove a left pool member's records; retiring the pool");
+                    *open = None;
+                } else if pool.members.is_empty() {
+                    *open = None;
+                }
+                drop(state);
+                Ok(rules.left_out(&input, pooled))
+            }
+        }
+    }
+}
+
 fn short_hash(text: &str) -> String {
     use sha2::Digest;
     hex::encode(&sha2::Sha256::digest(text.as_bytes())[..6])
 }
 
 /// `pool-<UTC time>-<random>`: unique, sortable, and short enough for a job name.
-fn new_pool_id() -> String {
+pub fn new_pool_id() -> String {
     format!("pool-{}-{:04x}", chrono::Utc::now().format("%Y%m%dT%H%M%S"), rand::random::<u16>())
 }
 
@@ -214,9 +245,7 @@ pub struct JoinBatchPool(pub Arc<BatchPool>);
 #[async_trait]
 impl TaskHandler for JoinBatchPool {
     async fn invoke(&self, input: Value, _ctx: TaskContext) -> Result<Value, TaskFailure> {
-        let input: JoinInput = serde_json::from_value(input)
-            .map_err(|e| TaskFailure::new("Beacon.InvalidInput", format!("batch-pool: {e}")))?;
-        self.0.join(input).await
+        self.0.join(JoinInput::parse(input)?).await
     }
 }
 
@@ -264,7 +293,7 @@ mod tests {
         assert_eq!(member["jobName"], sealing["jobName"]);
         assert_eq!(member["inputUri"], sealing["inputUri"]);
         assert_ne!(member["inputFile"], sealing["inputFile"], "each document keeps its own file");
-        let listed = pool.store.list(&keys::batch_pool_input(sealing["poolId"].as_str().unwrap())).await.unwrap();
+        let listed = pool.rules.store.list(&keys::batch_pool_input(sealing["poolId"].as_str().unwrap())).await.unwrap();
         assert_eq!(listed.len(), 2);
         assert!(listed.iter().any(|o| o.key == first_file));
         assert!(pool.state.lock().await.open.is_none(), "a sealed pool is closed; the next joiner opens a new one");
@@ -277,7 +306,7 @@ mod tests {
         assert_eq!(alone["role"], "on-demand");
         assert!(alone["note"].as_str().unwrap().contains("70 records after 30 s, fewer than the 100"), "{alone}");
         assert!(pool.state.lock().await.open.is_none());
-        assert!(pool.store.list("batch/pools/").await.unwrap().is_empty(), "its records left the pool");
+        assert!(pool.rules.store.list("batch/pools/").await.unwrap().is_empty(), "its records left the pool");
     }
 
     #[tokio::test]
