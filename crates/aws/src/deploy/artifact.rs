@@ -114,7 +114,9 @@ pub fn build(source: &Path, arch: Arch, out_dir: &Path) -> Result<Upload, Deploy
     eprintln!("building beacon-lambda for {} with cargo-lambda (a release build takes minutes)", arch.lambda_name());
     let status = Command::new("cargo")
         .current_dir(source)
-        .args(["lambda", "build", "--release", arch.cargo_lambda_flag(), "--bin", "beacon-lambda"])
+        .args(["lambda", "build", "--release", arch.cargo_lambda_flag()])
+        // The workspace's default member is the CLI: name the binary's package.
+        .args(["--package", "beacon-aws", "--bin", "beacon-lambda"])
         .args(["--output-format", "zip", "--lambda-dir"])
         .arg(&lambda_dir)
         .status();
@@ -122,7 +124,7 @@ pub fn build(source: &Path, arch: Arch, out_dir: &Path) -> Result<Upload, Deploy
         Ok(status) if status.success() => {}
         Ok(status) => {
             return Err(DeployError::Artifact(format!(
-                "cargo lambda build failed ({status}); cargo-lambda needs Zig to cross-compile: \
+                "cargo lambda build failed ({status}): see its output above. cargo-lambda needs Zig to cross-compile; \
                  `pip install cargo-lambda` installs both (https://www.cargo-lambda.info)"
             )));
         }
