@@ -73,14 +73,14 @@ fn task_state_name(function_arn: &str) -> String {
 
 /// The handler of `task`, bound to services made from the environment.
 pub async fn handler(task: &str, stats: ClientStats) -> Result<Arc<dyn TaskHandler>, InitError> {
-    let services = services_from_env(stats).await?;
+    let (services, table) = services_from_env(stats).await?;
     let resource = format!("beacon:{task}");
     if resource == resources::BATCH_POOL {
         let config = &services.config;
         let rules = PoolRules::for_config(&services);
         // With the shared table (BEACON_QUOTA_TABLE, as the template sets it) every instance
         // joins the same pool; without it, documents pool per instance.
-        return match &config.quota.shared_table {
+        return match &table {
             Some(table) => {
                 let region = config.provider.region.as_deref();
                 let endpoint = config.quota.shared_endpoint.as_deref();
@@ -98,9 +98,16 @@ pub async fn handler(task: &str, stats: ClientStats) -> Result<Arc<dyn TaskHandl
     })
 }
 
-/// Configuration from `BEACON_*` variables, the store in `BEACON_BUCKET`, the client stack.
-async fn services_from_env(stats: ClientStats) -> Result<Services, InitError> {
+/// Configuration from `BEACON_*` variables, the store in `BEACON_BUCKET`, the client stack; and
+/// the shared table (`BEACON_QUOTA_TABLE`), which also keeps the batch pool.
+async fn services_from_env(stats: ClientStats) -> Result<(Services, Option<String>), InitError> {
     let mut config = Config::load(None).map_err(|e| InitError(e.to_string()))?;
+    let table = config.quota.shared_table.clone();
+    if !config.quota.is_known() && config.quota.shared_table.take().is_some() {
+        // No quota given at deploy time (RequestsPerMinute and TokensPerMinute 0): nothing to
+        // share, each instance adapts to the throttles it meets.
+        tracing::info!("no requests- or tokens-per-minute quota: the rate limiter is not shared");
+    }
     if std::env::var("BEACON_BUCKET").is_err() {
         return Err(InitError("BEACON_BUCKET is not set: the S3 bucket the state machine uses".into()));
     }
@@ -110,5 +117,5 @@ async fn services_from_env(stats: ClientStats) -> Result<Services, InitError> {
     let store = config.open_store().map_err(|e| InitError(e.to_string()))?;
     let unit_schema = beacon_pipeline::schema::unit_schema(&config).map_err(|e| InitError(e.to_string()))?;
     let llm = crate::client::build_client(&config, stats).await.map_err(|e| InitError(e.to_string()))?;
-    Ok(Services { store, llm, config: Arc::new(config), unit_schema: Arc::new(unit_schema) })
+    Ok((Services { store, llm, config: Arc::new(config), unit_schema: Arc::new(unit_schema) }, table))
 }

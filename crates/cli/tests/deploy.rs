@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::*;
@@ -19,10 +19,6 @@ mod aws;
 
 const STACK: &str = "beacon-deploy-test";
 const DEFINITION: &str = include_str!("../../../deploy/statemachine/beacon.asl.json");
-
-fn lambda_binary() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_beacon")).with_file_name("beacon-lambda")
-}
 
 fn deploy(s: &Scratch, args: &[&str]) -> Output {
     let mut cmd = s.beacon();
@@ -36,11 +32,6 @@ fn deploy_to_moto(s: &Scratch, moto: &aws::Moto, extra: &[&str]) -> Output {
     let base =
         ["--region", "us-east-1", "--endpoint", &moto.endpoint, "--arch", host_arch(), "--lambda-binary", &binary];
     deploy(s, &[&base[..], &["--poll-seconds", "1"], extra].concat())
-}
-
-/// `beacon-lambda`'s ELF says x86_64 on this machine; the tests pass the matching --arch.
-fn host_arch() -> &'static str {
-    if cfg!(target_arch = "aarch64") { "arm64" } else { "x86_64" }
 }
 
 fn other_arch() -> &'static str {
@@ -124,21 +115,6 @@ fn a_binary_for_the_wrong_architecture_an_unknown_parameter_or_a_bad_stack_name_
     assert!(!s.path("deploy-out").join(STACK).join("template.json").exists());
 }
 
-/// Runs `script` (Python with boto3, from moto's venv) against moto; it prints one JSON value.
-fn boto3(moto: &aws::Moto, script: &str) -> Value {
-    let python = std::env::var_os("BEACON_PYTHON").expect("BEACON_PYTHON");
-    let out = Command::new(python)
-        .args(["-c", &format!("import boto3, json\n{script}")])
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "boto3 script failed:\n{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
-}
-
 /// The values `deployed` has where `template` has `${Name}` placeholders; panics where the
 /// text around them differs.
 fn substitutions(template: &str, deployed: &str) -> BTreeMap<String, String> {
@@ -201,10 +177,8 @@ fn beacon_deploy_creates_the_stack_on_moto_with_the_definition_the_bucket_rules_
         assert!(outputs.contains_key(key), "output {key} missing: {}", stdout(&out));
     }
 
-    let state = boto3(
-        &moto,
-        &format!(
-            r#"
+    let state = moto.boto3(&format!(
+        r#"
 s3 = boto3.client("s3")
 bucket = "{bucket}"
 lambdas = boto3.client("lambda").list_functions()["Functions"]
@@ -220,11 +194,10 @@ print(json.dumps({{
     "topic": boto3.client("sns").get_topic_attributes(TopicArn="{topic}")["Attributes"],
 }}, default=str))
 "#,
-            bucket = outputs["BucketName"],
-            machine = outputs["StateMachineArn"],
-            topic = outputs["AlarmTopicArn"],
-        ),
-    );
+        bucket = outputs["BucketName"],
+        machine = outputs["StateMachineArn"],
+        topic = outputs["AlarmTopicArn"],
+    ));
 
     // The bucket: encrypted, private, TLS only, intermediate prefixes expiring.
     assert_eq!(state["encryption"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"], "AES256");
@@ -296,18 +269,15 @@ print(json.dumps({{
     assert!(state["topic"]["KmsMasterKeyId"].as_str().is_some_and(|k| !k.is_empty()), "the topic is encrypted");
 
     // Its executions, read through Step Functions: one started as an upload would start it.
-    let started = boto3(
-        &moto,
-        &format!(
-            r#"
+    let started = moto.boto3(&format!(
+        r#"
 sfn = boto3.client("stepfunctions")
 run = sfn.start_execution(stateMachineArn="{machine}", name="upload-1",
     input=json.dumps({{"document": {{"key": "uploads/report.pdf", "name": "uploads/report.pdf"}}, "options": {{}}}}))
 print(json.dumps(run["executionArn"]))
 "#,
-            machine = outputs["StateMachineArn"]
-        ),
-    );
+        machine = outputs["StateMachineArn"]
+    ));
     let aws_args = ["--engine", "aws", "--stack", STACK, "--region", "us-east-1", "--endpoint", &moto.endpoint];
     let mut cmd = s.beacon();
     with_fake_aws(&mut cmd);
@@ -346,10 +316,8 @@ print(json.dumps(run["executionArn"]))
     assert_exit(&out, 0);
     let execution = stdout(&out).trim().to_string();
     assert!(stderr(&out).contains(&format!("beacon executions show {execution} --engine aws")), "{}", stderr(&out));
-    let uploaded = boto3(
-        &moto,
-        &format!(
-            r#"
+    let uploaded = moto.boto3(&format!(
+        r#"
 import hashlib
 source = open("{path}", "rb").read()
 digest = hashlib.sha256(source).hexdigest()
@@ -358,11 +326,10 @@ arn = "{machine}".replace(":stateMachine:", ":execution:") + ":{execution}"
 described = boto3.client("stepfunctions").describe_execution(executionArn=arn)
 print(json.dumps({{"same": stored == source, "digest": digest, "input": json.loads(described["input"])}}))
 "#,
-            path = document.display(),
-            bucket = outputs["BucketName"],
-            machine = outputs["StateMachineArn"],
-        ),
-    );
+        path = document.display(),
+        bucket = outputs["BucketName"],
+        machine = outputs["StateMachineArn"],
+    ));
     assert_eq!(uploaded["same"], true);
     assert_eq!(
         uploaded["input"],
@@ -406,8 +373,7 @@ fn provisioned_throughput_is_bought_only_with_yes_after_its_cost_is_said_and_the
         &sim_endpoint,
     ];
     let stacks = || {
-        boto3(
-            &moto,
+        moto.boto3(
             "print(json.dumps([s['StackName'] for s in boto3.client('cloudformation').describe_stacks()['Stacks']]))",
         )
     };
@@ -430,10 +396,8 @@ fn provisioned_throughput_is_bought_only_with_yes_after_its_cost_is_said_and_the
         .find(|w| w.starts_with("arn:aws:bedrock:") && w.contains(":provisioned-model/"))
         .unwrap_or_else(|| panic!("no provisioned model ARN in:\n{said}"))
         .to_string();
-    let deployed = boto3(
-        &moto,
-        &format!(
-            r#"
+    let deployed = moto.boto3(&format!(
+        r#"
 stack = boto3.client("cloudformation").describe_stacks(StackName="{STACK}")["Stacks"][0]
 machine = [o["OutputValue"] for o in stack["Outputs"] if o["OutputKey"] == "StateMachineArn"][0]
 print(json.dumps({{
@@ -441,8 +405,7 @@ print(json.dumps({{
     "definition": boto3.client("stepfunctions").describe_state_machine(stateMachineArn=machine)["definition"],
 }}))
 "#
-        ),
-    );
+    ));
     assert_eq!(deployed["parameter"], arn.as_str());
     let values = substitutions(DEFINITION, deployed["definition"].as_str().unwrap());
     assert_eq!(values["ModelId"], arn, "the flow runs on the provisioned model");

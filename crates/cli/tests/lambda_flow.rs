@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use common::*;
@@ -20,11 +20,6 @@ use aws::lambda_service::{FunctionSpec, LocalLambda, function_arn};
 const BUCKET: &str = "beacon-e2e";
 const STACK: &str = "beacon-e2e";
 const MODEL: &str = "sim-model";
-
-/// `beacon-lambda`, built next to `beacon` by `cargo test --workspace`.
-fn lambda_binary() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_beacon")).with_file_name("beacon-lambda")
-}
 
 /// The environment the template gives each function, pointed at moto and the simulator.
 fn function_env(task: &str, moto: &aws::Moto, sim: &Sim, tmp: &Path) -> Vec<(String, String)> {

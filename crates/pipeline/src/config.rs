@@ -505,13 +505,15 @@ impl Config {
         if let Some(v) = get("BEACON_S3_ENDPOINT").filter(|v| !v.is_empty()) {
             self.store.endpoint = Some(v);
         }
-        if let Some(v) = get("BEACON_RPM") {
-            self.quota.rpm = Some(parse("BEACON_RPM", &v)?);
+        // A quota of 0 (or empty) is unknown: what a deployment template passes when no quota
+        // was given, since it cannot leave a function's variable out.
+        if let Some(v) = get("BEACON_RPM").filter(|v| !v.is_empty()) {
+            self.quota.rpm = Some(parse("BEACON_RPM", &v)?).filter(|rpm| *rpm > 0);
         }
-        if let Some(v) = get("BEACON_TPM") {
-            self.quota.tpm = Some(parse("BEACON_TPM", &v)?);
+        if let Some(v) = get("BEACON_TPM").filter(|v| !v.is_empty()) {
+            self.quota.tpm = Some(parse("BEACON_TPM", &v)?).filter(|tpm| *tpm > 0);
         }
-        if let Some(v) = get("BEACON_QUOTA_TABLE") {
+        if let Some(v) = get("BEACON_QUOTA_TABLE").filter(|v| !v.is_empty()) {
             self.quota.shared_table = Some(v);
         }
         if let Some(v) = get("BEACON_QUOTA_ENDPOINT") {
@@ -662,6 +664,21 @@ mod tests {
         assert_eq!(c.limits.max_file_bytes, 10);
         let err = c.apply_env(|n| (n == "BEACON_MAX_UNITS").then(|| "many".to_string())).unwrap_err();
         assert!(err.to_string().contains("BEACON_MAX_UNITS"), "{err}");
+    }
+
+    #[test]
+    fn a_quota_of_zero_or_empty_from_the_environment_is_unknown() {
+        let mut c = Config::default();
+        c.apply_env(|n| match n {
+            "BEACON_RPM" => Some("0".into()),
+            "BEACON_TPM" => Some(String::new()),
+            "BEACON_QUOTA_TABLE" => Some("limits".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!((c.quota.rpm, c.quota.tpm), (None, None));
+        c.apply_env(|n| (n == "BEACON_RPM").then(|| "50".to_string())).unwrap();
+        assert_eq!(c.quota.rpm, Some(50));
     }
 
     #[test]

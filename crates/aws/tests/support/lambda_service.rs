@@ -66,6 +66,8 @@ struct Queue {
     next_id: Arc<std::sync::atomic::AtomicU64>,
     /// Invocations still to refuse with a throttle.
     throttled: Arc<AtomicUsize>,
+    /// Instances whose process is still running.
+    running: Arc<AtomicUsize>,
 }
 
 impl Queue {
@@ -79,6 +81,29 @@ impl Queue {
             init_error: Arc::default(),
             next_id: Arc::default(),
             throttled: Arc::new(AtomicUsize::new(throttled)),
+            running: Arc::default(),
+        }
+    }
+
+    /// Fails what waits for this function, and every later invocation, with `document` (the
+    /// function cannot run: its initialisation failed or its processes are gone).
+    fn fail_all(&self, document: Bytes) {
+        *self.init_error.lock().unwrap() = Some(document.clone());
+        for (_, caller) in self.waiting.lock().unwrap().drain() {
+            let _ = caller.send(Outcome::Error(document.clone()));
+        }
+    }
+
+    /// One instance's process ended; when it was the last, the function fails as Lambda fails
+    /// a function whose runtime exits (`Runtime.ExitError`) instead of leaving callers waiting.
+    fn instance_exited(&self) {
+        if self.running.fetch_sub(1, Ordering::SeqCst) == 1 && self.init_error.lock().unwrap().is_none() {
+            eprintln!("function {}: every instance exited", self.name);
+            let document = serde_json::json!({
+                "errorType": "Runtime.ExitError",
+                "errorMessage": format!("the runtime of {} exited (see its log above)", self.name),
+            });
+            self.fail_all(Bytes::from(document.to_string()));
         }
     }
 
@@ -142,10 +167,14 @@ impl LocalLambda {
                     .spawn()
                     .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
                 let out = child.stdout.take().expect("the function's stdout");
+                queue.running.fetch_add(1, Ordering::SeqCst);
+                let instance = queue.clone();
                 // Reads the function's log (EMF lines among it) until the process ends.
                 let reader = std::thread::spawn(move || {
                     use std::io::BufRead;
-                    std::io::BufReader::new(out).lines().map_while(Result::ok).collect()
+                    let lines = std::io::BufReader::new(out).lines().map_while(Result::ok).collect();
+                    instance.instance_exited();
+                    lines
                 });
                 processes.push((function.name.clone(), child, Some(reader)));
             }
@@ -285,10 +314,7 @@ async fn error(State(queue): State<Queue>, UrlPath(id): UrlPath<String>, body: B
 
 async fn init_error(State(queue): State<Queue>, body: Bytes) -> StatusCode {
     eprintln!("function {} failed to start: {}", queue.name, String::from_utf8_lossy(&body));
-    *queue.init_error.lock().unwrap() = Some(body.clone());
     // The instance is gone: what was waiting for it fails now rather than at the timeout.
-    for (_, caller) in queue.waiting.lock().unwrap().drain() {
-        let _ = caller.send(Outcome::Error(body.clone()));
-    }
+    queue.fail_all(body);
     StatusCode::ACCEPTED
 }

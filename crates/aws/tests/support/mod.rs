@@ -9,6 +9,7 @@
 //! emulator is a failure.
 
 pub mod lambda_service;
+pub mod step_functions;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -87,6 +88,24 @@ impl Moto {
         let mut response = String::new();
         stream.read_to_string(&mut response).expect("read moto's answer");
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+}
+
+impl Moto {
+    /// Runs `script` (Python with boto3, from moto's venv, `json` imported) against this server;
+    /// it prints one JSON value, which is returned.
+    pub fn boto3(&self, script: &str) -> serde_json::Value {
+        let python = std::env::var_os("BEACON_PYTHON").expect("BEACON_PYTHON");
+        let out = Command::new(python)
+            .args(["-c", &format!("import boto3, json\n{script}")])
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .expect("run python");
+        assert!(out.status.success(), "boto3 script failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("the script prints JSON")
     }
 }
 

@@ -23,6 +23,17 @@ pub fn corpus(relative: &str) -> Option<PathBuf> {
     }
 }
 
+/// `beacon-lambda`, built next to `beacon` by `cargo test --workspace`.
+pub fn lambda_binary() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_beacon")).with_file_name("beacon-lambda")
+}
+
+/// The architecture `beacon-lambda` is built for here (its ELF header), as `beacon deploy
+/// --arch` names it.
+pub fn host_arch() -> &'static str {
+    if cfg!(target_arch = "aarch64") { "arm64" } else { "x86_64" }
+}
+
 /// A scratch directory with its own data dir, so tests never share a store.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
