@@ -343,6 +343,26 @@ print(json.dumps({{"same": stored == source, "digest": digest, "input": json.loa
     let out = cmd.args(["executions", "list", "--json"]).args(aws_args).output().unwrap();
     assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
 
+    // A second deploy updates the stack through a change set: the parameter given changes, the
+    // ones not given keep their values (UsePreviousValue), not the template's defaults.
+    let out = deploy_to_moto(&s, &moto, &["--parameter", "FailedExecutionsThreshold=5"]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains(&format!("stack {STACK} updated")), "{}", stderr(&out));
+    let updated = moto.boto3(&format!(
+        r#"
+alarms = boto3.client("cloudwatch").describe_alarms()["MetricAlarms"]
+print(json.dumps({{
+    "failed": [a["Threshold"] for a in alarms if a["MetricName"] == "ExecutionsFailed"],
+    "definition": boto3.client("stepfunctions").describe_state_machine(stateMachineArn="{machine}")["definition"],
+}}))
+"#,
+        machine = outputs["StateMachineArn"]
+    ));
+    assert_eq!(updated["failed"], serde_json::json!([5.0]));
+    let kept = substitutions(DEFINITION, updated["definition"].as_str().unwrap());
+    assert_eq!(kept["DistributedThreshold"], "50");
+    assert_eq!(kept["ModelId"], "anthropic.claude-3-5-haiku-20241022-v1:0");
+
     // --engine aws needs a stack; --detach needs --engine aws.
     let mut cmd = s.beacon();
     let out = cmd.arg("run").arg(&document).args(["--engine", "aws"]).output().unwrap();

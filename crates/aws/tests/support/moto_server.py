@@ -12,11 +12,14 @@ APIs make):
 - AWS::StepFunctions::StateMachine: DefinitionS3Location and DefinitionSubstitutions (moto reads
   only DefinitionString, as is).
 
-Two fixes: a bucket policy statement applies only when its Condition holds (moto 5 denies when a
+Fixes: a bucket policy statement applies only when its Condition holds (moto 5 denies when a
 condition does not hold, even for a Deny statement), evaluated as for a request over TLS (moto
 stands in for AWS's HTTPS endpoints; the loopback hop is plain HTTP only because it is a test),
-so a TLS-only bucket policy lets these requests through as AWS does; and a stack created by executing a change set gets its Outputs (moto computes them only
-when the stack is created directly or updated).
+so a TLS-only bucket policy lets these requests through as AWS does; a stack created by
+executing a change set gets its Outputs (moto computes them only when the stack is created
+directly or updated); and a log group updated with its stack stays (moto has no update for
+AWS::Logs::LogGroup and records it as gone); and a CommaDelimitedList parameter kept with
+UsePreviousValue is passed as it was given (moto keeps it as a list, then fails to split it).
 
 Everything else is moto unchanged. Run as `python -c <this file> -H 127.0.0.1 -p 0`.
 """
@@ -28,6 +31,7 @@ from typing import Any
 from moto.cloudformation.models import ChangeSet
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.common_models import CloudFormationModel
+from moto.logs.models import LogGroup, logs_backends
 from moto.iam.access_control import IAMPolicyStatement, PermissionResult
 from moto.s3.models import FakeBucket, s3_backends
 from moto.stepfunctions.models import StateMachine
@@ -248,12 +252,35 @@ _apply_change_set = ChangeSet.apply
 
 
 def _apply_change_set_and_outputs(self) -> None:
+    # A CommaDelimitedList kept with UsePreviousValue arrives as the list moto stored; moto
+    # would split it again.
+    self.parameters = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in self.parameters.items()}
     _apply_change_set(self)
     self.stack.template_dict = self.template_dict
     self.stack.output_map = self.stack._create_output_map()
 
 
 ChangeSet.apply = _apply_change_set_and_outputs
+
+
+def _update_log_group(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+    """AWS::Logs::LogGroup on a stack update (moto has no update for it and records the log group
+    as gone, so a later Fn::GetAtt on it fails): the retention changes in place; a new name
+    replaces the group."""
+    properties = cloudformation_json["Properties"]
+    name = properties.get("LogGroupName", original_resource.name)
+    if name != original_resource.name:
+        original_resource.delete(account_id, region_name)
+        return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id, region_name)
+    backend = logs_backends[account_id][region_name]
+    if "RetentionInDays" in properties:
+        backend.put_retention_policy(name, properties["RetentionInDays"])
+    else:
+        backend.delete_retention_policy(name)
+    return original_resource
+
+
+LogGroup.update_from_cloudformation_json = classmethod(_update_log_group)
 
 
 if __name__ == "__main__":
