@@ -44,6 +44,8 @@ struct Open {
     records: usize,
     members: usize,
     version: Option<u64>,
+    /// The runs in the pool (each one's records counted once).
+    runs: Vec<String>,
 }
 
 fn failure(operation: &str, message: String) -> TaskFailure {
@@ -96,14 +98,17 @@ impl DynamoPool {
             .await
             .map_err(|e| failure("GetItem", crate::describe(&e)))?;
         let Some(item) = item.item() else {
-            return Ok(Open { pool: new_pool_id(), records: 0, members: 0, version: None });
+            return Ok(Open { pool: new_pool_id(), records: 0, members: 0, version: None, runs: Vec::new() });
         };
         let n = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
+        let runs: Vec<String> =
+            item.get("poolMembers").and_then(|v| v.as_m().ok()).map_or_else(Vec::new, |m| m.keys().cloned().collect());
         Ok(Open {
             pool: item.get("poolId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_else(new_pool_id),
             records: n("poolRecords").unwrap_or(0) as usize,
-            members: item.get("poolMembers").and_then(|v| v.as_m().ok()).map_or(0, |m| m.len()),
+            members: runs.len(),
             version: n("poolVersion"),
+            runs,
         })
     }
 
@@ -234,6 +239,11 @@ impl DynamoPool {
         let (pool, file_key) = loop {
             let open = self.read().await?;
             let file_key = PoolRules::file_key(&open.pool, &file);
+            if open.runs.contains(&input.run) {
+                // A retried invocation (the instance that joined died: Lambda.Unknown,
+                // Sandbox.Timedout): the run's file and records are in the pool already; wait on.
+                break (open.pool, file_key);
+            }
             // The file first: a sealed pool's input is complete.
             rules.store.put(&file_key, bytes.clone()).await.map_err(store_failure)?;
             if open.records + input.record_count >= rules.min_records {

@@ -1,6 +1,7 @@
 //! The batch pool shared through DynamoDB (moto): two pools standing for two Lambda instances
 //! fill one job together; a lone small document leaves after the window with its records taken
-//! out of the pool; a large one submits at once.
+//! out of the pool; a large one submits at once; a join retried after its instance died takes its
+//! place back without counting its records twice.
 
 mod support;
 
@@ -83,4 +84,37 @@ async fn documents_on_two_instances_fill_one_job_and_a_lone_one_leaves_after_the
     // A large document submits alone at once.
     let large = join(&second, member("d", "r4", 150)).await;
     assert_eq!((large["role"].as_str(), large["members"].as_u64()), (Some("submitter"), Some(1)), "{large}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_join_takes_its_place_back_and_counts_its_records_once() {
+    let Some(moto) = support::Moto::start() else { return };
+    let (_dir, store) = store().await;
+    let client = moto.dynamodb().await;
+    let first = instance(&moto, &store, Duration::from_secs(120)).await;
+
+    // The instance that joined dies while it waits (its invocation is gone mid-wait).
+    let waiting = tokio::spawn(async move { join(&first, member("a", "r1", 40)).await });
+    let pool_records = || async {
+        let item = client
+            .get_item()
+            .table_name(TABLE)
+            .key("modelId", aws_sdk_dynamodb::types::AttributeValue::S("batch-pool#model-1".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        item.item().and_then(|i| i.get("poolRecords")).and_then(|v| v.as_n().ok()).map(|n| n.parse::<u64>().unwrap())
+    };
+    while pool_records().await != Some(40) {
+        tokio::task::yield_now().await;
+    }
+    waiting.abort();
+
+    // Step Functions retries it: the retry waits in the same place, and leaving after its window
+    // takes the pool back to empty (the records were counted once).
+    let retry = instance(&moto, &store, Duration::from_millis(300)).await;
+    let left = join(&retry, member("a", "r1", 40)).await;
+    assert_eq!(left["role"], "on-demand", "{left}");
+    assert_eq!(pool_records().await, Some(0));
 }
