@@ -7,12 +7,9 @@
 //!   embedded engine, through the real `aws-sdk-bedrock` client.
 //! - [`client`]: the LLM client stack a configuration asks for (shared by `beacon run` and the
 //!   Lambda functions).
-//! - [`deploy`]: `beacon deploy`, the template and the Lambda code to a CloudFormation stack.
-//! - [`executions`]: a deployed stack's executions through Step Functions.
 //! - [`lambda`]: the tasks as Lambda functions (`beacon-lambda`, one binary, `BEACON_TASK`).
 //! - [`lambda_invoke`]: the flow's tasks served by deployed functions through the Lambda Invoke
 //!   API (the embedded engine running the deployed definition).
-//! - [`remote_run`]: `beacon run --engine aws`, a document through a deployed stack.
 //! - [`metrics`]: BEACON's metrics as CloudWatch embedded metric format lines.
 //! - [`sdk_config`]: the AWS SDK configuration these adapters use (region, optional endpoint
 //!   override for a local emulator).
@@ -20,13 +17,10 @@
 pub mod batch_pool;
 pub mod bedrock_batch;
 pub mod client;
-pub mod deploy;
-pub mod executions;
 pub mod lambda;
 pub mod lambda_invoke;
 pub mod limiter;
 pub mod metrics;
-pub mod remote_run;
 
 pub use limiter::{DynamoLimiter, create_limiter_table};
 
@@ -65,7 +59,7 @@ pub async fn sdk_config(region: Option<&str>, endpoint: Option<&str>) -> SdkConf
 }
 
 /// The message of an SDK error, with its service error code when there is one.
-pub(crate) fn describe<E, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
+pub fn describe<E, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

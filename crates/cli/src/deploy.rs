@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use beacon_aws::deploy::provisioned::{Commitment, ProvisionRequest};
-use beacon_aws::deploy::{self, Arch, CodeSource, DeployError, DeployOptions, DeployRequest, Rollout, TemplateSource};
+use beacon_deploy::provisioned::{Commitment, ProvisionRequest};
+use beacon_deploy::{
+    self as deploy, Arch, CodeSource, DeployError, DeployOptions, DeployRequest, Rollout, TemplateSource,
+};
 use clap::Args;
 
 use crate::exit;

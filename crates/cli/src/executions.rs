@@ -324,8 +324,8 @@ enum AwsQuery<'a> {
 
 /// `list`/`show` with `--engine aws`: the stack's state machine through Step Functions.
 async fn on_aws(target: &EngineArgs, query: AwsQuery<'_>, as_json: bool) -> u8 {
-    use beacon_aws::deploy::DeployError;
-    use beacon_aws::executions::DeployedMachine;
+    use beacon_deploy::DeployError;
+    use beacon_deploy::executions::DeployedMachine;
     let Some(stack) = &target.stack else {
         eprintln!("error: --engine aws needs --stack NAME (the stack beacon deploy created)");
         return exit::USAGE;

@@ -183,7 +183,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> u8 {
 
 /// `--detach`: start one execution per document and say how to follow them.
 async fn start_detached(
-    remote: &beacon_aws::remote_run::RemoteStack,
+    remote: &beacon_deploy::remote_run::RemoteStack,
     files: &[PathBuf],
     max_file_bytes: u64,
     strategy: Option<Strategy>,
@@ -211,13 +211,17 @@ async fn start_detached(
 }
 
 /// The deployed stack `--engine aws` runs on.
-async fn on_aws(args: &RunArgs) -> Result<beacon_aws::remote_run::RemoteStack, u8> {
+async fn on_aws(args: &RunArgs) -> Result<beacon_deploy::remote_run::RemoteStack, u8> {
     let Some(stack) = &args.stack else {
         eprintln!("error: --engine aws needs --stack NAME (the stack beacon deploy created)");
         return Err(exit::USAGE);
     };
-    match beacon_aws::remote_run::RemoteStack::connect(stack, args.flow.region.as_deref(), args.aws_endpoint.as_deref())
-        .await
+    match beacon_deploy::remote_run::RemoteStack::connect(
+        stack,
+        args.flow.region.as_deref(),
+        args.aws_endpoint.as_deref(),
+    )
+    .await
     {
         Ok(mut remote) => {
             remote.poll = std::time::Duration::from_secs(args.poll_seconds.max(1));
@@ -225,7 +229,7 @@ async fn on_aws(args: &RunArgs) -> Result<beacon_aws::remote_run::RemoteStack, u
         }
         Err(e) => {
             eprintln!("error: {e}");
-            Err(if matches!(e, beacon_aws::deploy::DeployError::Usage(_)) { exit::USAGE } else { exit::INTERNAL })
+            Err(if matches!(e, beacon_deploy::DeployError::Usage(_)) { exit::USAGE } else { exit::INTERNAL })
         }
     }
 }

@@ -46,7 +46,7 @@ pub(crate) fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R
     operation: &'static str,
     error: SdkError<E, R>,
 ) -> DeployError {
-    DeployError::Aws { operation, message: crate::describe(&error) }
+    DeployError::Aws { operation, message: beacon_aws::describe(&error) }
 }
 
 impl StackState {

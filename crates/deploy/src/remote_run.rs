@@ -15,7 +15,7 @@ use beacon_store::{Store, keys};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::deploy::{DeployError, Stacks};
+use crate::{DeployError, Stacks};
 
 /// A deployed stack to run documents on: its bucket, state machine and model.
 pub struct RemoteStack {
@@ -38,12 +38,12 @@ impl RemoteStack {
         region: Option<&str>,
         endpoint: Option<&str>,
     ) -> Result<RemoteStack, DeployError> {
-        let sdk = crate::sdk_config(region, endpoint).await;
+        let sdk = beacon_aws::sdk_config(region, endpoint).await;
         let state = Stacks::reader(&sdk).deployed(stack).await?;
         let bucket = state.output(stack, "BucketName")?;
         let state_machine = state.output(stack, "StateMachineArn")?;
-        let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| crate::FALLBACK_REGION.to_string());
-        let store = crate::deploy::s3_store(&sdk, &bucket, &region, endpoint)?;
+        let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| beacon_aws::FALLBACK_REGION.to_string());
+        let store = crate::s3_store(&sdk, &bucket, &region, endpoint)?;
         // The model the functions use: the Provisioned Throughput ARN when the stack has one.
         let parameter = |key: &str| state.parameters.get(key).filter(|v| !v.is_empty()).cloned();
         let model = parameter("ProvisionedModelArn").or_else(|| parameter("ModelId")).unwrap_or_default();
@@ -93,7 +93,7 @@ impl RemoteStack {
             .input(input.to_string())
             .send()
             .await
-            .map_err(|e| engine_error(format!("StartExecution: {}", crate::describe(&e))))?;
+            .map_err(|e| engine_error(format!("StartExecution: {}", beacon_aws::describe(&e))))?;
         let arn = started.execution_arn().to_string();
         tracing::info!(execution, arn, "started on AWS");
         Ok(Started { execution, arn, document: shown })
@@ -110,7 +110,7 @@ impl RemoteStack {
                 .execution_arn(arn)
                 .send()
                 .await
-                .map_err(|e| engine_error(format!("DescribeExecution: {}", crate::describe(&e))))?;
+                .map_err(|e| engine_error(format!("DescribeExecution: {}", beacon_aws::describe(&e))))?;
             let events = self.history(arn).await?;
             let map_runs = self.map_run_items(arn, &events).await?;
             seen.report(&events, map_runs, progress);
@@ -138,7 +138,7 @@ impl RemoteStack {
         let mut events = Vec::new();
         let mut pages = self.sfn.get_execution_history().execution_arn(arn).into_paginator().send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| engine_error(format!("GetExecutionHistory: {}", crate::describe(&e))))?;
+            let page = page.map_err(|e| engine_error(format!("GetExecutionHistory: {}", beacon_aws::describe(&e))))?;
             events.extend(page.events().iter().cloned());
         }
         Ok(events)
@@ -159,7 +159,7 @@ impl RemoteStack {
             .execution_arn(arn)
             .send()
             .await
-            .map_err(|e| engine_error(format!("ListMapRuns: {}", crate::describe(&e))))?;
+            .map_err(|e| engine_error(format!("ListMapRuns: {}", beacon_aws::describe(&e))))?;
         let (mut succeeded, mut failed) = (0, 0);
         for run in runs.map_runs() {
             let described = self
@@ -168,7 +168,7 @@ impl RemoteStack {
                 .map_run_arn(run.map_run_arn())
                 .send()
                 .await
-                .map_err(|e| engine_error(format!("DescribeMapRun: {}", crate::describe(&e))))?;
+                .map_err(|e| engine_error(format!("DescribeMapRun: {}", beacon_aws::describe(&e))))?;
             if let Some(items) = described.item_counts() {
                 succeeded += items.succeeded() as usize;
                 failed += items.failed() as usize;

@@ -1,5 +1,9 @@
-//! `beacon deploy`: BEACON's template and Lambda code to a CloudFormation stack.
+//! BEACON on a deployed AWS stack, from this machine: `beacon deploy` (the template and the
+//! Lambda code to a CloudFormation stack), `beacon run --engine aws` ([`remote_run`]) and
+//! `beacon executions --engine aws` ([`executions`]). Apart from `beacon_aws` so that the Lambda
+//! functions do not link the CloudFormation and Step Functions SDKs they never call.
 //!
+//! Deploying:
 //! 1. [`package`]: the template (`deploy/template.yaml`, built into the binary, or a file)
 //!    becomes plain CloudFormation ([`template`]), and the Lambda zip is built with cargo-lambda
 //!    or taken prebuilt ([`artifact`]).
@@ -9,7 +13,9 @@
 //!    ([`stack`]).
 
 pub mod artifact;
+pub mod executions;
 pub mod provisioned;
+pub mod remote_run;
 pub mod stack;
 pub mod template;
 
@@ -24,7 +30,7 @@ pub use artifact::Arch;
 pub use stack::{Rollout, StackState, Stacks, TemplateLocation};
 
 /// The template the binary was built with: deploying never needs the source tree.
-pub const EMBEDDED_TEMPLATE: &str = include_str!("../../../../deploy/template.yaml");
+pub const EMBEDDED_TEMPLATE: &str = include_str!("../../../deploy/template.yaml");
 /// Where the embedded template's `DefinitionUri` points.
 const EMBEDDED_DEFINITION_URI: &str = "statemachine/beacon.asl.json";
 

@@ -8,8 +8,8 @@ use aws_sdk_sfn::types::HistoryEvent;
 use aws_smithy_types::date_time::Format;
 use serde_json::{Value, json};
 
-use crate::deploy::stack::api_error;
-use crate::deploy::{DeployError, Stacks};
+use crate::stack::api_error;
+use crate::{DeployError, Stacks};
 
 fn time(t: &DateTime) -> String {
     t.fmt(Format::DateTime).unwrap_or_default()
@@ -28,7 +28,7 @@ impl DeployedMachine {
         region: Option<&str>,
         endpoint: Option<&str>,
     ) -> Result<DeployedMachine, DeployError> {
-        let sdk = crate::sdk_config(region, endpoint).await;
+        let sdk = beacon_aws::sdk_config(region, endpoint).await;
         let arn = Stacks::reader(&sdk).deployed(stack).await?.output(stack, "StateMachineArn")?;
         Ok(DeployedMachine { sfn: Client::new(&sdk), arn })
     }

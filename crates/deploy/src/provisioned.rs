@@ -105,7 +105,7 @@ impl ProvisionRequest {
         timeout: Duration,
         progress: &dyn Fn(&str),
     ) -> Result<String, DeployError> {
-        let client = aws_sdk_bedrock::Client::new(&crate::sdk_config(region, endpoint).await);
+        let client = aws_sdk_bedrock::Client::new(&beacon_aws::sdk_config(region, endpoint).await);
         let units = i32::try_from(self.units).map_err(|_| DeployError::Usage("too many model units".into()))?;
         let created = client
             .create_provisioned_model_throughput()
