@@ -47,15 +47,43 @@ impl LlmClient for Picky {
     }
 }
 
-fn runner(dir: &std::path::Path, llm: Arc<dyn LlmClient>, progress: Arc<Recorder>) -> Runner {
+fn services(dir: &std::path::Path, llm: Arc<dyn LlmClient>) -> Services {
     let config = Config { data_dir: dir.to_path_buf(), ..Config::default() };
-    let services = Services {
+    Services {
         store: Store::local(&dir.join("store")).unwrap(),
         llm,
         config: Arc::new(config),
         unit_schema: Arc::new(beacon_pipeline::schema::default_unit_schema()),
+    }
+}
+
+fn runner(dir: &std::path::Path, llm: Arc<dyn LlmClient>, progress: Arc<Recorder>) -> Runner {
+    Runner::new(services(dir, llm), Journal::open(&dir.join("journal.sqlite")).unwrap(), progress)
+}
+
+/// The uploads rule starts an execution with the key of S3's event, URL-encoded as a form: the
+/// document processor finds the object under the decoded key and names the document by it.
+#[tokio::test]
+async fn a_url_encoded_upload_key_from_an_s3_event_finds_the_japanese_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = services(dir.path(), Arc::new(OfflineAnalyzer));
+    let stored = "uploads/報告書 v2.txt";
+    services.store.put(stored, "売上: 1,234円\n\x0c納期: 2026-04-30\n".as_bytes().to_vec()).await.unwrap();
+    let processor = beacon_pipeline::tasks::registry(&services).get("beacon:document-processor").unwrap();
+    let encoded = "uploads/%E5%A0%B1%E5%91%8A%E6%9B%B8+v2.txt";
+    let ctx = beacon_asl::TaskContext {
+        execution_name: "upload-1".into(),
+        state_name: "ProcessDocument".into(),
+        attempt: 1,
+        key: "ProcessDocument@1#1".into(),
+        context: Value::Null,
     };
-    Runner::new(services, Journal::open(&dir.join("journal.sqlite")).unwrap(), progress)
+    let input = serde_json::json!({"document": {"key": encoded, "name": encoded}, "options": {}});
+    let processed = processor.invoke(input, ctx).await.expect("the decoded key holds the upload");
+    assert_eq!(processed["unitCount"], 2, "{processed}");
+    let id = processed["documentId"].as_str().unwrap();
+    let manifest: Value = services.store.get_json(&beacon_store::keys::manifest(id)).await.unwrap();
+    assert_eq!(manifest["name"], stored);
 }
 
 fn report_schema() -> Value {

@@ -39,8 +39,21 @@ struct ManifestEntry<'a> {
 
 /// Read the uploaded bytes, split them into units, store units and manifest.
 pub async fn process_document(services: Services, input: Value, _ctx: TaskContext) -> Result<Value, TaskFailure> {
-    let input: Input = task_input("document-processor", input)?;
-    let bytes = services.store.get(&input.document.key).await.map_err(store_failure)?;
+    let mut input: Input = task_input("document-processor", input)?;
+    let bytes = match services.store.get(&input.document.key).await {
+        Err(beacon_store::StoreError::NotFound { key }) if form_decoded(&key) != key => {
+            // An S3 event (the uploads rule) gives the key URL-encoded as a form: "報告書 v2.pdf"
+            // arrives as "%E5%A0%B1%E5%91%8A%E6%9B%B8+v2.pdf".
+            let decoded = form_decoded(&key);
+            let bytes = services.store.get(&decoded).await.map_err(store_failure)?;
+            if input.document.name == key {
+                input.document.name = decoded.clone();
+            }
+            input.document.key = decoded;
+            bytes
+        }
+        read => read.map_err(store_failure)?,
+    };
     let document_id = hex::encode(Sha256::digest(&bytes));
     let limits = services.config.limits.clone();
     let password = services.config.document_password.clone();
@@ -109,4 +122,44 @@ pub async fn process_document(services: Services, input: Value, _ctx: TaskContex
         "itemsKey": items_key,
         "units": units,
     }))
+}
+
+/// `text` decoded as `application/x-www-form-urlencoded` (`+` is a space, `%XX` a byte), as S3
+/// event notifications encode object keys; malformed escapes stay as they are.
+fn form_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_decoded;
+
+    #[test]
+    fn s3_event_keys_decode_as_forms() {
+        assert_eq!(form_decoded("uploads/%E5%A0%B1%E5%91%8A%E6%9B%B8+v2.pdf"), "uploads/報告書 v2.pdf");
+        assert_eq!(form_decoded("uploads/a%2Bb%20c.pdf"), "uploads/a+b c.pdf");
+        assert_eq!(form_decoded("uploads/plain.pdf"), "uploads/plain.pdf");
+        assert_eq!(form_decoded("100%"), "100%");
+        assert_eq!(form_decoded("50%zz"), "50%zz");
+        assert_eq!(form_decoded("%E5"), "\u{FFFD}");
+    }
 }
