@@ -9,6 +9,7 @@ use beacon_llm::invoke::BedrockInvoke;
 use beacon_llm::limiter::{GcraLimiter, Quota};
 use beacon_llm::offline::OfflineAnalyzer;
 use beacon_llm::openai::OpenAiChat;
+use beacon_llm::pacer::PacerConfig;
 use beacon_llm::retry::{RetryPolicy, Retrying};
 use beacon_llm::stack::{self, Pacing};
 use beacon_llm::{ClientStats, LlmClient};
@@ -18,7 +19,7 @@ use beacon_pipeline::{Config, ProviderKind};
 use crate::DynamoLimiter;
 
 /// The client stack the configuration asks for, outermost first:
-/// cache → rate limiter (known quota) or adaptive concurrency (unknown quota) → retry → provider.
+/// cache → retry → pacer (the told quota as an upper bound, or a learned rate) → provider.
 pub async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn LlmClient>, beacon_llm::LlmError> {
     let r = &config.retry;
     let policy = RetryPolicy {
@@ -54,8 +55,8 @@ pub async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn
         }
     };
     let quota = Quota { rpm: config.quota.rpm, tpm: config.quota.tpm };
-    // A burst of a whole minute's quota is what a per-minute quota physically allows; the limiter
-    // still never admits more than the quota in any 60 s window.
+    // The limiter is the told quota's hard bound: a whole minute's quota at most in any 60 s
+    // window. The pacer above it keeps bursts small and learns from throttles.
     let pacing = if let Some(table) = &config.quota.shared_table {
         let limiter =
             DynamoLimiter::connect(table, &model, quota, p.region.as_deref(), config.quota.shared_endpoint.as_deref())
@@ -64,13 +65,14 @@ pub async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn
                     provider: "the shared rate limiter".into(),
                     message: error.to_string(),
                 })?;
-        Pacing::Limiter(Arc::new(limiter.with_burst(1.0)))
+        Pacing::Told { quota, limiter: Arc::new(limiter.with_burst(1.0)) }
     } else if config.quota.is_known() {
-        Pacing::Limiter(Arc::new(GcraLimiter::new(quota).with_burst(1.0)))
+        Pacing::Told { quota, limiter: Arc::new(GcraLimiter::new(quota).with_burst(1.0)) }
     } else {
-        Pacing::Adaptive
+        Pacing::Unknown
     };
-    let paced = stack::paced(provider, policy, stats.clone(), pacing);
+    let pacer = PacerConfig { burst_secs: config.quota.burst_secs, ..PacerConfig::default() };
+    let paced = stack::paced(provider, policy, stats.clone(), pacing, pacer);
     if !config.llm.cache {
         return Ok(paced);
     }

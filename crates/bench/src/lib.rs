@@ -5,3 +5,4 @@ pub mod engine;
 pub mod ingest;
 pub mod quota;
 pub mod tokens;
+pub mod world;

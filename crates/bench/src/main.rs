@@ -4,12 +4,13 @@
 //! cargo run --release -p beacon-bench -- engine            # every engine scenario, a Markdown table
 //! cargo run --release -p beacon-bench -- engine --scenario pass --items 10000   # one, as a JSON line
 //! cargo run --release -p beacon-bench -- quota             # client stack vs the seed's algorithm
+//! cargo run --release -p beacon-bench -- matrix            # every provider behaviour, virtual time
 //! cargo run --release -p beacon-bench -- tokens            # token estimator vs BPE tokenizers
 //! cargo run --release -p beacon-bench -- ingest            # pages/s vs pdftotext, sheets/s vs openpyxl
 //! ```
 //! Each scenario runs in its own child process so that its peak memory (VmHWM) is its own.
 
-use beacon_bench::{engine, ingest, quota, tokens};
+use beacon_bench::{engine, ingest, quota, tokens, world};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -26,6 +27,8 @@ enum Command {
     Engine(engine::EngineArgs),
     /// The client stack against the seed's algorithm on the simulator's quota scenarios.
     Quota(quota::QuotaArgs),
+    /// The client stack and the seed's algorithm against every provider behaviour, in virtual time.
+    Matrix(world::MatrixArgs),
     /// The token estimator against the o200k and cl100k tokenizers on the shared corpus.
     Tokens(tokens::TokensArgs),
     /// Ingestion speed: PDF pages/s against pdftotext, sheets/s against openpyxl.
@@ -34,6 +37,10 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // The matrix runs every cell on a paused runtime of its own.
+    if let Command::Matrix(args) = &cli.command {
+        std::process::exit(world::run_matrix(args));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -46,6 +53,7 @@ fn main() {
             Command::Engine(args) => engine::run(args).await,
             Command::Quota(args) => quota::run(args).await,
             Command::Tokens(args) => tokens::run(&args),
+            Command::Matrix(_) => unreachable!("run above"),
             Command::Ingest(args) => ingest::run(&args),
         }
     });

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use beacon_llm::bedrock::BedrockConverse;
 use beacon_llm::limiter::{GcraLimiter, Quota};
+use beacon_llm::pacer::PacerConfig;
 use beacon_llm::retry::RetryPolicy;
 use beacon_llm::stack::{self, Pacing};
 use beacon_llm::{ClientStats, CompletionRequest, LlmClient, LlmError};
@@ -208,11 +209,11 @@ async fn run_beacon(s: &Scenario, endpoint: &str) -> Result<Outcome, String> {
     let policy = RetryPolicy::default();
     let pacing = if s.quota_known {
         let quota = Quota { rpm: s.sim.rpm, tpm: s.sim.tpm };
-        Pacing::Limiter(Arc::new(GcraLimiter::new(quota).with_burst(1.0)))
+        Pacing::Told { quota, limiter: Arc::new(GcraLimiter::new(quota).with_burst(1.0)) }
     } else {
-        Pacing::Adaptive
+        Pacing::Unknown
     };
-    let client = stack::paced(Arc::new(inner), policy, ClientStats::default(), pacing);
+    let client = stack::paced(Arc::new(inner), policy, ClientStats::default(), pacing, PacerConfig::default());
     let started = Instant::now();
     let calls = (0..s.units).map(|i| {
         let client = client.clone();
@@ -232,25 +233,28 @@ async fn run_seed(s: &Scenario, endpoint: &str) -> Result<Outcome, String> {
     let calls = (0..s.units).map(|i| {
         let client = client.clone();
         let req = request(i, s);
-        async move {
-            let mut attempt = 0u32;
-            loop {
-                match client.complete(&req).await {
-                    Ok(_) => return true,
-                    Err(e) => {
-                        attempt += 1;
-                        if attempt == 5 || !e.is_throttle() {
-                            return false;
-                        }
-                        let delay = Duration::from_millis((1000u64 << attempt).min(10_000));
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-            }
-        }
+        async move { seed_call(client.as_ref(), &req).await }
     });
     let results: Vec<bool> = futures::stream::iter(calls).buffer_unordered(10).collect().await;
     Ok(Outcome { makespan: started.elapsed(), failed: results.iter().filter(|ok| !**ok).count(), ..Outcome::default() })
+}
+
+/// One unit as the seed sends it: up to 5 attempts, only throttles retried, after
+/// `min(1 s × 2^attempt, 10 s)`, no jitter. Whether it succeeded.
+pub async fn seed_call(client: &dyn LlmClient, request: &CompletionRequest) -> bool {
+    let mut attempt = 0u32;
+    loop {
+        match client.complete(request).await {
+            Ok(_) => return true,
+            Err(error) => {
+                attempt += 1;
+                if attempt == 5 || !error.is_throttle() {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis((1000u64 << attempt).min(10_000))).await;
+            }
+        }
+    }
 }
 
 /// The quota's physical limit for `s` (see the module documentation).

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use beacon_sim::batch::BatchEnd;
-use beacon_sim::{QuotaMode, SimConfig, SimServer, Tokenizer};
+use beacon_sim::{QuotaChange, QuotaMode, SimConfig, SimServer, TokenAccounting, Tokenizer};
 use clap::{Args, ValueEnum};
 
 use crate::exit;
@@ -29,9 +29,32 @@ pub struct SimArgs {
     /// least 1) instead of the sliding window.
     #[arg(long)]
     burst: Option<u32>,
-    /// How --rpm is enforced (default: token-bucket with --burst, sliding-window otherwise).
+    /// How --rpm and --tpm are enforced: a sliding 60 s window, fixed minute windows (counters
+    /// reset on the minute) or token buckets refilled continuously (default: token-bucket with
+    /// --burst or --burst-secs, sliding-window otherwise).
     #[arg(long, value_enum)]
     quota_mode: Option<QuotaModeArg>,
+    /// The token buckets' capacity in seconds of quota, for requests (unless --burst) and tokens
+    /// (default 10; 1 is a "quantized" per-second limit).
+    #[arg(long, value_name = "SECONDS")]
+    burst_secs: Option<f64>,
+    /// Fixed windows: seconds of the first minute already gone when the simulator starts.
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    fixed_phase: f64,
+    /// What --tpm counts for an answered request: settle (the reservation until answered, then
+    /// the real usage, as Bedrock does) or reservation (input + max tokens, for good).
+    #[arg(long, value_enum, default_value = "settle")]
+    tpm_accounting: TpmAccountingArg,
+    /// The share (0..1) of the quotas used by traffic the client does not see.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    background_load: f64,
+    /// From SECONDS after start the quotas are FACTOR × --rpm/--tpm (repeatable, in time order),
+    /// e.g. --quota-change 30:0.5 halves them after 30 s.
+    #[arg(long, value_name = "SECONDS:FACTOR", value_parser = parse_quota_change)]
+    quota_change: Vec<QuotaChange>,
+    /// Leave the retry-after header out of OpenAI-style throttles (Bedrock never sends one).
+    #[arg(long)]
+    no_retry_after: bool,
     /// The most requests answered at once; more are throttled (unlimited when absent).
     #[arg(long)]
     max_in_flight: Option<u32>,
@@ -94,6 +117,7 @@ enum BatchEndArg {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum QuotaModeArg {
     SlidingWindow,
+    FixedWindow,
     TokenBucket,
 }
 
@@ -101,23 +125,60 @@ impl From<QuotaModeArg> for QuotaMode {
     fn from(mode: QuotaModeArg) -> QuotaMode {
         match mode {
             QuotaModeArg::SlidingWindow => QuotaMode::SlidingWindow,
+            QuotaModeArg::FixedWindow => QuotaMode::FixedWindow,
             QuotaModeArg::TokenBucket => QuotaMode::TokenBucket,
         }
     }
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TpmAccountingArg {
+    Settle,
+    Reservation,
+}
+
+/// `SECONDS:FACTOR`, e.g. `30:0.5`.
+fn parse_quota_change(text: &str) -> Result<QuotaChange, String> {
+    let (at, factor) =
+        text.split_once(':').ok_or_else(|| format!("expected SECONDS:FACTOR (e.g. 30:0.5), got {text:?}"))?;
+    let number = |part: &str, what: &str| {
+        part.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .ok_or_else(|| format!("{what} must be a number of at least 0, got {part:?}"))
+    };
+    Ok(QuotaChange { at_secs: number(at, "SECONDS")?, factor: number(factor, "FACTOR")? })
+}
+
 fn describe_quota(config: &SimConfig) -> String {
     let mut limits = Vec::new();
-    match (config.rpm, config.effective_quota_mode()) {
+    let mode = config.effective_quota_mode();
+    match (config.rpm, mode) {
         (Some(rpm), QuotaMode::TokenBucket) => {
-            let burst = config.burst.unwrap_or(rpm / 6).max(1);
+            let burst = match (config.burst, config.burst_secs) {
+                (Some(burst), _) => burst.max(1).to_string(),
+                (None, Some(secs)) => format!("{secs} s"),
+                (None, None) => (rpm / 6).max(1).to_string(),
+            };
             limits.push(format!("{rpm} requests/minute as a token bucket of {burst}"));
         }
+        (Some(rpm), QuotaMode::FixedWindow) => limits.push(format!("{rpm} requests per clock minute")),
         (Some(rpm), QuotaMode::SlidingWindow) => limits.push(format!("{rpm} requests/minute")),
         (None, _) => {}
     }
     if let Some(tpm) = config.tpm {
-        limits.push(format!("{tpm} tokens/minute"));
+        let accounting = match config.tpm_accounting {
+            TokenAccounting::Settle => "",
+            TokenAccounting::Reservation => ", reservations kept",
+        };
+        limits.push(format!("{tpm} tokens/minute{accounting}"));
+    }
+    if config.background_load > 0.0 {
+        limits.push(format!("{:.0}% used by hidden traffic", config.background_load * 100.0));
+    }
+    for change in &config.quota_schedule {
+        limits.push(format!("x{} from {} s", change.factor, change.at_secs));
     }
     if let Some(cap) = config.max_in_flight {
         limits.push(format!("at most {cap} in flight"));
@@ -131,6 +192,15 @@ pub async fn sim(args: SimArgs) -> u8 {
         tpm: args.tpm,
         burst: args.burst,
         quota_mode: args.quota_mode.map(QuotaMode::from),
+        burst_secs: args.burst_secs,
+        fixed_phase_secs: args.fixed_phase,
+        tpm_accounting: match args.tpm_accounting {
+            TpmAccountingArg::Settle => TokenAccounting::Settle,
+            TpmAccountingArg::Reservation => TokenAccounting::Reservation,
+        },
+        quota_schedule: args.quota_change.clone(),
+        background_load: args.background_load,
+        no_retry_after: args.no_retry_after,
         max_in_flight: args.max_in_flight,
         latency_ms: args.latency_ms,
         latency_per_output_token_ms: args.latency_per_token_ms,

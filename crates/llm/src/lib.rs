@@ -10,13 +10,19 @@
 //! - [`openai::OpenAiChat`]: OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, llama.cpp).
 //! - [`offline::OfflineAnalyzer`]: an extractive analyzer that needs no model and no network.
 //!
-//! Wrappers (the client stack), outermost first:
-//! `Cached<Limited<Adaptive<Retrying<provider>>>>`.
+//! Wrappers (the client stack [`stack::paced`] builds), outermost first:
+//! `Cached<Retrying<Paced<provider>>>`.
 //! - [`cache::Cached`]: answers repeated requests from a content-addressed [`cache::CacheStore`].
-//! - [`limiter::Limited`]: paces calls to a requests/minute and tokens/minute quota
-//!   ([`limiter::GcraLimiter`]), reserving `input + max_tokens` and refunding what was unused.
-//! - [`concurrency::Adaptive`]: AIMD limit on calls in flight, for when the quota is unknown.
-//! - [`retry::Retrying`]: exponential backoff with full jitter on throttling, 5xx and timeouts.
+//! - [`retry::Retrying`]: exponential backoff with full jitter on 5xx and timeouts; throttled
+//!   attempts go straight back to the pacer, which does the waiting.
+//! - [`pacer::Paced`]: every attempt passes a [`pacer::Pacer`]: smooth pacing in small bursts at
+//!   the told quota (an upper bound, enforced over every 60 s window by a
+//!   [`limiter::RateLimiter`] such as [`limiter::GcraLimiter`], reserving `input + max_tokens`
+//!   and refunding what was unused) or at a learned rate; slow start; multiplicative decrease on
+//!   throttles and additive recovery; one probe while throttled, `Retry-After` honoured.
+//!
+//! [`limiter::Limited`] (the limiter alone) and [`concurrency::Adaptive`] (AIMD on calls in
+//! flight) remain as building blocks for callers that want one of them alone.
 //!
 //! [`ClientStats`] counts requests, throttles and retries across the stack so that progress
 //! displays and reports can show them.
@@ -28,6 +34,7 @@ pub mod invoke;
 pub mod limiter;
 pub mod offline;
 pub mod openai;
+pub mod pacer;
 pub mod retry;
 pub mod stack;
 

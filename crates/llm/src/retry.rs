@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rand::Rng;
+use tokio::sync::Notify;
 
 use crate::{ClientStats, Completion, CompletionRequest, LlmClient, LlmError};
 
@@ -125,6 +126,26 @@ impl RetryPolicy {
     }
 }
 
+tokio::task_local! {
+    /// Set by [`Retrying`] around each attempt it sends through a pacing gate below it.
+    static DEPARTURE: Arc<Departure>;
+}
+
+/// When an attempt left a pacing gate (a [`crate::pacer::Paced`]) below the retry layer: an
+/// attempt is timed, and hedged, from then, not from when it joined the gate's queue — a copy
+/// of an attempt still waiting for the quota would only wait beside it and then spend the quota
+/// twice.
+#[derive(Debug, Default)]
+struct Departure {
+    gone: Notify,
+}
+
+/// Called by a pacing gate when it lets the current attempt go (nothing outside a [`Retrying`]
+/// attempt).
+pub(crate) fn departed() {
+    let _ = DEPARTURE.try_with(|departure| departure.gone.notify_one());
+}
+
 /// How [`Retrying`] waits between attempts, and its clock. Tests replace it to run without
 /// waiting; the default is [`TokioSleep`].
 #[async_trait]
@@ -164,6 +185,8 @@ pub struct Retrying<C> {
     /// Recent answer times, newest last, for the hedging delay.
     latencies: Mutex<VecDeque<Duration>>,
     gate: ThrottleGate,
+    /// A [`crate::pacer::Pacer`] below paces throttled attempts: send them straight back.
+    paced_below: bool,
 }
 
 /// Whether the quota is spent (see "One probe while throttled" in the module documentation).
@@ -222,7 +245,16 @@ impl<C: LlmClient> Retrying<C> {
             sleeper: Arc::new(TokioSleep),
             latencies: Mutex::new(VecDeque::new()),
             gate: ThrottleGate::default(),
+            paced_below: false,
         }
+    }
+
+    /// The inner client paces its own attempts (a [`crate::pacer::Paced`]): a throttled attempt
+    /// goes straight back to it, and the waiting for the quota (one probe, `Retry-After`) happens
+    /// there, paced with every other attempt, instead of here.
+    pub fn paced_below(mut self) -> Self {
+        self.paced_below = true;
+        self
     }
 
     /// Waits with `sleeper` instead of tokio's timer.
@@ -289,6 +321,9 @@ impl<C: LlmClient> LlmClient for Retrying<C> {
                         return Err(self.give_up(attempts, throttles, error));
                     }
                     self.stats.record_retry();
+                    if self.paced_below {
+                        continue;
+                    }
                     let remaining = self.policy.throttle_budget.saturating_sub(elapsed);
                     self.wait_for_quota(&mut probe, attempts - 1, delay, *retry_after, remaining).await;
                     continue;
@@ -327,14 +362,29 @@ impl<C: LlmClient> Retrying<C> {
     /// and only up to [`MAX_HEDGES`] such failures. The first attempt keeps running all along, so
     /// hedging never makes a call slower.
     async fn attempt(&self, request: &CompletionRequest) -> (Result<Completion, LlmError>, u32) {
-        let first_sent = self.sleeper.now();
-        let first = self.inner.complete(request);
+        let queued = self.sleeper.now();
         if !self.policy.hedge {
-            let result = first.await;
-            self.timed(&result, first_sent);
+            let result = self.inner.complete(request).await;
+            self.timed(&result, queued);
             return (result, 0);
         }
+        let departure = Arc::new(Departure::default());
+        let first = DEPARTURE.scope(departure.clone(), self.inner.complete(request));
         tokio::pin!(first);
+        let first_sent = if self.paced_below {
+            // Wait for the gate below to let it go; hedging starts from there.
+            let gone = departure.gone.notified();
+            tokio::select! {
+                result = &mut first => {
+                    // Answered (or refused) before the departure was seen: no timing.
+                    return (result, 0);
+                }
+                () = gone => {}
+            }
+            self.sleeper.now()
+        } else {
+            queued
+        };
         tokio::select! {
             result = &mut first => {
                 self.timed(&result, first_sent);

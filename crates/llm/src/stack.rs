@@ -1,40 +1,35 @@
 //! The client stack `beacon run` uses, in one place, so that the benchmark measures exactly what
-//! users run: (cache →) rate limiter or adaptive concurrency → retry → provider.
+//! users run: (cache →) retry → pacer (→ the told quota's limiter) → provider.
 
 use std::sync::Arc;
 
-use crate::concurrency::{Adaptive, AdaptiveConfig};
-use crate::limiter::{Limited, RateLimiter};
+use crate::limiter::{Quota, RateLimiter};
+use crate::pacer::{Paced, Pacer, PacerConfig};
 use crate::retry::{RetryPolicy, Retrying};
 use crate::{ClientStats, LlmClient};
 
-/// Where adaptive concurrency starts when the quota is unknown: above what a small quota allows
-/// (throttles bring it down once per round trip), so a large quota is not approached one step
-/// per round trip, and the first minute's quota is found within seconds rather than spread over
-/// the minute (which would spread every later minute too: quotas free up as they were used).
-/// The quota benchmark's unknown-quota run went from 1.21 × ideal at 16 to 1.13 at 64.
-pub const ADAPTIVE_INITIAL: f64 = 64.0;
-
-/// How requests are paced before the retry layer.
+/// What is known about the quota before the run.
 pub enum Pacing {
-    /// A known quota: every call asks this limiter first.
-    Limiter(Arc<dyn RateLimiter>),
-    /// An unknown quota: adaptive concurrency finds what the provider takes.
-    Adaptive,
+    /// A told quota: paced to it as an upper bound, which `limiter` (in process or shared by
+    /// several processes) also enforces over every 60 s window.
+    Told { quota: Quota, limiter: Arc<dyn RateLimiter> },
+    /// Nothing told: the pacer learns the rate from the provider's throttles.
+    Unknown,
 }
 
-/// `provider` wrapped in retry (counting into `stats`) and then `pacing`.
+/// `provider` behind a [`Pacer`] (every attempt paced, throttles learned from), wrapped in retry
+/// (counting into `stats`).
 pub fn paced(
     provider: Arc<dyn LlmClient>,
     policy: RetryPolicy,
     stats: ClientStats,
     pacing: Pacing,
+    config: PacerConfig,
 ) -> Arc<dyn LlmClient> {
-    let retrying = Retrying::new(provider, policy, stats);
-    match pacing {
-        Pacing::Limiter(limiter) => Arc::new(Limited::new(retrying, limiter)),
-        Pacing::Adaptive => {
-            Arc::new(Adaptive::new(retrying, AdaptiveConfig { initial: ADAPTIVE_INITIAL, ..AdaptiveConfig::default() }))
-        }
-    }
+    let pacer = match pacing {
+        Pacing::Told { quota, limiter } => Pacer::new(quota, Some(limiter), config),
+        Pacing::Unknown => Pacer::new(Quota::unlimited(), None, config),
+    };
+    let paced = Paced::new(provider, Arc::new(pacer));
+    Arc::new(Retrying::new(paced, policy, stats).paced_below())
 }

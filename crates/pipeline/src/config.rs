@@ -325,7 +325,7 @@ impl Default for LlmConfig {
 }
 
 /// The provider's quota as the user knows it.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuotaConfig {
     /// Requests per minute.
@@ -337,6 +337,15 @@ pub struct QuotaConfig {
     pub shared_table: Option<String>,
     /// An endpoint override for that table (DynamoDB Local, moto).
     pub shared_endpoint: Option<String>,
+    /// The burst the pacer allows outside slow start, in seconds of quota (default 1: what a
+    /// provider enforcing per-second limits takes at once).
+    pub burst_secs: f64,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig { rpm: None, tpm: None, shared_table: None, shared_endpoint: None, burst_secs: 1.0 }
+    }
 }
 
 impl QuotaConfig {
@@ -571,6 +580,12 @@ impl Config {
         }
         if self.quota.rpm == Some(0) || self.quota.tpm == Some(0) {
             return Err(ConfigError::Invalid("quota.rpm and quota.tpm must be positive when set".into()));
+        }
+        if !(self.quota.burst_secs > 0.0 && self.quota.burst_secs <= 60.0) {
+            return Err(ConfigError::Invalid(format!(
+                "quota.burst_secs must be more than 0 and at most 60 seconds of quota (it is {})",
+                self.quota.burst_secs
+            )));
         }
         if self.quota.shared_table.is_some() && !self.quota.is_known() {
             return Err(ConfigError::Invalid(

@@ -70,8 +70,8 @@ use faults::{Fault, FaultPlan, Malformation};
 use latency::LatencyModel;
 use openai::{ChatCompletion, ChatRequest, OpenAiError};
 use protocol::{BedrockError, ConverseRequest, ConverseResponse, UNAVAILABLE_MESSAGE, ValidRequest, converse_model_id};
-pub use quota::QuotaMode;
 use quota::{Limit, Quota};
+pub use quota::{QuotaChange, QuotaMode, QuotaRules, TokenAccounting};
 use stats::{Counters, bump, stats_json};
 pub use stats::{FaultStats, SecondStats, SimStats};
 
@@ -97,9 +97,23 @@ pub struct SimConfig {
     /// the token-bucket mode uses it, and setting it selects that mode unless
     /// [`SimConfig::quota_mode`] says otherwise.
     pub burst: Option<u32>,
-    /// How `rpm` is enforced; `None` means the token bucket when `burst` is set (what it meant
-    /// before the sliding window existed) and the sliding 60 s window otherwise.
+    /// How the quotas are enforced; `None` means the token bucket when `burst` or `burst_secs`
+    /// is set (what `burst` meant before the sliding window existed) and the sliding 60 s window
+    /// otherwise.
     pub quota_mode: Option<QuotaMode>,
+    /// The token buckets' capacity in seconds of quota (requests unless `burst` is set, and
+    /// tokens); default 10 s. `1.0` is a "quantized" limit: about a second's share at once.
+    pub burst_secs: Option<f64>,
+    /// Where the first fixed window starts before the run, in seconds (fixed windows only).
+    pub fixed_phase_secs: f64,
+    /// What the tokens-per-minute quota counts for an answered request.
+    pub tpm_accounting: TokenAccounting,
+    /// Quota changes during the run (the quota times a factor from a time on).
+    pub quota_schedule: Vec<QuotaChange>,
+    /// The share (`0..1`) of the quotas used by traffic the client does not see.
+    pub background_load: f64,
+    /// Leave the `retry-after` header out of OpenAI-style throttles (Bedrock never sends one).
+    pub no_retry_after: bool,
     /// The most requests answered at once; more are throttled (HTTP 429). `None` for no cap.
     pub max_in_flight: Option<u32>,
     /// The base latency of each successful answer, in milliseconds.
@@ -144,7 +158,23 @@ pub enum SimError {
 impl SimConfig {
     /// How `rpm` is enforced (see [`SimConfig::quota_mode`]).
     pub fn effective_quota_mode(&self) -> QuotaMode {
-        self.quota_mode.unwrap_or(if self.burst.is_some() { QuotaMode::TokenBucket } else { QuotaMode::SlidingWindow })
+        let bucket = self.burst.is_some() || self.burst_secs.is_some();
+        self.quota_mode.unwrap_or(if bucket { QuotaMode::TokenBucket } else { QuotaMode::SlidingWindow })
+    }
+
+    /// The quota rules this configuration describes.
+    pub fn quota_rules(&self) -> QuotaRules {
+        QuotaRules {
+            mode: self.effective_quota_mode(),
+            rpm: self.rpm,
+            tpm: self.tpm,
+            burst: self.burst,
+            burst_secs: self.burst_secs,
+            fixed_phase_secs: self.fixed_phase_secs,
+            accounting: self.tpm_accounting,
+            schedule: self.quota_schedule.clone(),
+            background: self.background_load,
+        }
     }
 
     /// Checks that fractions are fractions and that the faults add up to at most every request.
@@ -155,6 +185,7 @@ impl SimConfig {
             ("fault_hang", self.fault_hang),
             ("fault_malformed", self.fault_malformed),
             ("batch_record_errors", self.batch_record_errors),
+            ("background_load", self.background_load),
         ];
         for (field, value) in fractions {
             if !(0.0..=1.0).contains(&value) {
@@ -169,6 +200,31 @@ impl SimConfig {
             return Err(SimError::InvalidConfig {
                 field: "fault_503 + fault_hang + fault_malformed",
                 message: format!("is {faults}; the fault fractions must add up to at most 1"),
+            });
+        }
+        if let Some(secs) = self.burst_secs
+            && !(secs.is_finite() && secs > 0.0)
+        {
+            return Err(SimError::InvalidConfig {
+                field: "burst_secs",
+                message: format!("is {secs}; use a positive number of seconds"),
+            });
+        }
+        if !(0.0..60.0).contains(&self.fixed_phase_secs) {
+            return Err(SimError::InvalidConfig {
+                field: "fixed_phase_secs",
+                message: format!("is {}; use seconds in 0..60", self.fixed_phase_secs),
+            });
+        }
+        if let Some(change) =
+            self.quota_schedule.iter().find(|c| !(c.at_secs >= 0.0 && c.factor.is_finite() && c.factor >= 0.0))
+        {
+            return Err(SimError::InvalidConfig {
+                field: "quota_schedule",
+                message: format!(
+                    "has {}s x{}; use a time of at least 0 and a factor of at least 0",
+                    change.at_secs, change.factor
+                ),
             });
         }
         if !self.latency_per_output_token_ms.is_finite() || self.latency_per_output_token_ms < 0.0 {
@@ -269,7 +325,7 @@ impl SimState {
         SimState {
             config: config.clone(),
             started,
-            quota: Mutex::new(Quota::new(config.effective_quota_mode(), config.rpm, config.burst, config.tpm, started)),
+            quota: Mutex::new(Quota::with_rules(config.quota_rules(), started)),
             latency: LatencyModel {
                 base_ms: config.latency_ms as f64,
                 per_output_token_ms: config.latency_per_output_token_ms,
@@ -293,7 +349,7 @@ impl SimState {
     fn stats(&self) -> SimStats {
         let (max_rpm, max_tpm) = {
             let quota = lock(&self.quota);
-            (quota.window().max_requests_observed(), quota.window().max_tokens_observed())
+            (quota.observed().max_requests_observed(), quota.observed().max_tokens_observed())
         };
         self.counters.snapshot(max_rpm, max_tpm)
     }
@@ -383,7 +439,7 @@ impl SimState {
                 () = self.closed() => return Outcome::ShuttingDown,
             }
         }
-        lock(&self.quota).settle(admission, answer.input_tokens + answer.output_tokens);
+        lock(&self.quota).settle(now(), admission, answer.input_tokens + answer.output_tokens);
         let counters = &self.counters;
         bump(&counters.succeeded);
         counters.attachments.fetch_add(request.attachments, Ordering::Relaxed);
@@ -612,7 +668,11 @@ async fn chat_completions(State(state): State<Arc<SimState>>, body: Bytes) -> Re
                     config.max_in_flight.unwrap_or(0)
                 ),
             };
-            OpenAiError::rate_limited(message, retry_after).into_response()
+            let mut error = OpenAiError::rate_limited(message, retry_after);
+            if config.no_retry_after {
+                error.retry_after = None;
+            }
+            error.into_response()
         }
         Outcome::Unavailable => OpenAiError::unavailable("The server is overloaded or not ready yet.").into_response(),
         Outcome::ShuttingDown => OpenAiError::unavailable("The simulator is shutting down.").into_response(),

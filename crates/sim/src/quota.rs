@@ -1,25 +1,36 @@
-//! The quotas: requests and tokens per minute, and how they are enforced.
+//! The quotas: requests and tokens per minute, and how a provider enforces them.
 //!
-//! Bedrock's on-demand quotas are per minute. By default they are enforced over a **sliding 60 s
-//! window** ([`SlidingWindow`]): a request is admitted when fewer than `rpm` requests were admitted
-//! in the last 60 seconds and the tokens counted in that window plus this request's reservation
-//! (its input tokens plus its `maxTokens`, as Bedrock reserves) stay within `tpm`. When the answer
-//! is produced the reservation is replaced by the actual input + output tokens. Refused requests
-//! count for nothing.
+//! Providers publish per-minute quotas but enforce them in different ways, and a client tuned to
+//! one way fails against another. [`Quota`] enforces both dimensions by one of three rules
+//! ([`QuotaMode`]):
 //!
-//! The older model is kept as an option ([`QuotaMode::TokenBucket`]): a bucket that holds at most
-//! `burst` tokens and refills at `rpm / 60` per second, which throttles bursts the way a busy
-//! service does even when the minute's quota is not used up.
+//! - **a sliding 60 s window** ([`SlidingWindow`], the default): a request is admitted when
+//!   fewer than `rpm` requests were admitted in the last 60 seconds and the tokens counted in
+//!   that window plus this request's reservation stay within `tpm`. A whole minute's quota may
+//!   arrive at once.
+//! - **fixed minute windows** ([`FixedWindow`]): counters that reset on the minute (the seed's own
+//!   DynamoDB table counts this way), so up to twice the quota can pass around a boundary.
+//! - **a token bucket** ([`TokenBucket`]): capacity refilled continuously at `quota / 60` per
+//!   second, holding a small burst — how "quantized" limits behave (OpenAI: a per-minute limit
+//!   may be enforced per second).
 //!
-//! Nothing here reads a clock; callers pass `now`, so tests drive the quotas with made-up instants
-//! instead of sleeping.
+//! Tokens are reserved at admission as input + `maxTokens` (what Bedrock documents) and, by
+//! default, settled on completion to the real usage ([`TokenAccounting::Settle`]); a provider may
+//! also keep the reservation ([`TokenAccounting::Reservation`]). A [`QuotaRules::schedule`]
+//! changes the quota during a run (halved; doubled after an increase), and
+//! [`QuotaRules::background`] spends a share of it on traffic the client does not see (another
+//! application on the same account). Refused requests count for nothing.
+//!
+//! Nothing here reads a clock; callers pass `now`, so tests and simulations drive the quotas with
+//! made-up instants instead of sleeping.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// A token bucket for one quota.
+/// A token bucket for one quota dimension: holds at most `capacity` units, refilled continuously
+/// at `per_minute / 60` per second.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
     capacity: f64,
@@ -39,33 +50,72 @@ impl TokenBucket {
     /// that throttles every request, which is handy for rehearsing the worst case.
     pub fn new(rpm: u32, burst: Option<u32>, now: Instant) -> TokenBucket {
         let capacity = if rpm == 0 { 0.0 } else { f64::from(burst.unwrap_or(rpm / 6).max(1)) };
-        TokenBucket { capacity, refill_per_second: f64::from(rpm) / 60.0, tokens: capacity, last_refill: now }
+        TokenBucket::with_capacity(u64::from(rpm), capacity, now)
     }
 
-    /// The most requests the bucket admits at once.
+    /// A full bucket refilled at `per_minute / 60` per second holding `capacity` units (a
+    /// positive quota holds at least one).
+    pub fn with_capacity(per_minute: u64, capacity: f64, now: Instant) -> TokenBucket {
+        #[allow(clippy::cast_precision_loss)] // quotas are far below 2^52
+        let per_minute = per_minute as f64;
+        let capacity = if per_minute <= 0.0 { 0.0 } else { capacity.max(1.0) };
+        TokenBucket { capacity, refill_per_second: per_minute / 60.0, tokens: capacity, last_refill: now }
+    }
+
+    /// The most units the bucket admits at once.
     pub fn capacity(&self) -> f64 {
         self.capacity
     }
 
-    /// The tokens available at `now` (after refilling).
+    /// The units available at `now` (after refilling).
     pub fn available(&mut self, now: Instant) -> f64 {
         self.refill(now);
         self.tokens
     }
 
-    /// Takes one token if there is one. Otherwise returns how long until one is available
-    /// (`Duration::MAX` when the bucket never refills); a refused request takes nothing.
+    /// Takes one unit if there is one (see [`TokenBucket::try_take`]).
     pub fn try_acquire(&mut self, now: Instant) -> Result<(), Duration> {
+        self.try_take(now, 1)
+    }
+
+    /// Takes `amount` units if the bucket holds them; an amount larger than the capacity is
+    /// taken from a full bucket, leaving it in debt (it could never run otherwise). Otherwise
+    /// returns how long until it would fit (`Duration::MAX` when never); a refusal takes nothing.
+    pub fn try_take(&mut self, now: Instant, amount: u64) -> Result<(), Duration> {
         self.refill(now);
-        if self.tokens + EPSILON >= 1.0 {
-            self.tokens = (self.tokens - 1.0).max(0.0);
+        #[allow(clippy::cast_precision_loss)]
+        let amount = amount as f64;
+        let needed = amount.min(self.capacity);
+        if self.capacity >= 1.0 - EPSILON && self.tokens + EPSILON >= needed {
+            self.tokens -= amount;
+            if self.tokens > -EPSILON && self.tokens < 0.0 {
+                self.tokens = 0.0;
+            }
             return Ok(());
         }
-        if self.refill_per_second <= 0.0 || self.capacity < 1.0 {
+        if self.refill_per_second <= 0.0 || self.capacity < 1.0 - EPSILON {
             return Err(Duration::MAX);
         }
-        let missing = 1.0 - self.tokens;
+        let missing = needed - self.tokens;
         Err(Duration::from_secs_f64(missing / self.refill_per_second))
+    }
+
+    /// Gives back `amount` units taken earlier (a reservation settled below it), up to the
+    /// capacity; a negative amount charges an overrun.
+    pub fn give_back(&mut self, now: Instant, amount: f64) {
+        self.refill(now);
+        self.tokens = (self.tokens + amount).min(self.capacity);
+    }
+
+    /// Changes the refill rate and capacity (the quota changed); the units held stay, up to the
+    /// new capacity.
+    pub fn resize(&mut self, now: Instant, per_minute: u64, capacity: f64) {
+        self.refill(now);
+        #[allow(clippy::cast_precision_loss)]
+        let per_minute = per_minute as f64;
+        self.refill_per_second = per_minute / 60.0;
+        self.capacity = if per_minute <= 0.0 { 0.0 } else { capacity.max(1.0) };
+        self.tokens = self.tokens.min(self.capacity);
     }
 
     fn refill(&mut self, now: Instant) {
@@ -80,17 +130,175 @@ impl TokenBucket {
     }
 }
 
+/// Counters that reset on the minute: at most `limit` units per fixed window.
+#[derive(Debug, Clone)]
+pub struct FixedWindow {
+    origin: Instant,
+    /// The window index `used` counts for.
+    index: u64,
+    used: u64,
+}
+
+impl FixedWindow {
+    /// Windows of [`WINDOW`] starting `phase` before `origin` (so the first window ends
+    /// `WINDOW - phase` after it: a run rarely starts on the minute).
+    pub fn new(origin: Instant, phase: Duration) -> FixedWindow {
+        let phase = phase.min(WINDOW.saturating_sub(Duration::from_nanos(1)));
+        let origin = origin.checked_sub(phase).unwrap_or(origin);
+        FixedWindow { origin, index: 0, used: 0 }
+    }
+
+    /// The window `now` falls in.
+    pub fn index_at(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin);
+        u64::try_from(since.as_nanos() / WINDOW.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn roll(&mut self, now: Instant) -> u64 {
+        let index = self.index_at(now);
+        if index > self.index {
+            self.index = index;
+            self.used = 0;
+        }
+        self.index
+    }
+
+    /// Takes `amount` if this window has room under `limit`; otherwise how long until the next
+    /// window (`Duration::MAX` when `amount` exceeds any window).
+    pub fn try_take(&mut self, now: Instant, amount: u64, limit: u64) -> Result<u64, Duration> {
+        let index = self.roll(now);
+        if self.used.saturating_add(amount) <= limit {
+            self.used += amount;
+            return Ok(index);
+        }
+        if amount > limit {
+            return Err(Duration::MAX);
+        }
+        let next = self.origin + WINDOW * u32::try_from(index + 1).unwrap_or(u32::MAX);
+        Err(next.saturating_duration_since(now).max(Duration::from_millis(1)))
+    }
+
+    /// Whether `amount` would fit now, without taking it.
+    fn fits(&mut self, now: Instant, amount: u64, limit: u64) -> Result<(), Duration> {
+        self.roll(now);
+        let used = self.used;
+        let result = self.try_take(now, amount, limit).map(|_| ());
+        if result.is_ok() {
+            self.used = used;
+        }
+        result
+    }
+
+    /// Replaces `reserved` taken in window `index` by `actual`, if that window is still open.
+    pub fn settle(&mut self, now: Instant, index: u64, reserved: u64, actual: u64) {
+        if self.roll(now) == index {
+            self.used = self.used.saturating_sub(reserved).saturating_add(actual);
+        }
+    }
+}
+
 /// The length of the quota window: Bedrock's quotas are per minute.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
-/// How the requests-per-minute quota is enforced. Tokens per minute always use the sliding window.
+/// How the quotas are enforced (requests and tokens alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum QuotaMode {
-    /// At most `rpm` requests in any 60 s window ([`SlidingWindow`]).
+    /// At most `rpm` requests and `tpm` tokens in any 60 s window ([`SlidingWindow`]).
     SlidingWindow,
-    /// A token bucket of `burst` requests refilled at `rpm / 60` per second ([`TokenBucket`]).
+    /// At most `rpm` requests and `tpm` tokens per minute on the clock ([`FixedWindow`]).
+    FixedWindow,
+    /// Buckets refilled continuously at `quota / 60` per second ([`TokenBucket`]), holding
+    /// [`QuotaRules::burst`] requests (or [`QuotaRules::burst_secs`] of the quota).
     TokenBucket,
+}
+
+/// What a provider counts against the tokens-per-minute quota for an answered request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenAccounting {
+    /// The reservation (input + `maxTokens`) until the answer, then the real input + output.
+    #[default]
+    Settle,
+    /// The reservation, for good: unused `maxTokens` are never given back.
+    Reservation,
+}
+
+/// From `at_secs` into the run on, the quota is `factor` × the configured one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QuotaChange {
+    pub at_secs: f64,
+    pub factor: f64,
+}
+
+/// How a provider enforces its quotas, beyond the numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuotaRules {
+    pub mode: QuotaMode,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    /// The token bucket's request capacity (default: [`QuotaRules::burst_secs`] of the quota,
+    /// else `rpm / 6`).
+    pub burst: Option<u32>,
+    /// The token buckets' capacity in seconds of quota, for requests (unless `burst` is set) and
+    /// tokens (default 10 s).
+    pub burst_secs: Option<f64>,
+    /// Where the first fixed window starts before the run (fixed windows only).
+    pub fixed_phase_secs: f64,
+    pub accounting: TokenAccounting,
+    /// Quota changes during the run, in time order.
+    pub schedule: Vec<QuotaChange>,
+    /// The share (`0..1`) of both quotas used by traffic the client does not see: requests of
+    /// `tpm / rpm` tokens each (1,000 without an `rpm`) at a steady rate, already running for a
+    /// minute when the run starts; refused ones are dropped.
+    pub background: f64,
+}
+
+impl Default for QuotaRules {
+    fn default() -> Self {
+        QuotaRules {
+            mode: QuotaMode::SlidingWindow,
+            rpm: None,
+            tpm: None,
+            burst: None,
+            burst_secs: None,
+            fixed_phase_secs: 0.0,
+            accounting: TokenAccounting::Settle,
+            schedule: Vec::new(),
+            background: 0.0,
+        }
+    }
+}
+
+impl QuotaRules {
+    /// The factor the schedule applies at `since` into the run.
+    pub fn factor_at(&self, since: Duration) -> f64 {
+        let secs = since.as_secs_f64();
+        self.schedule.iter().take_while(|change| change.at_secs <= secs).last().map_or(1.0, |change| change.factor)
+    }
+
+    /// The quotas in force at `since` into the run: `(rpm, tpm)`.
+    pub fn limits_at(&self, since: Duration) -> (Option<u64>, Option<u64>) {
+        let factor = self.factor_at(since).max(0.0);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        let scale = |quota: u64| (quota as f64 * factor).round() as u64;
+        (self.rpm.map(|rpm| scale(u64::from(rpm))), self.tpm.map(scale))
+    }
+
+    /// The bucket capacities for quotas `(rpm, tpm)`.
+    fn capacities(&self, rpm: Option<u64>, tpm: Option<u64>) -> (f64, f64) {
+        let secs = self.burst_secs.unwrap_or(10.0).max(0.0);
+        #[allow(clippy::cast_precision_loss)]
+        let share = |quota: u64| quota as f64 * secs / 60.0;
+        let requests = match (self.burst, self.burst_secs) {
+            (Some(burst), _) => f64::from(burst),
+            (None, Some(_)) => rpm.map_or(0.0, share),
+            #[allow(clippy::cast_precision_loss)]
+            (None, None) => rpm.map_or(0.0, |rpm| (rpm / 6) as f64),
+        };
+        (requests, tpm.map_or(0.0, share))
+    }
 }
 
 /// Which limit refused a request.
@@ -111,11 +319,17 @@ pub struct Refusal {
     pub retry_after: Duration,
 }
 
-/// An admitted request's place in the window, to [`SlidingWindow::settle`] with its actual usage.
+/// An admitted request's place in the window, to [`SlidingWindow::settle`] (or
+/// [`Quota::settle`]) with its actual usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "settle the admission with the actual token usage"]
 pub struct Admission {
     id: u64,
+    /// In a [`Quota`]: the entry in the record of the client's own admissions, the tokens
+    /// reserved and the fixed window they were counted in.
+    observed: u64,
+    reserved: u64,
+    fixed_index: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -157,6 +371,12 @@ impl SlidingWindow {
             max_requests: 0,
             max_tokens: 0,
         }
+    }
+
+    /// Changes the limits (the quota changed); what the window holds stays.
+    pub fn set_limits(&mut self, rpm: Option<u32>, tpm: Option<u64>) {
+        self.rpm = rpm;
+        self.tpm = tpm;
     }
 
     /// Admits a request reserving `tokens` if both limits allow it at `now`, and records it;
@@ -262,48 +482,204 @@ impl SlidingWindow {
         self.tokens += tokens;
         self.max_requests = self.max_requests.max(self.entries.len() as u64);
         self.max_tokens = self.max_tokens.max(self.tokens);
-        Admission { id }
+        Admission { id, observed: id, reserved: tokens, fixed_index: 0 }
     }
 }
 
-/// Both quotas together: requests per minute by the configured [`QuotaMode`], tokens per minute
-/// by the sliding window.
+/// Both quotas together, enforced by [`QuotaRules`]: the mode, the accounting, the schedule and
+/// the background traffic.
+///
+/// It also keeps a record of the client's own admissions over a sliding 60 s window (background
+/// traffic left out), whatever the mode, so that tests can check that a client never exceeded
+/// the quota it was told.
 #[derive(Debug, Clone)]
 pub struct Quota {
-    bucket: Option<TokenBucket>,
+    rules: QuotaRules,
+    origin: Instant,
+    /// Enforces the sliding-window mode (limits follow the schedule); empty otherwise.
     window: SlidingWindow,
+    /// The client's own admissions, unlimited: the maxima tests read.
+    observed: SlidingWindow,
+    fixed: [FixedWindow; 2],
+    buckets: Option<[TokenBucket; 2]>,
+    /// The limits last applied (to see schedule changes).
+    limits: (Option<u64>, Option<u64>),
+    /// When the next background request arrives.
+    background_at: Option<Instant>,
 }
 
+/// How far before the run background traffic is replayed, so the run starts with a window that
+/// already holds it.
+const BACKGROUND_HEAD_START: Duration = WINDOW;
+
+/// Tokens of one background request when there is no request quota to share them over.
+const BACKGROUND_TOKENS: u64 = 1_000;
+
 impl Quota {
-    /// The quota for `rpm` requests and `tpm` tokens per minute (`None`: unlimited). `burst` only
-    /// matters in [`QuotaMode::TokenBucket`] mode.
+    /// The quota for `rpm` requests and `tpm` tokens per minute (`None`: unlimited), enforced by
+    /// `mode`; `burst` only matters for [`QuotaMode::TokenBucket`].
     pub fn new(mode: QuotaMode, rpm: Option<u32>, burst: Option<u32>, tpm: Option<u64>, now: Instant) -> Quota {
-        match (mode, rpm) {
-            (QuotaMode::TokenBucket, Some(rpm)) => {
-                Quota { bucket: Some(TokenBucket::new(rpm, burst, now)), window: SlidingWindow::new(None, tpm) }
-            }
-            _ => Quota { bucket: None, window: SlidingWindow::new(rpm, tpm) },
-        }
+        Quota::with_rules(QuotaRules { mode, rpm, tpm, burst, ..QuotaRules::default() }, now)
+    }
+
+    /// The quota `rules` describe, for a run starting at `now`.
+    pub fn with_rules(rules: QuotaRules, now: Instant) -> Quota {
+        let limits = rules.limits_at(Duration::ZERO);
+        let phase = Duration::from_secs_f64(rules.fixed_phase_secs.clamp(0.0, 59.999));
+        let buckets = (rules.mode == QuotaMode::TokenBucket).then(|| {
+            let (requests, tokens) = rules.capacities(limits.0, limits.1);
+            [
+                TokenBucket::with_capacity(limits.0.unwrap_or(0), requests, now),
+                TokenBucket::with_capacity(limits.1.unwrap_or(0), tokens, now),
+            ]
+        });
+        let background_at = (rules.background > 0.0 && (rules.rpm.is_some() || rules.tpm.is_some()))
+            .then(|| now.checked_sub(BACKGROUND_HEAD_START).unwrap_or(now));
+        let mut quota = Quota {
+            window: SlidingWindow::new(None, None),
+            observed: SlidingWindow::new(None, None),
+            fixed: [FixedWindow::new(now, phase), FixedWindow::new(now, phase)],
+            buckets,
+            limits: (None, None),
+            background_at,
+            origin: now,
+            rules,
+        };
+        quota.apply_limits(now);
+        quota
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &QuotaRules {
+        &self.rules
     }
 
     /// Admits a request reserving `tokens`, or refuses it and takes nothing.
     pub fn try_admit(&mut self, now: Instant, tokens: u64) -> Result<Admission, Refusal> {
-        let now = self.window.advance(now);
-        self.window.check(now, tokens, self.bucket.is_none())?;
-        if let Some(bucket) = &mut self.bucket {
-            bucket.try_acquire(now).map_err(|retry_after| Refusal { limit: Limit::Requests, retry_after })?;
+        self.catch_up(now);
+        let mut admission = self.admit(now, tokens)?;
+        let at = self.observed.advance(now);
+        admission.observed = self.observed.record(at, tokens).id;
+        Ok(admission)
+    }
+
+    /// Settles an admission with the tokens the request actually used (or keeps its reservation,
+    /// under [`TokenAccounting::Reservation`]).
+    pub fn settle(&mut self, now: Instant, admission: Admission, actual_tokens: u64) {
+        let counted = match self.rules.accounting {
+            TokenAccounting::Settle => actual_tokens,
+            TokenAccounting::Reservation => admission.reserved.max(actual_tokens),
+        };
+        self.observed.settle(Admission { id: admission.observed, ..admission }, counted);
+        match self.rules.mode {
+            QuotaMode::SlidingWindow => self.window.settle(admission, counted),
+            QuotaMode::FixedWindow => self.fixed[1].settle(now, admission.fixed_index, admission.reserved, counted),
+            QuotaMode::TokenBucket => {
+                if let Some(buckets) = &mut self.buckets {
+                    #[allow(clippy::cast_precision_loss)]
+                    let unused = admission.reserved as f64 - counted as f64;
+                    buckets[1].give_back(now, unused);
+                }
+            }
         }
-        Ok(self.window.record(now, tokens))
     }
 
-    /// See [`SlidingWindow::settle`].
-    pub fn settle(&mut self, admission: Admission, actual_tokens: u64) {
-        self.window.settle(admission, actual_tokens);
+    /// The client's own admissions over a sliding 60 s window (background traffic left out).
+    pub fn observed(&self) -> &SlidingWindow {
+        &self.observed
     }
 
-    /// The window that counts admitted requests and tokens.
-    pub fn window(&self) -> &SlidingWindow {
-        &self.window
+    /// The quotas in force at `now`: `(rpm, tpm)`.
+    pub fn limits_at(&self, now: Instant) -> (Option<u64>, Option<u64>) {
+        self.rules.limits_at(now.saturating_duration_since(self.origin))
+    }
+
+    /// Follows the schedule: new limits for the window, the fixed counters and the buckets.
+    fn apply_limits(&mut self, now: Instant) {
+        let limits = self.limits_at(now);
+        if limits == self.limits {
+            return;
+        }
+        self.limits = limits;
+        if self.rules.mode == QuotaMode::SlidingWindow {
+            let rpm = limits.0.map(|rpm| u32::try_from(rpm).unwrap_or(u32::MAX));
+            self.window.set_limits(rpm, limits.1);
+        }
+        let (requests, tokens) = self.rules.capacities(limits.0, limits.1);
+        if let Some(buckets) = &mut self.buckets {
+            buckets[0].resize(now, limits.0.unwrap_or(0), requests);
+            buckets[1].resize(now, limits.1.unwrap_or(0), tokens);
+        }
+    }
+
+    /// Replays the background traffic due by `now`.
+    fn catch_up(&mut self, now: Instant) {
+        while let Some(at) = self.background_at.filter(|at| *at <= now) {
+            self.apply_limits(at.max(self.origin));
+            let (rpm, tpm) = self.limits_at(at.max(self.origin));
+            #[allow(clippy::cast_precision_loss)]
+            let (requests_per_sec, tokens) = match (self.rules.rpm, rpm, tpm) {
+                (Some(base), Some(rpm), _) => {
+                    (rpm as f64 / 60.0, self.rules.tpm.map_or(0, |tpm| tpm / u64::from(base.max(1))))
+                }
+                (_, _, Some(tpm)) => (tpm as f64 / 60.0 / BACKGROUND_TOKENS as f64, BACKGROUND_TOKENS),
+                _ => (0.0, 0),
+            };
+            let rate = requests_per_sec * self.rules.background.clamp(0.0, 1.0);
+            if rate <= 0.0 {
+                self.background_at = None;
+                break;
+            }
+            // Refused background requests are dropped: that application is throttled too.
+            if let Ok(admission) = self.admit(at, tokens) {
+                self.settle(at, admission, tokens);
+            }
+            self.background_at = Some(at + Duration::from_secs_f64(1.0 / rate));
+        }
+        self.apply_limits(now);
+    }
+
+    /// Admits by the mode's rule, recording nothing of the client's own.
+    fn admit(&mut self, now: Instant, tokens: u64) -> Result<Admission, Refusal> {
+        let (rpm, tpm) = self.limits;
+        let refused = |limit, retry_after| Refusal { limit, retry_after };
+        match self.rules.mode {
+            QuotaMode::SlidingWindow => {
+                let now = self.window.advance(now);
+                self.window.check(now, tokens, true)?;
+                Ok(self.window.record(now, tokens))
+            }
+            QuotaMode::FixedWindow => {
+                if let Some(tpm) = tpm {
+                    self.fixed[1].fits(now, tokens, tpm).map_err(|wait| refused(Limit::Tokens, wait))?;
+                }
+                if let Some(rpm) = rpm {
+                    self.fixed[0].try_take(now, 1, rpm).map_err(|wait| refused(Limit::Requests, wait))?;
+                }
+                let fixed_index = match tpm {
+                    Some(tpm) => self.fixed[1].try_take(now, tokens, tpm).unwrap_or(0),
+                    None => self.fixed[1].index_at(now),
+                };
+                Ok(Admission { id: 0, observed: 0, reserved: tokens, fixed_index })
+            }
+            QuotaMode::TokenBucket => {
+                let Some(buckets) = &mut self.buckets else {
+                    return Ok(Admission { id: 0, observed: 0, reserved: tokens, fixed_index: 0 });
+                };
+                if tpm.is_some() {
+                    // Checked first, taken last: a refusal takes nothing from either bucket.
+                    let mut probe = buckets[1].clone();
+                    probe.try_take(now, tokens).map_err(|wait| refused(Limit::Tokens, wait))?;
+                }
+                if rpm.is_some() {
+                    buckets[0].try_take(now, 1).map_err(|wait| refused(Limit::Requests, wait))?;
+                }
+                if tpm.is_some() {
+                    let _ = buckets[1].try_take(now, tokens);
+                }
+                Ok(Admission { id: 0, observed: 0, reserved: tokens, fixed_index: 0 })
+            }
+        }
     }
 }
 
@@ -516,10 +892,18 @@ mod tests {
     }
 
     #[test]
-    fn quota_in_bucket_mode_uses_the_bucket_for_requests_and_the_window_for_tokens() {
+    fn quota_in_bucket_mode_uses_buckets_for_requests_and_tokens() {
         let t0 = Instant::now();
-        let mut quota = Quota::new(QuotaMode::TokenBucket, Some(60), Some(2), Some(100), t0);
-        assert!(quota.try_admit(t0, 10).is_ok());
+        let rules = QuotaRules {
+            mode: QuotaMode::TokenBucket,
+            rpm: Some(60),
+            tpm: Some(600),
+            burst: Some(2),
+            burst_secs: Some(10.0),
+            ..QuotaRules::default()
+        };
+        let mut quota = Quota::with_rules(rules, t0);
+        let first = quota.try_admit(t0, 10).unwrap();
         assert!(quota.try_admit(t0, 10).is_ok());
         // The burst is spent: the third waits one second, not a minute.
         assert_eq!(
@@ -527,11 +911,71 @@ mod tests {
             Refusal { limit: Limit::Requests, retry_after: Duration::from_secs(1) }
         );
         assert!(quota.try_admit(secs(t0, 1), 10).is_ok());
-        // Tokens are refused by the window and do not take a bucket token.
-        assert_eq!(quota.try_admit(secs(t0, 2), 90).unwrap_err().limit, Limit::Tokens);
-        assert!(quota.try_admit(secs(t0, 2), 70).is_ok());
-        assert_eq!(quota.window().max_requests_observed(), 4);
-        assert_eq!(quota.window().max_tokens_observed(), 100);
+        // The token bucket holds 100 (10 s of 600/min, refilled at 10/s): 90 at 2 s, so 95 does
+        // not fit and takes no request token; settling the first at 2 gives 8 back.
+        assert_eq!(quota.try_admit(secs(t0, 2), 95).unwrap_err().limit, Limit::Tokens);
+        quota.settle(secs(t0, 2), first, 2);
+        assert!(quota.try_admit(secs(t0, 2), 95).is_ok());
+        assert_eq!(quota.observed().max_requests_observed(), 4);
+    }
+
+    #[test]
+    fn fixed_windows_reset_on_the_minute() {
+        let t0 = Instant::now();
+        let rules =
+            QuotaRules { mode: QuotaMode::FixedWindow, rpm: Some(2), fixed_phase_secs: 50.0, ..QuotaRules::default() };
+        let mut quota = Quota::with_rules(rules, t0);
+        assert!(quota.try_admit(t0, 0).is_ok());
+        assert!(quota.try_admit(t0, 0).is_ok());
+        // The window started 50 s before the run: it ends 10 s in.
+        assert_eq!(quota.try_admit(t0, 0).unwrap_err().retry_after, Duration::from_secs(10));
+        assert!(quota.try_admit(secs(t0, 10), 0).is_ok());
+        assert!(quota.try_admit(secs(t0, 10), 0).is_ok());
+        // Four in ten seconds: twice the quota around the boundary, as fixed windows allow.
+        assert_eq!(quota.observed().max_requests_observed(), 4);
+    }
+
+    #[test]
+    fn reservations_kept_are_never_refunded() {
+        let t0 = Instant::now();
+        for (accounting, fits) in [(TokenAccounting::Settle, true), (TokenAccounting::Reservation, false)] {
+            let rules = QuotaRules { tpm: Some(100), accounting, ..QuotaRules::default() };
+            let mut quota = Quota::with_rules(rules, t0);
+            let first = quota.try_admit(t0, 60).unwrap();
+            quota.settle(t0, first, 10);
+            assert_eq!(quota.try_admit(t0, 60).is_ok(), fits, "{accounting:?}");
+        }
+    }
+
+    #[test]
+    fn the_schedule_changes_the_quota() {
+        let t0 = Instant::now();
+        let rules = QuotaRules {
+            rpm: Some(4),
+            schedule: vec![QuotaChange { at_secs: 10.0, factor: 0.5 }, QuotaChange { at_secs: 20.0, factor: 2.0 }],
+            ..QuotaRules::default()
+        };
+        let mut quota = Quota::with_rules(rules, t0);
+        assert!(quota.try_admit(t0, 0).is_ok());
+        assert!(quota.try_admit(t0, 0).is_ok());
+        // Halved at 10 s: two in the window already, none more.
+        assert!(quota.try_admit(secs(t0, 10), 0).is_err());
+        // Doubled at 20 s: eight per minute.
+        for _ in 0..6 {
+            assert!(quota.try_admit(secs(t0, 20), 0).is_ok());
+        }
+        assert!(quota.try_admit(secs(t0, 20), 0).is_err());
+    }
+
+    #[test]
+    fn background_traffic_takes_its_share() {
+        let t0 = Instant::now();
+        let rules = QuotaRules { rpm: Some(100), background: 0.4, ..QuotaRules::default() };
+        let mut quota = Quota::with_rules(rules, t0);
+        let admitted = (0..100).filter(|_| quota.try_admit(t0, 0).is_ok()).count();
+        // The other application sent 40 in the minute before the run.
+        assert!((59..=61).contains(&admitted), "{admitted}");
+        assert_eq!(quota.observed().max_requests_observed(), admitted as u64, "only the client's own count");
     }
 
     #[test]

@@ -243,6 +243,23 @@ impl GcraState {
         used < permit.reserved
     }
 
+    /// Gives back a request that was never processed: its place in the GCRA and the record, and
+    /// its tokens.
+    pub fn release(&mut self, now: Micros, permit: &Permit) {
+        let window = self.window;
+        if let Some(requests) = &mut self.requests {
+            requests.refund(window, now, 1);
+        }
+        if let Some(dimension) = &mut self.tokens {
+            dimension.refund(window, now, permit.reserved);
+        }
+        if let Ok(index) = self.entries.binary_search_by_key(&permit.ticket, |entry| entry.ticket) {
+            let entry = &mut self.entries[index];
+            entry.requests = entry.requests.saturating_sub(1);
+            entry.tokens = entry.tokens.saturating_sub(permit.reserved);
+        }
+    }
+
     /// Requests and tokens admitted in the record ending at `now` (after pruning).
     pub fn in_record(&self) -> (u64, u64) {
         self.entries

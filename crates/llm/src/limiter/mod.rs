@@ -82,14 +82,15 @@ pub trait Clock: Send + Sync {
     async fn sleep_until(&self, deadline: Instant);
 }
 
-/// The real clock and tokio's timer.
+/// Tokio's clock and timer: the real ones, or the paused test clock under `start_paused` (so a
+/// whole client stack can run against a simulated provider in virtual time).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TokioClock;
 
 #[async_trait]
 impl Clock for TokioClock {
     fn now(&self) -> Instant {
-        Instant::now()
+        tokio::time::Instant::now().into_std()
     }
 
     async fn sleep_until(&self, deadline: Instant) {
@@ -210,6 +211,13 @@ pub trait RateLimiter: Send + Sync {
     /// reservation is refunded (and an overrun charged). Best effort: a refund that cannot be
     /// stored is lost, which only slows later requests down.
     async fn settle(&self, permit: Permit, used: u64);
+
+    /// The request was never processed (the provider answered it with a 5xx at once): give the
+    /// request and its tokens back. By default it is only settled with nothing used, its request
+    /// still counted (the safe side).
+    async fn forget(&self, permit: Permit) {
+        self.settle(permit, 0).await;
+    }
 }
 
 /// An in-process [`RateLimiter`]: GCRA on requests and tokens plus a record of the last minute's
@@ -306,6 +314,11 @@ impl RateLimiter for GcraLimiter {
         if refunded {
             self.refunded.notify_one();
         }
+    }
+
+    async fn forget(&self, permit: Permit) {
+        lock(&self.state).release(self.now(), &permit);
+        self.refunded.notify_one();
     }
 }
 
