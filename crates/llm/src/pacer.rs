@@ -647,15 +647,9 @@ impl Pacer {
             state.burst = self.config.burst_secs;
             let since = state.blocked_since - WINDOW.as_secs_f64();
             let requests = state.admitted.iter().filter(|(at, _)| *at > since && *at <= state.blocked_since).count();
-            let tokens: u64 = state
-                .admitted
-                .iter()
-                .filter(|(at, _)| *at > since && *at <= state.blocked_since)
-                .map(|(_, tokens)| *tokens)
-                .sum();
             if requests > 0 && self.limiter.is_none() {
+                // Requests only: a token-bound window shows as fewer requests of the same size.
                 let quota = Quota { rpm: u32::try_from(requests).ok(), tpm: None };
-                let _ = tokens;
                 // The minute's admissions go into the record, replayed from the first of them.
                 let recent: Vec<(f64, u64)> =
                     state.admitted.iter().filter(|(at, _)| *at > now - WINDOW.as_secs_f64()).copied().collect();
