@@ -57,6 +57,7 @@ pub async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn
     let quota = Quota { rpm: config.quota.rpm, tpm: config.quota.tpm };
     // The limiter is the told quota's hard bound: a whole minute's quota at most in any 60 s
     // window. The pacer above it keeps bursts small and learns from throttles.
+    let pacer = PacerConfig { burst_secs: config.quota.burst_secs, ..PacerConfig::default() };
     let pacing = if let Some(table) = &config.quota.shared_table {
         let limiter =
             DynamoLimiter::connect(table, &model, quota, p.region.as_deref(), config.quota.shared_endpoint.as_deref())
@@ -65,13 +66,14 @@ pub async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn
                     provider: "the shared rate limiter".into(),
                     message: error.to_string(),
                 })?;
-        Pacing::Told { quota, limiter: Arc::new(limiter.with_burst(1.0)) }
+        // Shared, it is also where the processes pace each other: each one's own pacer sees
+        // only its share of the traffic.
+        Pacing::Told { quota, limiter: Arc::new(limiter.with_pacing(pacer)) }
     } else if config.quota.is_known() {
         Pacing::Told { quota, limiter: Arc::new(GcraLimiter::new(quota).with_burst(1.0)) }
     } else {
         Pacing::Unknown
     };
-    let pacer = PacerConfig { burst_secs: config.quota.burst_secs, ..PacerConfig::default() };
     let paced = stack::paced(provider, policy, stats.clone(), pacing, pacer);
     if !config.llm.cache {
         return Ok(paced);

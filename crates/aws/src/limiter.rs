@@ -44,7 +44,9 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification,
 };
 use beacon_llm::LlmError;
-use beacon_llm::limiter::{DEFAULT_BURST, GcraState, Micros, Permit, Quota, RateLimiter, WINDOW, micros};
+use beacon_llm::limiter::{GcraState, Micros, Permit, Quota, RateLimiter, WINDOW, micros};
+use beacon_llm::pacer::PacerConfig;
+use beacon_llm::shared_pace::SharedPace;
 use rand::Rng;
 
 use crate::{AwsError, describe};
@@ -52,6 +54,8 @@ use crate::{AwsError, describe};
 /// The partition key: the model id (or any name of the quota the item counts).
 pub const KEY_ATTRIBUTE: &str = "modelId";
 const STATE_ATTRIBUTE: &str = "state";
+/// The shared pacing feedback ([`SharedPace`]) as JSON; absent in items older than it.
+const PACE_ATTRIBUTE: &str = "pace";
 const VERSION_ATTRIBUTE: &str = "version";
 /// Epoch seconds after which DynamoDB may delete the item (its time-to-live attribute).
 pub const EXPIRES_ATTRIBUTE: &str = "expiresAt";
@@ -75,15 +79,16 @@ pub struct DynamoLimiter {
     table: String,
     key: String,
     quota: Quota,
-    burst: f64,
+    pacing: PacerConfig,
     window: Duration,
 }
 
 impl DynamoLimiter {
-    /// A limiter on `quota` for the item `key` (normally the model id) of `table`, with the
-    /// default burst ([`DEFAULT_BURST`] of a minute's quota).
+    /// A limiter on `quota` for the item `key` (normally the model id) of `table`, pacing with
+    /// the default [`PacerConfig`] (a burst of one second of quota outside slow start).
     pub fn new(client: Client, table: impl Into<String>, key: impl Into<String>, quota: Quota) -> Self {
-        DynamoLimiter { client, table: table.into(), key: key.into(), quota, burst: DEFAULT_BURST, window: WINDOW }
+        let pacing = PacerConfig::default();
+        DynamoLimiter { client, table: table.into(), key: key.into(), quota, pacing, window: WINDOW }
     }
 
     /// Connects to `table` (region and endpoint override as for [`crate::sdk_config`]), creating
@@ -100,10 +105,19 @@ impl DynamoLimiter {
         Ok(DynamoLimiter::new(client, table, key, quota))
     }
 
-    /// The share of a window's quota (in `(0, 1]`) that may go at once.
-    pub fn with_burst(mut self, fraction: f64) -> Self {
-        self.burst = fraction;
+    /// Paces and learns with `config` (its burst, slow start, decrease and recovery), shared by
+    /// every process on the item.
+    pub fn with_pacing(mut self, config: PacerConfig) -> Self {
+        self.pacing = config.sanitized();
         self
+    }
+
+    /// The share of a window's quota (in `(0, 1]`) that may go at once outside slow start.
+    pub fn with_burst(self, fraction: f64) -> Self {
+        let burst_secs = fraction * 60.0;
+        let pacing =
+            PacerConfig { burst_secs, max_burst_secs: self.pacing.max_burst_secs.max(burst_secs), ..self.pacing };
+        self.with_pacing(pacing)
     }
 
     /// Counts the quota per `window` instead of per minute: for tests and simulations that
@@ -125,12 +139,23 @@ impl DynamoLimiter {
     fn fresh_state(&self, now: Micros) -> GcraState {
         let window = micros(self.window);
         let slot = window / 60;
-        GcraState::new(self.quota, self.burst, window, window + slot, now).with_slots(slot)
+        GcraState::new(self.quota, self.pacing.burst_secs / 60.0, window, window + slot, now).with_slots(slot)
     }
 
-    /// Reads the item: its state (reconfigured to this limiter's quota) and version; a missing
-    /// item is a fresh state at version 0.
-    async fn load(&self, now: Micros) -> Result<(GcraState, u64), AwsError> {
+    /// The burst, in seconds of quota, that one more request reserving `tokens` needs at the
+    /// shared rate: slow start's scout.
+    fn scout_secs(&self, pace: &SharedPace, tokens: u64) -> f64 {
+        let per_minute = |quota: f64| 60.0 / (quota * pace.rate).max(f64::MIN_POSITIVE);
+        let by_requests = self.quota.rpm.filter(|&r| r > 0).map_or(0.0, |rpm| per_minute(f64::from(rpm)));
+        // Precision loss is irrelevant for token counts.
+        #[allow(clippy::cast_precision_loss)]
+        let by_tokens = self.quota.tpm.filter(|&t| t > 0).map_or(0.0, |tpm| tokens as f64 * per_minute(tpm as f64));
+        by_requests.max(by_tokens)
+    }
+
+    /// Reads the item: its state (reconfigured to this limiter's quota and to the shared
+    /// pacing), the pacing and the version; a missing item is a fresh state at version 0.
+    async fn load(&self, now: Micros) -> Result<(GcraState, SharedPace, u64), AwsError> {
         let output = self
             .client
             .get_item()
@@ -145,7 +170,7 @@ impl DynamoLimiter {
                 message: describe(&error),
             })?;
         let Some(item) = output.item else {
-            return Ok((self.fresh_state(now), 0));
+            return Ok((self.fresh_state(now), SharedPace::new(&self.pacing, now), 0));
         };
         let corrupt = |message: String| AwsError::Corrupt { resource: self.resource(), message };
         let version = match item.get(VERSION_ATTRIBUTE) {
@@ -160,16 +185,32 @@ impl DynamoLimiter {
             }
             _ => return Err(corrupt(format!("the item has no string {STATE_ATTRIBUTE:?} attribute"))),
         };
-        state.reconfigure(self.quota, self.burst, now);
+        let mut pace: SharedPace = match item.get(PACE_ATTRIBUTE) {
+            Some(AttributeValue::S(json)) => {
+                serde_json::from_str(json).map_err(|error| corrupt(format!("its pacing is not valid: {error}")))?
+            }
+            _ => SharedPace::new(&self.pacing, now),
+        };
+        state.reconfigure(self.quota, state.burst_fraction(), now);
+        pace.advance(&self.pacing, now);
+        pace.apply(&mut state, now);
         state.prune(now);
-        Ok((state, version))
+        Ok((state, pace, version))
     }
 
-    /// Writes `state` as version `read_version + 1` if the item is still at `read_version`.
-    /// `Ok(false)`: another writer came first.
-    async fn store(&self, state: &GcraState, read_version: u64, now: Micros) -> Result<bool, AwsError> {
-        let json = serde_json::to_string(state)
-            .map_err(|error| AwsError::Corrupt { resource: self.resource(), message: error.to_string() })?;
+    /// Writes `state` and `pace` as version `read_version + 1` if the item is still at
+    /// `read_version`. `Ok(false)`: another writer came first.
+    async fn store(
+        &self,
+        state: &GcraState,
+        pace: &SharedPace,
+        read_version: u64,
+        now: Micros,
+    ) -> Result<bool, AwsError> {
+        let corrupt =
+            |error: serde_json::Error| AwsError::Corrupt { resource: self.resource(), message: error.to_string() };
+        let json = serde_json::to_string(state).map_err(corrupt)?;
+        let pace_json = serde_json::to_string(pace).map_err(corrupt)?;
         let expires = Duration::from_micros(now) + IDLE_LIFETIME;
         let mut put = self
             .client
@@ -177,6 +218,7 @@ impl DynamoLimiter {
             .table_name(&self.table)
             .item(KEY_ATTRIBUTE, AttributeValue::S(self.key.clone()))
             .item(STATE_ATTRIBUTE, AttributeValue::S(json))
+            .item(PACE_ATTRIBUTE, AttributeValue::S(pace_json))
             .item(VERSION_ATTRIBUTE, AttributeValue::N((read_version + 1).to_string()))
             .item(EXPIRES_ATTRIBUTE, AttributeValue::N(expires.as_secs().to_string()));
         put = if read_version == 0 {
@@ -206,6 +248,8 @@ enum Round {
     Admitted(Permit),
     /// Another writer changed the item between our read and our write.
     LostRace,
+    /// The pacing changed (slow start grew the burst): decide again at once.
+    Retry,
     /// The request may go after this many microseconds.
     Wait(Micros),
 }
@@ -213,12 +257,47 @@ enum Round {
 impl DynamoLimiter {
     async fn round(&self, tokens: u64) -> Result<Round, AwsError> {
         let now = wall_clock();
-        let (mut state, version) = self.load(now).await?;
+        let (mut state, mut pace, version) = self.load(now).await?;
         if let Some(wait) = state.wait(now, tokens) {
+            if pace.held_back(&self.pacing, now, self.scout_secs(&pace, tokens)) {
+                // Slow start lets more go at once: try again on the grown burst.
+                pace.apply(&mut state, now);
+                return Ok(if self.store(&state, &pace, version, now).await? { Round::Retry } else { Round::LostRace });
+            }
+            if pace.slow_start {
+                // Look again when the burst may grow next.
+                return Ok(Round::Wait(wait.min(pace.next_growth(&self.pacing).saturating_sub(now).max(1_000))));
+            }
             return Ok(Round::Wait(wait));
         }
         let permit = state.admit(now, tokens);
-        Ok(if self.store(&state, version, now).await? { Round::Admitted(permit) } else { Round::LostRace })
+        Ok(if self.store(&state, &pace, version, now).await? { Round::Admitted(permit) } else { Round::LostRace })
+    }
+
+    /// Settles `permit` with `used` tokens and, when it was throttled, tells the shared pacing;
+    /// retried on lost races, dropped (the safe side) when the store fails.
+    async fn update(&self, permit: &Permit, used: u64, throttled: bool) {
+        for _ in 0..MAX_SETTLE_RACES {
+            let now = wall_clock();
+            let result = async {
+                let (mut state, mut pace, version) = self.load(now).await?;
+                state.settle(now, permit, used);
+                if throttled {
+                    pace.throttled(&self.pacing, now, permit.admitted_at);
+                    pace.apply(&mut state, now);
+                }
+                self.store(&state, &pace, version, now).await
+            };
+            match result.await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "could not update a rate-limit reservation; keeping it (the safe side)");
+                    return;
+                }
+            }
+        }
+        tracing::warn!("could not update a rate-limit reservation in {MAX_SETTLE_RACES} tries; keeping it");
     }
 }
 
@@ -229,7 +308,7 @@ impl RateLimiter for DynamoLimiter {
         loop {
             match self.round(tokens).await {
                 Ok(Round::Admitted(permit)) => return Ok(permit),
-                Ok(Round::LostRace) => {}
+                Ok(Round::LostRace | Round::Retry) => {}
                 Ok(Round::Wait(wait)) => {
                     // Up to 2% (at most 50 ms) of jitter spreads the writers that wake together.
                     let jitter = rand::rng().random_range(0..=(wait / 50).min(50_000));
@@ -251,26 +330,13 @@ impl RateLimiter for DynamoLimiter {
     }
 
     async fn settle(&self, permit: Permit, used: u64) {
-        if used == permit.reserved {
-            return;
+        if used != permit.reserved {
+            self.update(&permit, used, false).await;
         }
-        for _ in 0..MAX_SETTLE_RACES {
-            let now = wall_clock();
-            let result = async {
-                let (mut state, version) = self.load(now).await?;
-                state.settle(now, &permit, used);
-                self.store(&state, version, now).await
-            };
-            match result.await {
-                Ok(true) => return,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "could not settle a rate-limit reservation; keeping it (the safe side)");
-                    return;
-                }
-            }
-        }
-        tracing::warn!("could not settle a rate-limit reservation in {MAX_SETTLE_RACES} tries; keeping it");
+    }
+
+    async fn throttled(&self, permit: Permit) {
+        self.update(&permit, 0, true).await;
     }
 }
 

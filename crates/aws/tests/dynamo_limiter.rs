@@ -115,3 +115,39 @@ async fn a_damaged_item_or_a_missing_table_is_a_clear_error() {
     let error = damaged.acquire(1).await.unwrap_err().to_string();
     assert!(error.contains("\"damaged\"") && error.contains("state is not valid"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttle_one_process_reports_slows_every_process_down() {
+    let Some(moto) = Moto::start() else { return };
+    let client = moto.dynamodb().await;
+    create_limiter_table(&client, TABLE).await.unwrap();
+    let quota = Quota { rpm: Some(600), tpm: None };
+    let first = DynamoLimiter::new(moto.dynamodb().await, TABLE, "model-d", quota);
+    let second = DynamoLimiter::new(moto.dynamodb().await, TABLE, "model-d", quota);
+    let pace = || async {
+        let item = client
+            .get_item()
+            .table_name(TABLE)
+            .key("modelId", AttributeValue::S("model-d".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        let Some(AttributeValue::S(json)) = item.get("pace") else { panic!("no pace in {item:?}") };
+        serde_json::from_str::<serde_json::Value>(json).unwrap()
+    };
+    // Slow start: the first throttle only ends it (the burst was too large).
+    let permit = first.acquire(1).await.unwrap();
+    first.throttled(permit).await;
+    let after_first = pace().await;
+    assert_eq!(after_first["slow_start"], false, "{after_first}");
+    assert_eq!(after_first["rate"], 1.0, "{after_first}");
+    // A throttle of a request the other process sent after that lowers the rate for both.
+    let permit = second.acquire(1).await.unwrap();
+    second.throttled(permit).await;
+    let after_second = pace().await;
+    let rate = after_second["rate"].as_f64().unwrap();
+    assert!(rate < 0.85, "the shared rate fell: {after_second}");
+}

@@ -1,12 +1,15 @@
 //! Twenty `beacon run` processes (as twenty Lambda instances would) share one quota through the
-//! DynamoDB rate limiter (moto) for about two minutes, against `beacon sim` enforcing that
-//! quota: every unit is analysed, the provider never sees more than the quota in a minute, and
-//! the processes pace each other. How many requests the provider still throttles depends on the
-//! machine: a request admitted at the edge of a window reaches the provider a moment later,
-//! inside the next one, and with twenty processes on two cores (and the rest of the test suite)
-//! that moment can be long — 0 throttled on a quiet machine, up to 17 of 197 seen under the
-//! whole suite. Unshared, each process's own limiter would allow the whole quota: at least 120
-//! of the first 180 requests would be throttled. The bound below sits between the two.
+//! DynamoDB rate limiter (moto) for about a minute and a half, against `beacon sim` enforcing
+//! that quota as a provider that smooths bursts does: a token bucket refilled at 2 requests a
+//! second holding one second of quota. Every unit is analysed, the provider never sees more than
+//! the quota in a minute, and the processes pace each other through the shared item: its GCRA
+//! spaces their requests evenly, and a throttle any of them gets lowers the rate for all.
+//! Measured before the pacing was shared (the item only bounded every 60 s window, which let a
+//! minute's quota go at once, and each process's own pacer sees only its twentieth of the
+//! traffic, so it cannot pace the whole): 606 of 786 requests throttled and 386 s for the 180
+//! units; with it, 6 of 186 and 95 s. Slow start costs a few throttles at the beginning (the
+//! shared burst grows until the provider says no); the bound leaves room for a loaded two-core
+//! machine, where a request admitted on time can reach the provider late.
 
 mod common;
 
@@ -19,17 +22,17 @@ mod moto;
 
 const PROCESSES: usize = 20;
 const UNITS_EACH: usize = 9;
-const RPM: u64 = 60;
+const RPM: u64 = 120;
 
 #[test]
-fn twenty_processes_sharing_the_dynamodb_limiter_never_exceed_the_quota_over_two_minutes() {
+fn twenty_processes_sharing_the_dynamodb_limiter_pace_evenly_for_a_smoothing_provider() {
     let Some(moto) = moto::Moto::start() else { return };
     // The table first, so twenty processes do not race to create it.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         beacon_aws::create_limiter_table(&moto.dynamodb().await, "beacon-limits").await.unwrap();
     });
-    let sim = Sim::start(&["--rpm", &RPM.to_string()]);
+    let sim = Sim::start(&["--rpm", &RPM.to_string(), "--quota-mode", "token-bucket", "--burst-secs", "1"]);
     let s = Scratch::new();
     let children: Vec<_> = (0..PROCESSES)
         .map(|p| {
@@ -69,9 +72,11 @@ fn twenty_processes_sharing_the_dynamodb_limiter_never_exceed_the_quota_over_two
     let total = (PROCESSES * UNITS_EACH) as u64;
     assert_eq!(stats["succeeded"], total, "every unit analysed: {stats}");
     let throttled = stats["throttled"].as_u64().unwrap();
-    assert!(throttled <= total / 4, "the shared limiter kept all twenty at the quota: {throttled} throttled");
+    let requests = total + throttled;
+    eprintln!("{throttled} of {requests} requests throttled; at most {} in a minute", stats["max_rpm_observed"]);
+    assert!(throttled * 10 <= requests, "paced for a smoothing provider: {throttled} of {requests} throttled: {stats}");
     assert!(stats["max_rpm_observed"].as_u64().unwrap() <= RPM, "no 60 s window over the quota: {stats}");
-    // 180 requests at 60 a minute (a minute's burst, then one a second): about two minutes.
+    // 180 requests at 2 a second: at least a minute and a half.
     let seconds = stats["timeline"].as_array().map_or(0, Vec::len);
-    assert!(seconds >= 110, "the run lasted about two minutes ({seconds} s)");
+    assert!(seconds >= 85, "the run lasted about a minute and a half ({seconds} s)");
 }

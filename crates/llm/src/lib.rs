@@ -36,6 +36,7 @@ pub mod offline;
 pub mod openai;
 pub mod pacer;
 pub mod retry;
+pub mod shared_pace;
 pub mod stack;
 
 use std::sync::Arc;

@@ -118,11 +118,11 @@ const UNTOLD_RECOVERY: f64 = 5.0;
 /// Once the scout got through, slow start multiplies the burst by this per step: a provider that
 /// took an attempt beyond a second's burst counts in windows, and a told quota's limiter keeps
 /// the total within it.
-const SLOW_START_GROWTH: f64 = 4.0;
+pub(crate) const SLOW_START_GROWTH: f64 = 4.0;
 
 /// Slow start grows at most once per this many throttle round trips: a throttle for the last
 /// step's extra attempts comes back before the next step.
-const GROWTH_ROUND_TRIPS: f64 = 1.5;
+pub(crate) const GROWTH_ROUND_TRIPS: f64 = 1.5;
 
 /// The lowest share of the told quota (or the lowest learned rate per second) pacing goes down to.
 const MIN_FACTOR: f64 = 0.02;
@@ -488,6 +488,8 @@ impl Pacer {
         if let (Some(limiter), Some(permit)) = (&self.limiter, ticket.permit) {
             if unprocessed {
                 limiter.forget(permit).await;
+            } else if matches!(result, Err(LlmError::Throttled { .. })) {
+                limiter.throttled(permit).await;
             } else {
                 limiter.settle(permit, used).await;
             }

@@ -15,6 +15,13 @@ use super::{Permit, Quota};
 /// Microseconds since the state's origin.
 pub type Micros = u64;
 
+/// Parts per million: the whole quota.
+const PPM: u32 = 1_000_000;
+
+fn whole_rate() -> u32 {
+    PPM
+}
+
 /// One dimension's GCRA (generic cell rate algorithm) state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Dimension {
@@ -87,6 +94,11 @@ pub struct GcraState {
     slot: Micros,
     quota: Quota,
     burst_fraction_ppm: u32,
+    /// The share of the quota GCRA paces at, in parts per million (a shared limiter lowers it
+    /// when the provider throttles; see [`crate::shared_pace`]). The record's window bound
+    /// stays at the whole quota.
+    #[serde(default = "whole_rate")]
+    rate_ppm: u32,
     requests: Option<Dimension>,
     tokens: Option<Dimension>,
     /// Admissions of the last `record`, oldest first.
@@ -109,6 +121,7 @@ impl GcraState {
             slot: 0,
             quota,
             burst_fraction_ppm,
+            rate_ppm: PPM,
             requests: None,
             tokens: None,
             entries: VecDeque::new(),
@@ -134,6 +147,28 @@ impl GcraState {
     /// The burst share, as given to [`GcraState::new`] (to a millionth).
     pub fn burst_fraction(&self) -> f64 {
         f64::from(self.burst_fraction_ppm) / 1e6
+    }
+
+    /// Paces at `share` of the quota (clamped to `[0.001, 1]`) from now on; the TATs already
+    /// reached stay, so nothing that was admitted is paid again or forgiven.
+    pub fn set_rate(&mut self, share: f64) {
+        let share = if share.is_finite() { share.clamp(0.001, 1.0) } else { 1.0 };
+        // Rounding is intended: the share is stored in parts per million.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ppm = (share * f64::from(PPM)).round() as u32;
+        self.rate_ppm = ppm.clamp(1, PPM);
+    }
+
+    /// The share of the quota GCRA paces at.
+    pub fn rate(&self) -> f64 {
+        f64::from(self.rate_ppm) / f64::from(PPM)
+    }
+
+    /// The window GCRA's costs are counted over: longer than the quota's window when pacing
+    /// below the whole quota.
+    fn pace_window(&self) -> Micros {
+        let ppm = u128::from(self.rate_ppm.max(1));
+        u64::try_from(u128::from(self.window) * u128::from(PPM) / ppm).unwrap_or(u64::MAX / 4)
     }
 
     /// The burst in units per limited dimension: `(requests, tokens)`.
@@ -174,12 +209,12 @@ impl GcraState {
     pub fn wait(&self, now: Micros, tokens: u64) -> Option<Micros> {
         let mut wait = 0;
         if let Some(requests) = &self.requests {
-            wait = wait.max(requests.wait(self.window, now, 1));
+            wait = wait.max(requests.wait(self.pace_window(), now, 1));
             // At most `rpm` admissions in the record ending now, this one included.
             wait = wait.max(self.record_wait(now, requests.quota.saturating_sub(1), |entry| entry.requests));
         }
         if let Some(dimension) = &self.tokens {
-            wait = wait.max(dimension.wait(self.window, now, tokens));
+            wait = wait.max(dimension.wait(self.pace_window(), now, tokens));
             // At most `tpm` tokens in the record; a request larger than that needs it empty.
             wait = wait.max(self.record_wait(now, dimension.quota.saturating_sub(tokens), |entry| entry.tokens));
         }
@@ -202,11 +237,12 @@ impl GcraState {
 
     /// Admits a request reserving `tokens` at `now` (after [`GcraState::wait`] said it may go).
     pub fn admit(&mut self, now: Micros, tokens: u64) -> Permit {
+        let window = self.pace_window();
         if let Some(requests) = &mut self.requests {
-            requests.charge(self.window, now, 1);
+            requests.charge(window, now, 1);
         }
         if let Some(dimension) = &mut self.tokens {
-            dimension.charge(self.window, now, tokens);
+            dimension.charge(window, now, tokens);
         }
         let (ticket, at) = if let Some(index) = now.checked_div(self.slot) {
             (index, index.saturating_add(1).saturating_mul(self.slot))
@@ -229,11 +265,12 @@ impl GcraState {
     /// Settles `permit` with the tokens actually `used`: refunds the rest (or charges an
     /// overrun). Returns whether anything was refunded.
     pub fn settle(&mut self, now: Micros, permit: &Permit, used: u64) -> bool {
+        let window = self.pace_window();
         if let Some(dimension) = &mut self.tokens {
             if used < permit.reserved {
-                dimension.refund(self.window, now, permit.reserved - used);
+                dimension.refund(window, now, permit.reserved - used);
             } else {
-                dimension.charge(self.window, now, used - permit.reserved);
+                dimension.charge(window, now, used - permit.reserved);
             }
         }
         if let Ok(index) = self.entries.binary_search_by_key(&permit.ticket, |entry| entry.ticket) {
@@ -246,7 +283,7 @@ impl GcraState {
     /// Gives back a request that was never processed: its place in the GCRA and the record, and
     /// its tokens.
     pub fn release(&mut self, now: Micros, permit: &Permit) {
-        let window = self.window;
+        let window = self.pace_window();
         if let Some(requests) = &mut self.requests {
             requests.refund(window, now, 1);
         }
@@ -301,6 +338,24 @@ mod tests {
         let back: GcraState = serde_json::from_str(&json).unwrap();
         assert_eq!(back, state);
         assert_eq!(back.in_record(), (1, 300));
+    }
+
+    #[test]
+    fn a_lower_rate_spaces_admissions_but_keeps_the_window_bound() {
+        let quota = Quota { rpm: Some(60), tpm: None };
+        let mut state = GcraState::new(quota, 1.0 / 60.0, MINUTE, MINUTE, 0);
+        let _ = state.admit(0, 1);
+        assert_eq!(state.wait(0, 1), Some(1_000_000), "one a second at the whole quota");
+        state.set_rate(0.5);
+        assert_eq!(state.rate(), 0.5);
+        // The TAT already reached stays; the next admission costs two seconds.
+        let _ = state.admit(1_000_000, 1);
+        assert_eq!(state.wait(1_000_000, 1), Some(2_000_000));
+        // An old state without the field reads as the whole rate.
+        let mut json: serde_json::Value = serde_json::to_value(&state).unwrap();
+        json.as_object_mut().unwrap().remove("rate_ppm");
+        let back: GcraState = serde_json::from_value(json).unwrap();
+        assert_eq!(back.rate(), 1.0);
     }
 
     #[test]

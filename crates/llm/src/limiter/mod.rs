@@ -218,6 +218,13 @@ pub trait RateLimiter: Send + Sync {
     async fn forget(&self, permit: Permit) {
         self.settle(permit, 0).await;
     }
+
+    /// The provider throttled the request: it used no tokens, and a limiter that paces for
+    /// several processes learns from it (see [`crate::shared_pace`]). By default it is only
+    /// settled with nothing used.
+    async fn throttled(&self, permit: Permit) {
+        self.settle(permit, 0).await;
+    }
 }
 
 /// An in-process [`RateLimiter`]: GCRA on requests and tokens plus a record of the last minute's
