@@ -54,7 +54,7 @@ pub async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn
             Arc::new(OpenAiChat::new(p.endpoint.clone().unwrap_or_default(), model.clone(), key, timeout)?)
         }
     };
-    let quota = Quota { rpm: config.quota.rpm, tpm: config.quota.tpm };
+    let quota = Quota { rpm: config.quota.rpm, tpm: config.quota.tpm, tpd: config.quota.tpd };
     // The limiter is the told quota's hard bound: a whole minute's quota at most in any 60 s
     // window. The pacer above it keeps bursts small and learns from throttles.
     let pacer = PacerConfig { burst_secs: config.quota.burst_secs, ..PacerConfig::default() };

@@ -25,7 +25,7 @@ async fn concurrent_clients_never_exceed_the_quota() {
 
     // 12 requests and 1,500 tokens per 2 s window; 8 clients want 48 requests of up to 250.
     let window = Duration::from_secs(2);
-    let quota = Quota { rpm: Some(12), tpm: Some(1_500) };
+    let quota = Quota { rpm: Some(12), tpm: Some(1_500), tpd: None };
     let mut clients = Vec::new();
     for client in 0..8u64 {
         let limiter = DynamoLimiter::new(moto.dynamodb().await, TABLE, "model-a", quota).with_window(window);
@@ -65,7 +65,7 @@ async fn one_process_sees_what_another_admitted() {
     let Some(moto) = Moto::start() else { return };
     let client = moto.dynamodb().await;
     create_limiter_table(&client, TABLE).await.unwrap();
-    let quota = Quota { rpm: Some(2), tpm: None };
+    let quota = Quota { rpm: Some(2), tpm: None, tpd: None };
     let first = DynamoLimiter::new(moto.dynamodb().await, TABLE, "model-b", quota).with_burst(1.0);
     let second = DynamoLimiter::new(moto.dynamodb().await, TABLE, "model-b", quota).with_burst(1.0);
     let other_model = DynamoLimiter::new(moto.dynamodb().await, TABLE, "model-c", quota).with_burst(1.0);
@@ -94,7 +94,7 @@ async fn one_process_sees_what_another_admitted() {
 async fn a_damaged_item_or_a_missing_table_is_a_clear_error() {
     let Some(moto) = Moto::start() else { return };
     let client = moto.dynamodb().await;
-    let quota = Quota { rpm: Some(60), tpm: None };
+    let quota = Quota { rpm: Some(60), tpm: None, tpd: None };
 
     let missing = DynamoLimiter::new(client.clone(), "no-such-table", "m", quota);
     let error = missing.acquire(1).await.unwrap_err();
@@ -121,7 +121,7 @@ async fn a_throttle_one_process_reports_slows_every_process_down() {
     let Some(moto) = Moto::start() else { return };
     let client = moto.dynamodb().await;
     create_limiter_table(&client, TABLE).await.unwrap();
-    let quota = Quota { rpm: Some(600), tpm: None };
+    let quota = Quota { rpm: Some(600), tpm: None, tpd: None };
     let first = DynamoLimiter::new(moto.dynamodb().await, TABLE, "model-d", quota);
     let second = DynamoLimiter::new(moto.dynamodb().await, TABLE, "model-d", quota);
     let pace = || async {

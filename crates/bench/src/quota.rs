@@ -208,7 +208,7 @@ async fn run_beacon(s: &Scenario, endpoint: &str) -> Result<Outcome, String> {
     // The retry policy `beacon run` uses by default.
     let policy = RetryPolicy::default();
     let pacing = if s.quota_known {
-        let quota = Quota { rpm: s.sim.rpm, tpm: s.sim.tpm };
+        let quota = Quota { rpm: s.sim.rpm, tpm: s.sim.tpm, tpd: None };
         Pacing::Told { quota, limiter: Arc::new(GcraLimiter::new(quota).with_burst(1.0)) }
     } else {
         Pacing::Unknown

@@ -519,7 +519,7 @@ pub fn run_cell(w: &Workload, b: &Behaviour, contender: Contender) -> CellOutcom
 
 async fn run_beacon(provider: Arc<ModelProvider>, w: &Workload, told: bool) -> usize {
     let pacing = if told {
-        let quota = ToldQuota { rpm: w.rpm, tpm: w.tpm };
+        let quota = ToldQuota { rpm: w.rpm, tpm: w.tpm, tpd: None };
         Pacing::Told { quota, limiter: Arc::new(GcraLimiter::new(quota).with_burst(1.0)) }
     } else {
         Pacing::Unknown

@@ -9,6 +9,7 @@ mod display;
 mod executions;
 mod exit;
 mod plan;
+mod quota;
 mod run;
 mod session;
 mod sim;
@@ -52,6 +53,9 @@ enum Command {
     /// Deploy BEACON to AWS: build and package the Lambda code and the template, create or
     /// update the CloudFormation stack (--dry-run: write them to a directory instead).
     Deploy(deploy::DeployArgs),
+    /// A Bedrock model's applied quotas (Service Quotas: requests and tokens per minute, tokens
+    /// per day, on demand and cross-Region) and its recent usage and throttles (CloudWatch).
+    Quota(quota::QuotaArgs),
 }
 
 /// A parser that panics on a hostile file is caught and reported as that file's error; the
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
             Command::Asl(command) => asl::asl(cli.config.as_deref(), command).await,
             Command::Executions(command) => executions::executions(cli.config.as_deref(), command).await,
             Command::Deploy(args) => deploy::deploy(args).await,
+            Command::Quota(args) => quota::quota(&args).await,
         }
     });
     ExitCode::from(code)

@@ -9,7 +9,7 @@ use clap::Args;
 use futures::StreamExt;
 
 use crate::exit;
-use crate::session::{Engine, FlowArgs, Session, load_config};
+use crate::session::{Engine, FlowArgs, Session, load_flow_config};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -115,7 +115,7 @@ fn out_dirs(files: &[PathBuf], out: Option<&Path>) -> Vec<PathBuf> {
 }
 
 pub async fn run(config_path: Option<&Path>, args: RunArgs) -> u8 {
-    let config = match load_config(config_path, &args.flow) {
+    let config = match load_flow_config(config_path, &args.flow).await {
         Ok(c) => c,
         Err(code) => return code,
     };

@@ -56,6 +56,14 @@ pub struct FlowArgs {
     /// The provider's tokens-per-minute quota (input + output).
     #[arg(long)]
     pub tpm: Option<u64>,
+    /// The provider's tokens-per-day quota (input + output; Bedrock's "Model invocation max
+    /// tokens per day"): requests wait once the last 24 hours' tokens reach it.
+    #[arg(long)]
+    pub tpd: Option<u64>,
+    /// Take the quota from the model's applied quotas in Service Quotas (Bedrock; see `beacon
+    /// quota`); --rpm/--tpm/--tpd given as well win.
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub quota_from: Option<crate::quota::QuotaSource>,
     /// Share the rate limiter with other processes through this DynamoDB table (one item per
     /// model; created if missing). Needs --rpm or --tpm.
     #[arg(long, value_name = "TABLE")]
@@ -102,6 +110,9 @@ impl FlowArgs {
         }
         if let Some(tpm) = self.tpm {
             config.quota.tpm = Some(tpm);
+        }
+        if let Some(tpd) = self.tpd {
+            config.quota.tpd = Some(tpd);
         }
         if let Some(table) = &self.limiter_table {
             config.quota.shared_table = Some(table.clone());
@@ -156,6 +167,17 @@ pub fn load_config(path: Option<&Path>, args: &FlowArgs) -> Result<Config, u8> {
         exit::USAGE
     })?;
     args.apply(&mut config);
+    Ok(config)
+}
+
+/// [`load_config`], then the quota from `--quota-from` (what `beacon run` and `beacon plan`
+/// pace and plan to).
+pub async fn load_flow_config(path: Option<&Path>, args: &FlowArgs) -> Result<Config, u8> {
+    let mut config = load_config(path, args)?;
+    if args.quota_from.is_some() {
+        let told = (args.rpm.is_some(), args.tpm.is_some(), args.tpd.is_some());
+        crate::quota::apply_quota_source(&mut config, told).await?;
+    }
     Ok(config)
 }
 

@@ -25,6 +25,14 @@ pub struct SimArgs {
     /// its max tokens until answered (unlimited when absent).
     #[arg(long)]
     tpm: Option<u64>,
+    /// Tokens per day: a request is throttled once the tokens answered in the last 24 hours plus
+    /// its reservation would pass it (Service Quotas reports --tpm × 1,440 when absent).
+    #[arg(long)]
+    tpd: Option<u64>,
+    /// The model's display name in the Service Quotas the simulator also serves (its quotas are
+    /// named "On-demand InvokeModel tokens per minute for NAME", ...).
+    #[arg(long, default_value = beacon_sim::DEFAULT_MODEL_NAME)]
+    model_name: String,
     /// Enforce --rpm as a token bucket admitting this many requests at once (default: rpm/6, at
     /// least 1) instead of the sliding window.
     #[arg(long)]
@@ -174,6 +182,9 @@ fn describe_quota(config: &SimConfig) -> String {
         };
         limits.push(format!("{tpm} tokens/minute{accounting}"));
     }
+    if let Some(tpd) = config.tpd {
+        limits.push(format!("{tpd} tokens/day"));
+    }
     if config.background_load > 0.0 {
         limits.push(format!("{:.0}% used by hidden traffic", config.background_load * 100.0));
     }
@@ -190,6 +201,8 @@ pub async fn sim(args: SimArgs) -> u8 {
     let config = SimConfig {
         rpm: args.rpm,
         tpm: args.tpm,
+        tpd: args.tpd,
+        model_name: Some(args.model_name.clone()),
         burst: args.burst,
         quota_mode: args.quota_mode.map(QuotaMode::from),
         burst_secs: args.burst_secs,

@@ -72,3 +72,71 @@ fn unreachable_provider_fails_units_but_still_writes_the_report() {
     assert!(stdout(&out).contains("0 of 2 units succeeded"), "{}", stdout(&out));
     assert!(std::fs::read_to_string(s.out().join("report.md")).unwrap().contains("## Failed units"));
 }
+
+/// `beacon quota` reads the applied quotas (Service Quotas) and the recent traffic (CloudWatch
+/// `GetMetricData`, RPC v2 CBOR) that `beacon sim` serves for its own quota and traffic; `beacon
+/// run --quota-from aws` paces to them and `beacon plan --deadline` names the quota to raise.
+#[test]
+fn quotas_come_from_service_quotas_and_usage_from_cloudwatch() {
+    let sim = Sim::start(&["--rpm", "6", "--tpm", "20000", "--tpd", "5000000"]);
+    let s = Scratch::new();
+    let doc = s.path("doc.txt");
+    std::fs::write(&doc, "Page one: lot 1 ships on Monday.\x0cPage two: lot 2 ships on Tuesday.").unwrap();
+    let beacon = |args: &[&str]| {
+        let mut cmd = s.beacon();
+        with_fake_aws(&mut cmd).env("AWS_ENDPOINT_URL_SERVICE_QUOTAS", sim.endpoint()).args(args);
+        cmd.output().unwrap()
+    };
+    let endpoint = sim.endpoint();
+    let bedrock = ["--provider", "bedrock", "--model", "sim-model", "--endpoint", endpoint.as_str()];
+    let out_dir = s.out().to_string_lossy().into_owned();
+    let mut run = vec!["run", doc.to_str().unwrap(), "--out", out_dir.as_str(), "--no-cache", "--quota-from", "aws"];
+    run.extend(bedrock);
+    let ran = beacon(&run);
+    assert_exit(&ran, 0);
+    let said = String::from_utf8_lossy(&ran.stderr);
+    assert!(
+        said.contains("quota from Service Quotas (Sim Model): 6 requests/min, 20000 tokens/min, 5000000 tokens/day"),
+        "{said}"
+    );
+
+    let read = beacon(&["quota", "--model", "sim-model", "--endpoint", &endpoint, "--json"]);
+    assert_exit(&read, 0);
+    let answer: serde_json::Value = serde_json::from_str(stdout(&read).trim()).unwrap();
+    let quotas = answer["quotas"]["quotas"].as_array().unwrap();
+    let value = |name: &str| quotas.iter().find(|q| q["name"] == name).map(|q| q["value"].clone());
+    assert_eq!(value("On-demand InvokeModel tokens per minute for Sim Model"), Some(serde_json::json!(20000.0)));
+    assert_eq!(value("Model invocation max tokens per day for Sim Model"), Some(serde_json::json!(5000000.0)));
+    assert!(quotas.iter().all(|q| q["name"].as_str().unwrap().ends_with("Sim Model")), "only this model's: {quotas:?}");
+    let stats = sim.stats();
+    let usage = &answer["usage"];
+    assert_eq!(usage["invocations"], stats["succeeded"], "{usage} vs {stats}");
+    assert_eq!(usage["input_tokens"], stats["input_tokens"], "{usage} vs {stats}");
+    assert_eq!(usage["output_tokens"], stats["output_tokens"], "{usage} vs {stats}");
+
+    // Among the catalogue's other models, a real id finds its own display name.
+    let haiku = beacon(&["quota", "--model", "anthropic.claude-3-haiku-20240307-v1:0", "--endpoint", &endpoint]);
+    assert_exit(&haiku, 0);
+    assert!(stdout(&haiku).contains("\"Anthropic Claude 3 Haiku\""), "{}", stdout(&haiku));
+    let unknown = beacon(&["quota", "--model", "amazon.titan-text-express-v1", "--endpoint", &endpoint]);
+    assert_exit(&unknown, 2);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("--model-name"), "{unknown:?}");
+
+    // 12 pages at 6 requests a minute take 2 minutes; a 1 minute deadline needs 12, asked
+    // through the adjustable cross-Region tokens-per-minute quota (where Bedrock takes
+    // increases of the per-minute quotas), with its code.
+    let pdf = repo_root().join("samples/operations-review.pdf");
+    let mut plan = vec!["plan", pdf.to_str().unwrap(), "--quota-from", "aws", "--deadline", "1m"];
+    plan.extend(bedrock);
+    let planned = beacon(&plan);
+    assert_exit(&planned, 0);
+    let text = stdout(&planned);
+    let code = quotas
+        .iter()
+        .find(|q| q["name"] == "Cross-Region InvokeModel tokens per minute for Sim Model")
+        .map(|q| q["code"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(text.contains("too slow"), "{text}");
+    assert!(text.contains("requests/min: 12 needed, 6 in force"), "{text}");
+    assert!(text.contains(&format!("--quota-code {code} --desired-value")), "{text}");
+}

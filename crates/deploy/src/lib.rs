@@ -15,6 +15,7 @@
 pub mod artifact;
 pub mod executions;
 pub mod provisioned;
+pub mod quota;
 pub mod remote_run;
 pub mod stack;
 pub mod template;

@@ -651,7 +651,7 @@ impl Pacer {
             let requests = state.admitted.iter().filter(|(at, _)| *at > since && *at <= state.blocked_since).count();
             if requests > 0 && self.limiter.is_none() {
                 // Requests only: a token-bound window shows as fewer requests of the same size.
-                let quota = Quota { rpm: u32::try_from(requests).ok(), tpm: None };
+                let quota = Quota { rpm: u32::try_from(requests).ok(), tpm: None, tpd: None };
                 // The minute's admissions go into the record, replayed from the first of them.
                 let recent: Vec<(f64, u64)> =
                     state.admitted.iter().filter(|(at, _)| *at > now - WINDOW.as_secs_f64()).copied().collect();

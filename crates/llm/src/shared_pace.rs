@@ -174,7 +174,7 @@ mod tests {
         let mut pace = SharedPace::new(&config, 0);
         pace.throttled(&config, SECOND, 0);
         pace.throttled(&config, 2 * SECOND, 2 * SECOND);
-        let quota = crate::limiter::Quota { rpm: Some(120), tpm: None };
+        let quota = crate::limiter::Quota { rpm: Some(120), tpm: None, tpd: None };
         let mut state = GcraState::new(quota, 1.0, 60 * SECOND, 61 * SECOND, 0);
         pace.apply(&mut state, 2 * SECOND);
         assert_eq!(state.burst(), (Some(2), None), "a second of 120 a minute");

@@ -141,8 +141,9 @@ async fn run_batch(client: &Arc<Stack>, requests: usize) -> Vec<Result<Completio
 #[tokio::test]
 async fn an_identical_request_is_answered_from_the_cache() {
     let clock = Arc::new(ManualClock::new());
-    let provider = FakeProvider::new(clock.clone(), Quota { rpm: Some(60), tpm: Some(50_000) }, usize::MAX, 0);
-    let (client, stats) = stack(&provider, &clock, Quota { rpm: Some(60), tpm: Some(50_000) });
+    let provider =
+        FakeProvider::new(clock.clone(), Quota { rpm: Some(60), tpm: Some(50_000), tpd: None }, usize::MAX, 0);
+    let (client, stats) = stack(&provider, &clock, Quota { rpm: Some(60), tpm: Some(50_000), tpd: None });
     let first = client.complete(&request(1)).await.unwrap();
     assert_eq!(first.attempts, 1);
     let requests_before = stats.snapshot().requests;
@@ -161,7 +162,7 @@ async fn an_identical_request_is_answered_from_the_cache() {
 #[tokio::test]
 async fn a_concurrent_batch_never_exceeds_a_known_quota() {
     const REQUESTS: usize = 200;
-    let quota = Quota { rpm: Some(60), tpm: Some(30_000) };
+    let quota = Quota { rpm: Some(60), tpm: Some(30_000), tpd: None };
     let clock = Arc::new(ManualClock::new());
     let start = clock.now();
     let provider = FakeProvider::new(clock.clone(), quota, usize::MAX, 0);

@@ -332,6 +332,10 @@ pub struct QuotaConfig {
     pub rpm: Option<u32>,
     /// Tokens (input + output) per minute.
     pub tpm: Option<u64>,
+    /// Tokens (input + output) per day, counted over the last 24 hours: Bedrock's "Model
+    /// invocation max tokens per day" quota (by default `tpm` × 1,440; lower on new accounts).
+    /// The limiter holds requests once a day's tokens are spent; `beacon plan` warns first.
+    pub tpd: Option<u64>,
     /// A DynamoDB table holding the rate limiter's state (one item per model), shared by every
     /// process and Lambda using the same quota. Unset: the limiter lives in this process.
     pub shared_table: Option<String>,
@@ -344,14 +348,14 @@ pub struct QuotaConfig {
 
 impl Default for QuotaConfig {
     fn default() -> Self {
-        QuotaConfig { rpm: None, tpm: None, shared_table: None, shared_endpoint: None, burst_secs: 1.0 }
+        QuotaConfig { rpm: None, tpm: None, tpd: None, shared_table: None, shared_endpoint: None, burst_secs: 1.0 }
     }
 }
 
 impl QuotaConfig {
-    /// Whether any quota is known (otherwise adaptive concurrency finds it).
+    /// Whether any quota is known (otherwise the pacer learns the rate from throttles).
     pub fn is_known(&self) -> bool {
-        self.rpm.is_some() || self.tpm.is_some()
+        self.rpm.is_some() || self.tpm.is_some() || self.tpd.is_some()
     }
 }
 
@@ -522,6 +526,9 @@ impl Config {
         if let Some(v) = get("BEACON_TPM").filter(|v| !v.is_empty()) {
             self.quota.tpm = Some(parse("BEACON_TPM", &v)?).filter(|tpm| *tpm > 0);
         }
+        if let Some(v) = get("BEACON_TPD").filter(|v| !v.is_empty()) {
+            self.quota.tpd = Some(parse("BEACON_TPD", &v)?).filter(|tpd| *tpd > 0);
+        }
         if let Some(v) = get("BEACON_QUOTA_TABLE").filter(|v| !v.is_empty()) {
             self.quota.shared_table = Some(v);
         }
@@ -578,8 +585,8 @@ impl Config {
                 "the openai provider needs --model <id> and --endpoint <base URL> (e.g. http://127.0.0.1:8000/v1, https://api.openai.com/v1)".into(),
             ));
         }
-        if self.quota.rpm == Some(0) || self.quota.tpm == Some(0) {
-            return Err(ConfigError::Invalid("quota.rpm and quota.tpm must be positive when set".into()));
+        if self.quota.rpm == Some(0) || self.quota.tpm == Some(0) || self.quota.tpd == Some(0) {
+            return Err(ConfigError::Invalid("quota.rpm, quota.tpm and quota.tpd must be positive when set".into()));
         }
         if !(self.quota.burst_secs > 0.0 && self.quota.burst_secs <= 60.0) {
             return Err(ConfigError::Invalid(format!(
@@ -589,7 +596,7 @@ impl Config {
         }
         if self.quota.shared_table.is_some() && !self.quota.is_known() {
             return Err(ConfigError::Invalid(
-                "quota.shared_table (--limiter-table) needs the quota it shares: set quota.rpm or quota.tpm (--rpm, --tpm)"
+                "quota.shared_table (--limiter-table) needs the quota it shares: set quota.rpm, quota.tpm or quota.tpd (--rpm, --tpm, --tpd)"
                     .into(),
             ));
         }

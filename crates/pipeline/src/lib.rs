@@ -7,6 +7,7 @@
 pub mod answer;
 pub mod buckets;
 pub mod config;
+pub mod deadline;
 pub mod flow;
 pub mod journal;
 pub mod plan;

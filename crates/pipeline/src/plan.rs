@@ -14,7 +14,7 @@ use beacon_llm::offline::{OfflineAnalyzer, estimate_tokens};
 use beacon_llm::{ATTACHMENT_TOKEN_ESTIMATE, LlmClient};
 use serde::Serialize;
 
-use crate::config::{Config, StrategyConfig};
+use crate::config::{Config, QuotaConfig, StrategyConfig};
 use crate::pricing::cost_usd;
 use crate::{ProviderKind, prompt};
 
@@ -83,6 +83,8 @@ pub struct DocumentPlan {
     pub file: String,
     pub format: String,
     pub units: usize,
+    /// Model calls: the units with something to read.
+    pub requests: usize,
     pub strategy: Strategy,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -145,6 +147,7 @@ pub async fn plan_document(
         file: file.to_string(),
         format: document.format.to_string(),
         units: document.units.len(),
+        requests,
         strategy,
         input_tokens,
         output_tokens,
@@ -155,21 +158,36 @@ pub async fn plan_document(
         minutes: if strategy == Strategy::Batch {
             None
         } else {
-            quota_minutes(requests as u64, input_tokens + output_tokens, config.quota.rpm, config.quota.tpm)
+            quota_minutes(requests as u64, input_tokens + output_tokens, &config.quota)
         },
     }
 }
 
 /// Minutes the quota needs for `requests` calls of `tokens` tokens in all: the tighter of the
-/// two rates. `None` without a quota (adaptive concurrency finds it at run time).
-pub fn quota_minutes(requests: u64, tokens: u64, rpm: Option<u32>, tpm: Option<u64>) -> Option<f64> {
-    let by_requests = rpm.filter(|r| *r > 0).map(|r| requests as f64 / f64::from(r));
-    let by_tokens = tpm.filter(|t| *t > 0).map(|t| tokens as f64 / t as f64);
-    match (by_requests, by_tokens) {
+/// per-minute rates, plus a whole day for every day's quota (`tpd`) the tokens go beyond (the
+/// limiter waits until the tokens of 24 hours ago leave it). `None` without a per-minute quota
+/// (the pacer finds the rate at run time).
+pub fn quota_minutes(requests: u64, tokens: u64, quota: &QuotaConfig) -> Option<f64> {
+    let by_requests = quota.rpm.filter(|r| *r > 0).map(|r| requests as f64 / f64::from(r));
+    let by_tokens = quota.tpm.filter(|t| *t > 0).map(|t| tokens as f64 / t as f64);
+    let minutes = match (by_requests, by_tokens) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
+    };
+    match quota.tpd.filter(|&tpd| tpd > 0 && tokens > tpd) {
+        Some(tpd) => {
+            let full_days = (tokens - 1) / tpd;
+            let last_day = tokens - full_days * tpd;
+            // The last day's share of the per-minute time (all of it when only `tpd` is known).
+            let share = last_day as f64 / tokens as f64;
+            Some(full_days as f64 * MINUTES_PER_DAY + minutes.map_or(0.0, |m| m * share))
+        }
+        None => minutes,
     }
 }
+
+/// Minutes in the 24 hours a tokens-per-day quota is counted over.
+pub const MINUTES_PER_DAY: f64 = 24.0 * 60.0;
 
 #[cfg(test)]
 mod tests {
@@ -191,9 +209,15 @@ mod tests {
 
     #[test]
     fn quota_time_is_the_tighter_rate() {
-        assert_eq!(quota_minutes(120, 10_000, Some(60), None), Some(2.0));
-        assert_eq!(quota_minutes(10, 120_000, Some(60), Some(60_000)), Some(2.0));
-        assert_eq!(quota_minutes(10, 1_000, None, None), None);
+        let quota = |rpm, tpm, tpd| QuotaConfig { rpm, tpm, tpd, ..QuotaConfig::default() };
+        assert_eq!(quota_minutes(120, 10_000, &quota(Some(60), None, None)), Some(2.0));
+        assert_eq!(quota_minutes(10, 120_000, &quota(Some(60), Some(60_000), None)), Some(2.0));
+        assert_eq!(quota_minutes(10, 1_000, &quota(None, None, None)), None);
+        // Within the day's quota, the day changes nothing.
+        assert_eq!(quota_minutes(10, 120_000, &quota(Some(60), Some(60_000), Some(120_000))), Some(2.0));
+        // 250,000 tokens at 100,000 a day: two full days, then the last 50,000 at the minute rate.
+        assert_eq!(quota_minutes(10, 250_000, &quota(None, Some(50_000), Some(100_000))), Some(2.0 * 1440.0 + 1.0));
+        assert_eq!(quota_minutes(10, 250_000, &quota(None, None, Some(100_000))), Some(2.0 * 1440.0));
     }
 
     #[tokio::test]

@@ -38,6 +38,7 @@
 
 pub mod answer;
 pub mod batch;
+mod control;
 pub mod faults;
 pub mod latency;
 pub mod openai;
@@ -54,7 +55,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rand::SeedableRng;
@@ -66,6 +67,7 @@ use tokio::task::JoinHandle;
 
 use answer::UnitAnswer;
 pub use answer::{Tokenizer, estimate_tokens};
+pub use control::DEFAULT_MODEL_NAME;
 use faults::{Fault, FaultPlan, Malformation};
 use latency::LatencyModel;
 use openai::{ChatCompletion, ChatRequest, OpenAiError};
@@ -93,6 +95,13 @@ pub struct SimConfig {
     /// Tokens per minute before throttling (each request reserves its input tokens plus its
     /// `maxTokens` until answered); `None` for no quota.
     pub tpm: Option<u64>,
+    /// Tokens per day: a request is throttled when the tokens answered in the last 24 hours
+    /// plus its reservation would pass it (Bedrock's "Model invocation max tokens per day").
+    /// Service Quotas reports it (or `tpm` × 1,440 when unset, AWS's default).
+    pub tpd: Option<u64>,
+    /// The model's display name in the Service Quotas the simulator serves (its quotas are
+    /// named "On-demand InvokeModel tokens per minute for NAME", ...); default "Sim Model".
+    pub model_name: Option<String>,
     /// How many requests the token bucket admits at once; defaults to `max(1, rpm / 6)`. Only
     /// the token-bucket mode uses it, and setting it selects that mode unless
     /// [`SimConfig::quota_mode`] says otherwise.
@@ -247,6 +256,8 @@ fn now() -> Instant {
 enum Throttle {
     Requests,
     Tokens,
+    /// The tokens-per-day quota.
+    Day,
     InFlight,
 }
 
@@ -302,6 +313,8 @@ impl Drop for InFlight<'_> {
 struct SimState {
     config: SimConfig,
     started: Instant,
+    /// `started` on the wall clock: CloudWatch's timestamps.
+    started_wall: SystemTime,
     quota: Mutex<Quota>,
     latency: LatencyModel,
     faults: FaultPlan,
@@ -325,6 +338,7 @@ impl SimState {
         SimState {
             config: config.clone(),
             started,
+            started_wall: SystemTime::now(),
             quota: Mutex::new(Quota::with_rules(config.quota_rules(), started)),
             latency: LatencyModel {
                 base_ms: config.latency_ms as f64,
@@ -419,6 +433,13 @@ impl SimState {
         let reservation = self.config.tokenizer.count(&request.all_text)
             + request.attachments * protocol::ATTACHMENT_TOKENS
             + request.max_tokens;
+        if let Some(tpd) = self.config.tpd {
+            let timeline = self.counters.timeline();
+            let second = self.second(now());
+            if control::day_tokens(&timeline, second).saturating_add(reservation) > tpd {
+                return self.throttled(Throttle::Day, control::day_frees_in(&timeline, second));
+            }
+        }
         let admission = match lock(&self.quota).try_admit(now(), reservation) {
             Ok(admission) => admission,
             Err(refusal) => {
@@ -549,9 +570,25 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/model-invocation-jobs", get(batch::list))
         .route("/provisioned-model-throughput", post(provisioned::create))
         .route("/provisioned-model-throughput/{id}", get(provisioned::get))
+        .route("/", post(control_plane))
+        .route(control::GET_METRIC_DATA_PATH, post(metric_data))
         .fallback(unknown_operation)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Service Quotas (AWS JSON 1.1 on `/`, by `X-Amz-Target`): see [`control`].
+async fn control_plane(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    match target.strip_prefix(control::SERVICE_QUOTAS_TARGET) {
+        Some(operation) => control::service_quotas(&state.config, operation, &body),
+        None => BedrockError::unknown_operation("POST", "/").into_response(),
+    }
+}
+
+/// CloudWatch `GetMetricData` (RPC v2 CBOR): see [`control`].
+async fn metric_data(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+    control::get_metric_data(state.started_wall, &state.counters.timeline(), &headers, &body)
 }
 
 async fn stats(State(state): State<Arc<SimState>>) -> Response {
@@ -614,6 +651,7 @@ async fn converse(State(state): State<Arc<SimState>>, uri: Uri, body: Bytes) -> 
         }
         // Bedrock sends no retry hint with its throttling; neither does the simulator.
         Outcome::Throttled { why: Throttle::Tokens, .. } => BedrockError::throttling_tokens().into_response(),
+        Outcome::Throttled { why: Throttle::Day, .. } => BedrockError::throttling_day().into_response(),
         Outcome::Throttled { .. } => BedrockError::throttling().into_response(),
         Outcome::Unavailable => BedrockError::service_unavailable(UNAVAILABLE_MESSAGE).into_response(),
         Outcome::ShuttingDown => BedrockError::service_unavailable("The simulator is shutting down.").into_response(),
@@ -662,6 +700,10 @@ async fn chat_completions(State(state): State<Arc<SimState>>, body: Bytes) -> Re
                 Throttle::Tokens => format!(
                     "Rate limit reached for tokens per min (TPM): Limit {}. Please try again in {secs}s.",
                     config.tpm.unwrap_or(0)
+                ),
+                Throttle::Day => format!(
+                    "Rate limit reached for tokens per day (TPD): Limit {}. Please try again in {secs}s.",
+                    config.tpd.unwrap_or(0)
                 ),
                 Throttle::InFlight => format!(
                     "Too many concurrent requests: Limit {}. Please try again in {secs}s.",

@@ -22,6 +22,9 @@ pub const THROTTLING_MESSAGE: &str = "Too many requests, please wait before tryi
 /// What Bedrock says in the body when the tokens-per-minute quota is exceeded.
 pub const THROTTLING_TOKENS_MESSAGE: &str = "Too many tokens, please wait before trying again.";
 
+/// The message of a throttle by the tokens-per-day quota.
+pub const THROTTLING_DAY_MESSAGE: &str = "Too many tokens per day, please wait before trying again.";
+
 /// The message of the simulator's `ServiceUnavailableException`.
 pub const UNAVAILABLE_MESSAGE: &str = "Bedrock is unable to process your request.";
 
@@ -314,6 +317,15 @@ impl BedrockError {
             status: StatusCode::TOO_MANY_REQUESTS,
             error_type: THROTTLING_ERROR_TYPE,
             message: THROTTLING_TOKENS_MESSAGE.into(),
+        }
+    }
+
+    /// HTTP 429 `ThrottlingException` for the tokens-per-day quota.
+    pub fn throttling_day() -> BedrockError {
+        BedrockError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            error_type: THROTTLING_ERROR_TYPE,
+            message: THROTTLING_DAY_MESSAGE.into(),
         }
     }
 

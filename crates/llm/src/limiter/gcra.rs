@@ -81,6 +81,81 @@ struct Entry {
     tokens: u64,
 }
 
+/// The tokens of the last 24 hours (a day of the quota's windows: 1,440 of them), for a
+/// tokens-per-day quota. Admissions are merged per slot (a window in process, an hour in a
+/// shared item, so it stays small), each slot counted until a day after its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DayRecord {
+    tpd: u64,
+    /// The length of a slot.
+    slot: Micros,
+    /// `(slot index, tokens)`, oldest first.
+    slots: VecDeque<(u64, u64)>,
+}
+
+/// How many windows a day holds.
+const WINDOWS_PER_DAY: u64 = 24 * 60;
+
+impl DayRecord {
+    fn day(&self, window: Micros) -> Micros {
+        window.saturating_mul(WINDOWS_PER_DAY)
+    }
+
+    /// When slot `index`'s tokens stop counting.
+    fn expires(&self, window: Micros, index: u64) -> Micros {
+        index.saturating_add(1).saturating_mul(self.slot).saturating_add(self.day(window))
+    }
+
+    fn prune(&mut self, window: Micros, now: Micros) {
+        while let Some(&(index, _)) = self.slots.front() {
+            if self.expires(window, index) > now {
+                break;
+            }
+            self.slots.pop_front();
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.slots.iter().map(|&(_, tokens)| tokens).fold(0, u64::saturating_add)
+    }
+
+    /// How long until `tokens` more fit in the day (a request larger than the whole day's quota
+    /// needs the record empty).
+    fn wait(&self, window: Micros, now: Micros, tokens: u64) -> Micros {
+        let allowed = self.tpd.saturating_sub(tokens);
+        let mut total = self.total();
+        let mut wait = 0;
+        for &(index, slot_tokens) in &self.slots {
+            if total <= allowed {
+                break;
+            }
+            total = total.saturating_sub(slot_tokens);
+            wait = self.expires(window, index).saturating_sub(now);
+        }
+        wait
+    }
+
+    fn index(&self, at: Micros) -> u64 {
+        at.checked_div(self.slot).unwrap_or(0)
+    }
+
+    fn add(&mut self, at: Micros, tokens: u64) {
+        let index = self.index(at);
+        match self.slots.back_mut() {
+            Some((last, sum)) if *last == index => *sum = sum.saturating_add(tokens),
+            _ => self.slots.push_back((index, tokens)),
+        }
+    }
+
+    /// Replaces `before` tokens admitted at `at` by `after`.
+    fn adjust(&mut self, at: Micros, before: u64, after: u64) {
+        let index = self.index(at);
+        if let Some((_, sum)) = self.slots.iter_mut().find(|(i, _)| *i == index) {
+            *sum = sum.saturating_sub(before).saturating_add(after);
+        }
+    }
+}
+
 /// The whole state of a limiter on one quota. Serializable, so that a shared limiter can keep it
 /// in one database item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +178,9 @@ pub struct GcraState {
     tokens: Option<Dimension>,
     /// Admissions of the last `record`, oldest first.
     entries: VecDeque<Entry>,
+    /// The tokens of the last day, when a tokens-per-day quota is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    day: Option<DayRecord>,
     next_ticket: u64,
 }
 
@@ -125,10 +203,21 @@ impl GcraState {
             requests: None,
             tokens: None,
             entries: VecDeque::new(),
+            day: None,
             next_ticket: 0,
         };
         state.set_dimensions(now);
+        state.set_day(window);
         state
+    }
+
+    /// Keeps (or drops) the day record for the quota's `tpd`; its slot is `slot`.
+    fn set_day(&mut self, slot: Micros) {
+        match (self.quota.tpd.filter(|&t| t > 0), &mut self.day) {
+            (None, day) => *day = None,
+            (Some(tpd), Some(day)) => day.tpd = tpd,
+            (Some(tpd), day) => *day = Some(DayRecord { tpd, slot: slot.max(1), slots: VecDeque::new() }),
+        }
     }
 
     /// Merges record entries per `slot` (each counted as if admitted at its slot's end), so the
@@ -136,6 +225,12 @@ impl GcraState {
     /// record; the window guarantee is unchanged.
     pub fn with_slots(mut self, slot: Micros) -> Self {
         self.slot = slot;
+        if let Some(day) = &mut self.day
+            && day.slots.is_empty()
+        {
+            // The day is merged per hour (3,600 slots), so the item holds at most 25 of them.
+            day.slot = slot.saturating_mul(3_600).max(1);
+        }
         self
     }
 
@@ -184,9 +279,11 @@ impl GcraState {
         let record = self.record;
         let fresh = GcraState::new(quota, burst, window, record, now);
         if fresh.quota != self.quota || fresh.burst_fraction_ppm != self.burst_fraction_ppm {
+            let day_slot = self.day.as_ref().map_or(if self.slot > 0 { self.slot * 3_600 } else { window }, |d| d.slot);
             self.quota = quota;
             self.burst_fraction_ppm = fresh.burst_fraction_ppm;
             self.set_dimensions(now);
+            self.set_day(day_slot);
         }
     }
 
@@ -202,6 +299,21 @@ impl GcraState {
         while self.entries.front().is_some_and(|first| first.at.saturating_add(self.record) <= now) {
             self.entries.pop_front();
         }
+        if let Some(day) = &mut self.day {
+            day.prune(self.window, now);
+        }
+    }
+
+    /// How long (µs) a request reserving `tokens` must wait from `now` for the day's tokens
+    /// alone; `None` when the day has room. Call [`GcraState::prune`] first.
+    pub fn day_wait(&self, now: Micros, tokens: u64) -> Option<Micros> {
+        let wait = self.day.as_ref().map_or(0, |day| day.wait(self.window, now, tokens));
+        (wait > 0).then_some(wait)
+    }
+
+    /// Tokens counted against the day's quota (the last 24 h), when one is set.
+    pub fn day_tokens(&self) -> Option<u64> {
+        self.day.as_ref().map(DayRecord::total)
     }
 
     /// How long (µs) a request reserving `tokens` must wait from `now`; `None` when it may go.
@@ -218,6 +330,7 @@ impl GcraState {
             // At most `tpm` tokens in the record; a request larger than that needs it empty.
             wait = wait.max(self.record_wait(now, dimension.quota.saturating_sub(tokens), |entry| entry.tokens));
         }
+        wait = wait.max(self.day_wait(now, tokens).unwrap_or(0));
         (wait > 0).then_some(wait)
     }
 
@@ -250,6 +363,9 @@ impl GcraState {
             self.next_ticket += 1;
             (self.next_ticket - 1, now)
         };
+        if let Some(day) = &mut self.day {
+            day.add(now, tokens);
+        }
         if self.requests.is_some() || self.tokens.is_some() {
             match self.entries.back_mut() {
                 Some(last) if last.ticket == ticket => {
@@ -277,6 +393,9 @@ impl GcraState {
             let entry = &mut self.entries[index];
             entry.tokens = entry.tokens.saturating_sub(permit.reserved).saturating_add(used);
         }
+        if let Some(day) = &mut self.day {
+            day.adjust(permit.admitted_at, permit.reserved, used);
+        }
         used < permit.reserved
     }
 
@@ -294,6 +413,9 @@ impl GcraState {
             let entry = &mut self.entries[index];
             entry.requests = entry.requests.saturating_sub(1);
             entry.tokens = entry.tokens.saturating_sub(permit.reserved);
+        }
+        if let Some(day) = &mut self.day {
+            day.adjust(permit.admitted_at, permit.reserved, 0);
         }
     }
 
@@ -313,7 +435,7 @@ mod tests {
 
     #[test]
     fn slots_merge_admissions_and_count_them_at_the_slot_end() {
-        let quota = Quota { rpm: Some(3), tpm: None };
+        let quota = Quota { rpm: Some(3), tpm: None, tpd: None };
         let mut state = GcraState::new(quota, 1.0, MINUTE, MINUTE, 0).with_slots(1_000_000);
         for at in [100, 200, 300] {
             assert_eq!(state.wait(at, 1), None);
@@ -330,7 +452,7 @@ mod tests {
 
     #[test]
     fn survives_a_round_trip_through_json() {
-        let quota = Quota { rpm: Some(100), tpm: Some(10_000) };
+        let quota = Quota { rpm: Some(100), tpm: Some(10_000), tpd: None };
         let mut state = GcraState::new(quota, 0.25, MINUTE, MINUTE, 5).with_slots(1_000_000);
         let permit = state.admit(10, 700);
         state.settle(20, &permit, 300);
@@ -342,7 +464,7 @@ mod tests {
 
     #[test]
     fn a_lower_rate_spaces_admissions_but_keeps_the_window_bound() {
-        let quota = Quota { rpm: Some(60), tpm: None };
+        let quota = Quota { rpm: Some(60), tpm: None, tpd: None };
         let mut state = GcraState::new(quota, 1.0 / 60.0, MINUTE, MINUTE, 0);
         let _ = state.admit(0, 1);
         assert_eq!(state.wait(0, 1), Some(1_000_000), "one a second at the whole quota");
@@ -359,19 +481,44 @@ mod tests {
     }
 
     #[test]
+    fn a_day_quota_holds_requests_until_the_tokens_of_24_hours_ago_leave() {
+        const DAY: Micros = 24 * 60 * MINUTE;
+        let quota = Quota { rpm: None, tpm: None, tpd: Some(1_000) };
+        let mut state = GcraState::new(quota, 1.0, MINUTE, MINUTE, 0);
+        let first = state.admit(0, 600);
+        // Settled to what it used: 400 tokens, so 600 more fit today.
+        state.settle(10, &first, 400);
+        assert_eq!(state.day_tokens(), Some(400));
+        assert_eq!(state.wait(2 * MINUTE, 600), None);
+        let _ = state.admit(2 * MINUTE, 600);
+        // Full: the next waits until the first minute's 400 leave, a day after that minute ends.
+        state.prune(3 * MINUTE);
+        assert_eq!(state.wait(3 * MINUTE, 1), Some(MINUTE + DAY - 3 * MINUTE));
+        state.prune(MINUTE + DAY);
+        assert_eq!(state.day_tokens(), Some(600));
+        assert_eq!(state.wait(MINUTE + DAY, 400), None);
+        // It survives a round trip (as a shared item stores it) and a change of the quota.
+        let back: GcraState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        assert_eq!(back, state);
+        state.reconfigure(Quota { tpd: Some(2_000), ..quota }, 1.0, MINUTE + DAY);
+        assert_eq!(state.day_tokens(), Some(600));
+        assert_eq!(state.wait(MINUTE + DAY, 1_400), None);
+    }
+
+    #[test]
     fn reconfiguring_keeps_the_record() {
-        let mut state = GcraState::new(Quota { rpm: Some(2), tpm: None }, 1.0, MINUTE, MINUTE, 0);
+        let mut state = GcraState::new(Quota { rpm: Some(2), tpm: None, tpd: None }, 1.0, MINUTE, MINUTE, 0);
         let _ = state.admit(0, 1);
         let _ = state.admit(0, 1);
         assert!(state.wait(0, 1).is_some());
         // A larger quota lets one more through now; the record still counts the two.
-        state.reconfigure(Quota { rpm: Some(3), tpm: None }, 1.0, 0);
+        state.reconfigure(Quota { rpm: Some(3), tpm: None, tpd: None }, 1.0, 0);
         assert_eq!(state.wait(0, 1), None);
         let _ = state.admit(0, 1);
         assert_eq!(state.wait(0, 1), Some(MINUTE));
         // The same configuration again changes nothing.
         let before = state.clone();
-        state.reconfigure(Quota { rpm: Some(3), tpm: None }, 1.0, 7);
+        state.reconfigure(Quota { rpm: Some(3), tpm: None, tpd: None }, 1.0, 7);
         assert_eq!(state, before);
     }
 }

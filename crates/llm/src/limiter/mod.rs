@@ -39,7 +39,7 @@
 //! use beacon_llm::LlmClient;
 //! use beacon_llm::limiter::{GcraLimiter, Limited, Quota};
 //!
-//! let limiter = Arc::new(GcraLimiter::new(Quota { rpm: Some(120), tpm: Some(200_000) }));
+//! let limiter = Arc::new(GcraLimiter::new(Quota { rpm: Some(120), tpm: Some(200_000), tpd: None }));
 //! let client = Limited::new(client, limiter);
 //! let answer = client.complete(&request).await;
 //! # }
@@ -165,6 +165,10 @@ pub struct Quota {
     pub rpm: Option<u32>,
     /// Tokens (input + output) per minute.
     pub tpm: Option<u64>,
+    /// Tokens (input + output) per day: Bedrock's "Model invocation max tokens per day" (by
+    /// default the per-minute quota × 1,440, lower on new accounts). Counted over the last 24 h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpd: Option<u64>,
 }
 
 impl Quota {
@@ -298,11 +302,21 @@ impl std::fmt::Debug for GcraLimiter {
 impl RateLimiter for GcraLimiter {
     async fn acquire(&self, tokens: u64) -> Result<Permit, LlmError> {
         let _turn = self.turn.lock().await;
+        let mut told_of_the_day = false;
         loop {
             let deadline = {
                 let mut state = lock(&self.state);
                 let now = self.now();
                 state.prune(now);
+                if !told_of_the_day && let Some(wait) = state.day_wait(now, tokens) {
+                    told_of_the_day = true;
+                    tracing::warn!(
+                        tokens_today = state.day_tokens().unwrap_or(0),
+                        tpd = state.quota().tpd.unwrap_or(0),
+                        wait_minutes = wait / 60_000_000,
+                        "the daily token quota is spent: requests wait until the tokens of 24 hours ago leave it"
+                    );
+                }
                 match state.wait(now, tokens) {
                     None => return Ok(state.admit(now, tokens)),
                     Some(wait) => later(self.origin, Duration::from_micros(now.saturating_add(wait))),
@@ -447,7 +461,8 @@ mod tests {
     async fn never_more_than_the_quota_in_any_window() {
         for seed in 0..8 {
             let mut rng = StdRng::seed_from_u64(seed);
-            let quota = Quota { rpm: Some(rng.random_range(10..200)), tpm: Some(rng.random_range(5_000..100_000)) };
+            let quota =
+                Quota { rpm: Some(rng.random_range(10..200)), tpm: Some(rng.random_range(5_000..100_000)), tpd: None };
             let (limiter, clock) = limiter(quota);
             let limiter = limiter.with_burst(rng.random_range(0.05..1.0));
             let mut admissions = Vec::new();
@@ -477,7 +492,7 @@ mod tests {
 
     #[tokio::test]
     async fn throughput_converges_to_the_request_quota() {
-        let (limiter, clock) = limiter(Quota { rpm: Some(120), tpm: None });
+        let (limiter, clock) = limiter(Quota { rpm: Some(120), tpm: None, tpd: None });
         let start = Clock::now(&*clock);
         let mut admissions = Vec::new();
         for _ in 0..1_200 {
@@ -498,7 +513,7 @@ mod tests {
 
     #[tokio::test]
     async fn throughput_converges_to_the_token_quota() {
-        let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(60_000) });
+        let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(60_000), tpd: None });
         let start = Clock::now(&*clock);
         let mut tokens = 0;
         while Clock::now(&*clock) < start + WINDOW * 10 {
@@ -512,7 +527,7 @@ mod tests {
 
     #[tokio::test]
     async fn refunds_let_more_requests_through() {
-        let quota = Quota { rpm: None, tpm: Some(60_000) };
+        let quota = Quota { rpm: None, tpm: Some(60_000), tpd: None };
         let mut admitted = Vec::new();
         for used in [5_000, 500] {
             let (limiter, clock) = limiter(quota);
@@ -533,7 +548,7 @@ mod tests {
     async fn a_refund_wakes_the_waiting_request() {
         // Time stands still: only the refund can let the second request through.
         let still = Arc::new(StillClock(Instant::now()));
-        let limiter = Arc::new(GcraLimiter::with_clock(Quota { rpm: None, tpm: Some(6_000) }, still));
+        let limiter = Arc::new(GcraLimiter::with_clock(Quota { rpm: None, tpm: Some(6_000), tpd: None }, still));
         let first = limiter.acquire(1_000).await.unwrap();
         let waiter = tokio::spawn({
             let limiter = limiter.clone();
@@ -563,7 +578,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_larger_than_the_quota_go_alone() {
-        let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(10_000) });
+        let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(10_000), tpd: None });
         let start = Clock::now(&*clock);
         let huge = limiter.acquire(25_000).await.unwrap();
         assert_eq!(Clock::now(&*clock), start, "an idle limiter admits it at once");
@@ -577,10 +592,10 @@ mod tests {
 
     #[tokio::test]
     async fn absurd_requests_do_not_panic() {
-        let (limiter, _clock) = limiter(Quota { rpm: Some(1), tpm: Some(1) });
+        let (limiter, _clock) = limiter(Quota { rpm: Some(1), tpm: Some(1), tpd: None });
         let permit = limiter.acquire(u64::MAX / 2).await.unwrap();
         limiter.settle(permit, u64::MAX / 4).await;
-        let (limiter, _clock) = self::limiter(Quota { rpm: None, tpm: Some(u64::MAX) });
+        let (limiter, _clock) = self::limiter(Quota { rpm: None, tpm: Some(u64::MAX), tpd: None });
         for _ in 0..3 {
             let permit = limiter.acquire(u64::MAX / 2).await.unwrap();
             limiter.settle(permit, u64::MAX).await;
@@ -589,7 +604,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_larger_than_the_burst_wait_for_a_full_bucket() {
-        let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(6_000) });
+        let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(6_000), tpd: None });
         let start = Clock::now(&*clock);
         let small = limiter.acquire(600).await.unwrap();
         limiter.settle(small, 600).await;
@@ -601,7 +616,7 @@ mod tests {
 
     #[tokio::test]
     async fn overruns_are_charged() {
-        let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(6_000) });
+        let (limiter, clock) = limiter(Quota { rpm: None, tpm: Some(6_000), tpd: None });
         let start = Clock::now(&*clock);
         let permit = limiter.acquire(100).await.unwrap();
         limiter.settle(permit, 1_000).await;
@@ -621,14 +636,14 @@ mod tests {
         }
         assert_eq!(Clock::now(&*clock), start);
         // Zero means unset, not "never".
-        let (limiter, _clock) = self::limiter(Quota { rpm: Some(0), tpm: Some(0) });
+        let (limiter, _clock) = self::limiter(Quota { rpm: Some(0), tpm: Some(0), tpd: None });
         let permit = limiter.acquire(5).await.unwrap();
         limiter.settle(permit, 5).await;
     }
 
     #[test]
     fn burst_is_a_share_of_the_quota() {
-        let (limiter, _clock) = limiter(Quota { rpm: Some(120), tpm: Some(600_000) });
+        let (limiter, _clock) = limiter(Quota { rpm: Some(120), tpm: Some(600_000), tpd: None });
         assert_eq!(limiter.burst(), (Some(20), Some(100_000)));
         let limiter = limiter.with_burst(0.5);
         assert_eq!(limiter.burst(), (Some(60), Some(300_000)));
