@@ -315,6 +315,7 @@ pub(crate) fn day_tokens(timeline: &[SecondStats], second: u64) -> u64 {
     timeline
         .iter()
         .rev()
+        .skip_while(|s| s.second > second)
         .take_while(|s| s.second >= from)
         .map(|s| s.input_tokens + s.output_tokens)
         .fold(0, u64::saturating_add)
