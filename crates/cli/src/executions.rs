@@ -232,31 +232,8 @@ fn print_history(events: &[Value]) {
     }
 }
 
-/// An event in AWS's GetExecutionHistory shape.
 fn event_json(e: &beacon_store::journal::EventRecord) -> Value {
-    let mut v = json!({
-        "id": e.id,
-        "previousEventId": e.previous_id,
-        "timestamp": e.timestamp,
-        "type": e.event_type,
-    });
-    let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
-    if !details.is_null() {
-        v[details_key(&e.event_type)] = details;
-    }
-    v
-}
-
-fn details_key(event_type: &str) -> String {
-    if event_type.ends_with("StateEntered") {
-        return "stateEnteredEventDetails".into();
-    }
-    if event_type.ends_with("StateExited") {
-        return "stateExitedEventDetails".into();
-    }
-    let mut chars = event_type.chars();
-    let first = chars.next().map(|c| c.to_ascii_lowercase().to_string()).unwrap_or_default();
-    format!("{first}{}EventDetails", chars.as_str())
+    e.to_aws_json()
 }
 
 fn state_name(event: &Value) -> String {

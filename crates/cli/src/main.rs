@@ -11,6 +11,7 @@ mod exit;
 mod plan;
 mod quota;
 mod run;
+mod serve;
 mod session;
 mod sim;
 mod units;
@@ -56,6 +57,9 @@ enum Command {
     /// A Bedrock model's applied quotas (Service Quotas: requests and tokens per minute, tokens
     /// per day, on demand and cross-Region) and its recent usage and throttles (CloudWatch).
     Quota(quota::QuotaArgs),
+    /// BEACON as a service: an HTTP API (tokens, queue, reports, history, metrics) over the
+    /// same engine, journal and quota as `beacon run`; `beacon serve token ...` manages tokens.
+    Serve(serve::ServeArgs),
 }
 
 /// A parser that panics on a hostile file is caught and reported as that file's error; the
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
             Command::Executions(command) => executions::executions(cli.config.as_deref(), command).await,
             Command::Deploy(args) => deploy::deploy(args).await,
             Command::Quota(args) => quota::quota(&args).await,
+            Command::Serve(args) => serve::serve(cli.config.as_deref(), args).await,
         }
     });
     ExitCode::from(code)

@@ -248,6 +248,12 @@ impl Session {
         })
     }
 
+    /// What `beacon serve` runs on: the services, the journal, the `aws-sdk:*` tasks and the
+    /// client stack's counts.
+    pub fn into_parts(self) -> (Services, Journal, TaskRegistry, ClientStats) {
+        (self.services, self.journal, self.sdk_tasks, self.stats)
+    }
+
     /// This session runs `documents` documents at once.
     pub fn with_documents(mut self, documents: usize) -> Session {
         self.documents = documents;

@@ -81,6 +81,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The flow's tasks served by deployed Lambda functions instead of this process.
     pub lambda: LambdaConfig,
+    /// `beacon serve`: the HTTP API's address, limits and queue.
+    pub serve: ServeConfig,
     /// The password of an encrypted input PDF: `--password` or `BEACON_DOCUMENT_PASSWORD` only;
     /// never read from beacon.toml and never written to the journal.
     #[serde(skip)]
@@ -171,6 +173,43 @@ pub struct LambdaConfig {
     pub endpoint: Option<String>,
     /// The functions' region (default: the normal AWS resolution).
     pub region: Option<String>,
+}
+
+/// `beacon serve`: where it listens and what it admits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// The address to listen on (`--bind`).
+    pub bind: String,
+    /// The tokens file (`--tokens`) [default: `<data_dir>/tokens.json`].
+    pub tokens: Option<PathBuf>,
+    /// Executions that run at once; the others wait as `QUEUED`.
+    pub max_running: usize,
+    /// Executions that may wait; beyond this an upload gets 503 with `Retry-After`.
+    pub max_queued: usize,
+    /// Largest upload, bytes [default: `limits.max_file_bytes`].
+    pub max_upload_bytes: Option<u64>,
+    /// API requests per minute per token (429 with `Retry-After` beyond it).
+    pub requests_per_minute: u32,
+    /// Serve `/metrics` without a token (a scraper on a private network).
+    pub metrics_public: bool,
+    /// Origins allowed to call the API from a browser (CORS); empty: CORS off.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            bind: "127.0.0.1:8080".into(),
+            tokens: None,
+            max_running: 4,
+            max_queued: 1000,
+            max_upload_bytes: None,
+            requests_per_minute: 600,
+            metrics_public: false,
+            cors_origins: Vec::new(),
+        }
+    }
 }
 
 /// How the state machine chooses and runs its parallel strategy.
@@ -428,6 +467,7 @@ impl Default for Config {
             asl: AslConfig::default(),
             store: StoreConfig::default(),
             lambda: LambdaConfig::default(),
+            serve: ServeConfig::default(),
             document_password: None,
         }
     }
@@ -583,6 +623,12 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "the openai provider needs --model <id> and --endpoint <base URL> (e.g. http://127.0.0.1:8000/v1, https://api.openai.com/v1)".into(),
+            ));
+        }
+        let serve = &self.serve;
+        if serve.max_running == 0 || serve.requests_per_minute == 0 || serve.max_upload_bytes == Some(0) {
+            return Err(ConfigError::Invalid(
+                "serve.max_running, serve.requests_per_minute and serve.max_upload_bytes must be at least 1".into(),
             ));
         }
         if self.quota.rpm == Some(0) || self.quota.tpm == Some(0) || self.quota.tpd == Some(0) {

@@ -55,6 +55,14 @@ pub enum RunError {
     Journal(#[from] JournalError),
 }
 
+/// An execution [`Runner::enqueue`] journaled as `QUEUED`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub execution: String,
+    /// The document's id (SHA-256 of its bytes, hex).
+    pub document_id: String,
+}
+
 /// A finished run.
 #[derive(Debug)]
 pub struct RunOutcome {
@@ -199,6 +207,50 @@ impl Runner {
 
     /// Upload `bytes` as document `name` and run the state machine on it.
     pub async fn run_bytes(&self, name: &str, bytes: Vec<u8>, options: RunOptions) -> Result<RunOutcome, RunError> {
+        let (new, input) = self.prepare(name, bytes, options).await?;
+        self.journal.start_execution(&new).await?;
+        info!(execution = new.name, document = name, "starting execution");
+        self.execute(&new.name, &new.definition, input, 1, name).await
+    }
+
+    /// Upload `bytes` as document `name` and journal an execution for it as `QUEUED`, to be
+    /// started by [`Runner::start_queued`]; returns the execution's name and the document id.
+    pub async fn enqueue(&self, name: &str, bytes: Vec<u8>, options: RunOptions) -> Result<Queued, RunError> {
+        let (new, input) = self.prepare(name, bytes, options).await?;
+        self.journal.queue_execution(&new).await?;
+        let document_id = input["document"]["key"]
+            .as_str()
+            .and_then(|key| key.strip_prefix("documents/"))
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default()
+            .to_string();
+        info!(execution = new.name, document = name, "execution queued");
+        Ok(Queued { execution: new.name, document_id })
+    }
+
+    /// Start an execution [`Runner::enqueue`] queued.
+    pub async fn start_queued(&self, execution: &str) -> Result<RunOutcome, RunError> {
+        let record = self.journal.get(execution)?;
+        if record.status != ExecutionState::Queued {
+            return Err(RunError::NotResumable(format!(
+                "execution {execution} is {}, not queued",
+                record.status.as_str()
+            )));
+        }
+        let input: Value = serde_json::from_str(&record.input)
+            .map_err(|e| RunError::Definition(format!("journaled input of {execution} is not JSON: {e}")))?;
+        let attempt = self.journal.begin_attempt(execution).await?;
+        info!(execution, "starting queued execution");
+        self.execute(execution, &record.definition, input, attempt, &record.label).await
+    }
+
+    /// Check the options, store the bytes and say what to journal: the execution and its input.
+    async fn prepare(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        options: RunOptions,
+    ) -> Result<(NewExecution, Value), RunError> {
         if options.strategy == Some(Strategy::Batch)
             && self.services.config.provider.kind != crate::ProviderKind::Bedrock
         {
@@ -219,18 +271,15 @@ impl Runner {
             provider: options.provider.or_else(|| Some(self.services.config.provider.clone())),
             ..options
         };
-        self.journal
-            .start_execution(&NewExecution {
-                name: execution.clone(),
-                definition: definition.clone(),
-                input: input.to_string(),
-                label: name.to_string(),
-                options: serde_json::to_string(&options).unwrap_or_default(),
-                started_at: now(),
-            })
-            .await?;
-        info!(execution, document = name, "starting execution");
-        self.execute(&execution, &definition, input, 1, name).await
+        let new = NewExecution {
+            name: execution,
+            definition,
+            input: input.to_string(),
+            label: name.to_string(),
+            options: serde_json::to_string(&options).unwrap_or_default(),
+            started_at: now(),
+        };
+        Ok((new, input))
     }
 
     /// The options an unfinished execution was started with, and whether it can be resumed now.

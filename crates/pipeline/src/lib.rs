@@ -20,6 +20,6 @@ pub mod schema;
 pub mod tasks;
 
 pub use config::{Config, ProviderKind, Secret};
-pub use flow::{RunError, RunOptions, RunOutcome, Runner};
+pub use flow::{Queued, RunError, RunOptions, RunOutcome, Runner};
 pub use progress::{NoProgress, Progress, UnitEnd};
 pub use tasks::Services;

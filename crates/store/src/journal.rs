@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS events (
     timestamp   TEXT NOT NULL,
     type        TEXT NOT NULL,
     details     TEXT NOT NULL,
+    seq         INTEGER,
     PRIMARY KEY (execution, attempt, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tasks (
@@ -71,11 +72,13 @@ pub enum JournalError {
     WriterStopped,
 }
 
-/// The status of an execution as journaled. `Running` also covers executions whose process died:
-/// those are the ones to resume.
+/// The status of an execution as journaled: AWS's statuses plus `Queued` (accepted by
+/// `beacon serve`, waiting for a slot; not started). `Running` also covers executions whose
+/// process died: those are the ones to resume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ExecutionState {
+    Queued,
     Running,
     Succeeded,
     Failed,
@@ -86,6 +89,7 @@ pub enum ExecutionState {
 impl ExecutionState {
     pub fn as_str(&self) -> &'static str {
         match self {
+            ExecutionState::Queued => "QUEUED",
             ExecutionState::Running => "RUNNING",
             ExecutionState::Succeeded => "SUCCEEDED",
             ExecutionState::Failed => "FAILED",
@@ -94,8 +98,10 @@ impl ExecutionState {
         }
     }
 
-    fn parse(s: &str) -> ExecutionState {
+    /// The state named `s` (`RUNNING` for a name it does not know).
+    pub fn parse(s: &str) -> ExecutionState {
         match s {
+            "QUEUED" => ExecutionState::Queued,
             "SUCCEEDED" => ExecutionState::Succeeded,
             "FAILED" => ExecutionState::Failed,
             "TIMED_OUT" => ExecutionState::TimedOut,
@@ -112,6 +118,20 @@ pub struct ChildExecution {
     pub name: String,
     pub events: usize,
     pub status: ExecutionState,
+}
+
+/// Which executions [`Journal::list_page`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<ExecutionState>,
+    /// A substring of the label (the document name), matched literally.
+    pub label_contains: Option<String>,
+    /// RFC 3339 bounds on the start time: `since` inclusive, `before` exclusive.
+    pub started_since: Option<String>,
+    pub started_before: Option<String>,
+    /// Only executions after this one in the order (newest first): `(started_at, name)`.
+    pub after: Option<(String, String)>,
+    pub limit: usize,
 }
 
 /// A new execution to journal.
@@ -160,6 +180,37 @@ pub struct EventRecord {
     pub timestamp: String,
     pub event_type: String,
     pub details: String,
+}
+
+impl EventRecord {
+    /// The event in AWS's `GetExecutionHistory` shape: `id`, `previousEventId`, `timestamp`,
+    /// `type` and the details under `<type>EventDetails` (`stateEnteredEventDetails` for every
+    /// `*StateEntered`, as AWS names them).
+    pub fn to_aws_json(&self) -> serde_json::Value {
+        let mut event = serde_json::json!({
+            "id": self.id,
+            "previousEventId": self.previous_id,
+            "timestamp": self.timestamp,
+            "type": self.event_type,
+        });
+        let details: serde_json::Value = serde_json::from_str(&self.details).unwrap_or(serde_json::Value::Null);
+        if !details.is_null() {
+            event[details_key(&self.event_type)] = details;
+        }
+        event
+    }
+}
+
+fn details_key(event_type: &str) -> String {
+    if event_type.ends_with("StateEntered") {
+        return "stateEnteredEventDetails".into();
+    }
+    if event_type.ends_with("StateExited") {
+        return "stateExitedEventDetails".into();
+    }
+    let mut chars = event_type.chars();
+    let first = chars.next().map(|c| c.to_ascii_lowercase().to_string()).unwrap_or_default();
+    format!("{first}{}EventDetails", chars.as_str())
 }
 
 /// The outcome of one task invocation (output or error as JSON text / strings).
@@ -220,6 +271,28 @@ impl Drop for Inner {
     }
 }
 
+/// Brings a journal written by an older BEACON up to this schema.
+fn migrate(conn: &Connection) -> Result<(), JournalError> {
+    let has_seq: bool = conn.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'seq'")?.exists([])?;
+    if !has_seq {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             ALTER TABLE events ADD COLUMN seq INTEGER;
+             UPDATE events SET seq = o.n FROM (
+                 SELECT execution, attempt, id, ROW_NUMBER() OVER (ORDER BY timestamp, execution, attempt, id) AS n
+                 FROM events) AS o
+             WHERE events.execution = o.execution AND events.attempt = o.attempt AND events.id = o.id;
+             COMMIT;",
+        )?;
+    }
+    // One index numbers new events (MAX(seq)), the other follows one execution.
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS events_seq ON events (seq);
+         CREATE INDEX IF NOT EXISTS events_by_execution_seq ON events (execution, attempt, seq);",
+    )?;
+    Ok(())
+}
+
 fn open_connection(path: &Path) -> Result<Connection, JournalError> {
     let open_error = |reason: String| JournalError::Open { path: path.display().to_string(), reason };
     if let Some(dir) = path.parent() {
@@ -238,6 +311,7 @@ impl Journal {
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
         let writer_conn = open_connection(path)?;
         writer_conn.execute_batch(SCHEMA)?;
+        migrate(&writer_conn)?;
         let reader = open_connection(path)?;
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -280,6 +354,21 @@ impl Journal {
             if inserted == 0 {
                 return Err(JournalError::Duplicate(new.name.clone()));
             }
+        }
+        Ok(())
+    }
+
+    /// Record a new execution that waits for a slot (`QUEUED`, attempt 0); [`Journal::begin_attempt`]
+    /// starts it as attempt 1.
+    pub async fn queue_execution(&self, new: &NewExecution) -> Result<(), JournalError> {
+        let conn = self.reader()?;
+        let inserted = conn.execute(
+            "INSERT OR IGNORE INTO executions (name, definition, input, label, status, started_at, attempt, options)
+             VALUES (?1, ?2, ?3, ?4, 'QUEUED', ?5, 0, ?6)",
+            params![new.name, new.definition, new.input, new.label, new.started_at, new.options],
+        )?;
+        if inserted == 0 {
+            return Err(JournalError::Duplicate(new.name.clone()));
         }
         Ok(())
     }
@@ -350,6 +439,67 @@ impl Journal {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// A page of executions, newest first, as `filter` selects.
+    pub fn list_page(&self, filter: &ListFilter) -> Result<Vec<ExecutionRecord>, JournalError> {
+        let conn = self.reader()?;
+        // Child executions (parent/child) have events only, never a row here.
+        let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions e WHERE 1 = 1");
+        let mut values: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut bind = |sql: &mut String, clause: &str, value: Box<dyn rusqlite::ToSql>| {
+            values.push(value);
+            sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
+        };
+        if let Some(status) = filter.status {
+            bind(&mut sql, " AND status = ?", Box::new(status.as_str()));
+        }
+        if let Some(text) = &filter.label_contains {
+            let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            bind(&mut sql, " AND label LIKE ? ESCAPE '\\'", Box::new(pattern));
+        }
+        if let Some(since) = &filter.started_since {
+            bind(&mut sql, " AND started_at >= ?", Box::new(since.clone()));
+        }
+        if let Some(until) = &filter.started_before {
+            bind(&mut sql, " AND started_at < ?", Box::new(until.clone()));
+        }
+        if let Some((started_at, name)) = &filter.after {
+            values.push(Box::new(started_at.clone()));
+            values.push(Box::new(name.clone()));
+            let (a, b) = (values.len() - 1, values.len());
+            sql.push_str(&format!(" AND (started_at < ?{a} OR (started_at = ?{a} AND name < ?{b}))"));
+        }
+        values.push(Box::new(filter.limit as i64));
+        sql.push_str(&format!(" ORDER BY started_at DESC, name DESC LIMIT ?{}", values.len()));
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), execution_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The executions in `states`, oldest first (what a restarted server picks up).
+    pub fn in_states(&self, states: &[ExecutionState]) -> Result<Vec<ExecutionRecord>, JournalError> {
+        let conn = self.reader()?;
+        let names: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions e WHERE status IN ({}) ORDER BY started_at, name",
+            names.join(", ")
+        ))?;
+        let rows = stmt.query_map([], execution_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Forget an execution: its row, its events (and its child executions'), its task outcomes.
+    pub async fn delete_execution(&self, name: &str) -> Result<(), JournalError> {
+        self.flush().await?;
+        let conn = self.reader()?;
+        conn.execute(
+            "DELETE FROM events WHERE execution = ?1 OR (execution > ?2 AND execution < ?3)",
+            params![name, format!("{name}/"), format!("{name}0")],
+        )?;
+        conn.execute("DELETE FROM tasks WHERE execution = ?1", params![name])?;
+        conn.execute("DELETE FROM executions WHERE name = ?1", params![name])?;
+        Ok(())
+    }
+
     /// One execution.
     pub fn get(&self, name: &str) -> Result<ExecutionRecord, JournalError> {
         let conn = self.reader()?;
@@ -383,6 +533,41 @@ impl Journal {
                 details: r.get(4)?,
             })
         })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The events of `name`'s run `attempt` and of its child executions (`name/...`), in the
+    /// order they were written, after the one numbered `after` (0: from the start): at most
+    /// `limit`, each with its number (`seq`) and the execution it belongs to.
+    pub fn events_after(
+        &self,
+        name: &str,
+        attempt: u32,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, EventRecord)>, JournalError> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, execution, id, previous_id, timestamp, type, details FROM events
+             WHERE seq > ?1 AND attempt = ?2 AND (execution = ?3 OR (execution > ?4 AND execution < ?5))
+             ORDER BY seq LIMIT ?6",
+        )?;
+        let rows = stmt.query_map(
+            params![after as i64, attempt, name, format!("{name}/"), format!("{name}0"), limit as i64],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, String>(1)?,
+                    EventRecord {
+                        id: r.get::<_, i64>(2)? as u64,
+                        previous_id: r.get::<_, i64>(3)? as u64,
+                        timestamp: r.get(4)?,
+                        event_type: r.get(5)?,
+                        details: r.get(6)?,
+                    },
+                ))
+            },
+        )?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
@@ -485,7 +670,10 @@ fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut event = tx.prepare_cached(
-            "INSERT OR REPLACE INTO events (execution, attempt, id, previous_id, timestamp, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            // seq: one order over every event of the file, whichever process writes (the
+            // transaction holds the write lock), for followers of many executions at once.
+            "INSERT OR REPLACE INTO events (execution, attempt, id, previous_id, timestamp, type, details, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events))",
         )?;
         let mut task = tx.prepare_cached(
             "INSERT OR REPLACE INTO tasks (execution, key, ok, output, error, cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -591,6 +779,85 @@ mod tests {
         assert_eq!(j.events("run", Some(1)).unwrap().len(), 1);
         assert!(matches!(j.begin_attempt("nope").await, Err(JournalError::UnknownExecution(_))));
         assert!(matches!(j.get("nope"), Err(JournalError::UnknownExecution(_))));
+    }
+
+    #[tokio::test]
+    async fn queued_executions_start_as_attempt_one_and_pages_follow_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let mut queued = new_execution("q");
+        queued.label = "報告書_100%.pdf".into();
+        j.queue_execution(&queued).await.unwrap();
+        assert!(matches!(j.queue_execution(&queued).await, Err(JournalError::Duplicate(_))));
+        let record = j.get("q").unwrap();
+        assert_eq!((record.status, record.attempt), (ExecutionState::Queued, 0));
+        for name in ["a", "bb", "ccc", "dddd"] {
+            j.start_execution(&new_execution(name)).await.unwrap();
+        }
+        assert_eq!(j.begin_attempt("q").await.unwrap(), 1);
+        assert_eq!(j.get("q").unwrap().status, ExecutionState::Running);
+        let names =
+            |filter: &ListFilter| -> Vec<String> { j.list_page(filter).unwrap().into_iter().map(|e| e.name).collect() };
+        let all = ListFilter { limit: 10, ..ListFilter::default() };
+        assert_eq!(names(&all), vec!["dddd", "ccc", "bb", "q", "a"]);
+        let first = ListFilter { limit: 2, ..ListFilter::default() };
+        assert_eq!(names(&first), vec!["dddd", "ccc"]);
+        let ccc = j.get("ccc").unwrap();
+        let next = ListFilter { limit: 2, after: Some((ccc.started_at, ccc.name)), ..ListFilter::default() };
+        assert_eq!(names(&next), vec!["bb", "q"]);
+        // LIKE's wildcards in the search text are matched literally.
+        let search = ListFilter { label_contains: Some("_100%".into()), limit: 10, ..ListFilter::default() };
+        assert_eq!(names(&search), vec!["q"]);
+        let none = ListFilter { label_contains: Some("x%".into()), limit: 10, ..ListFilter::default() };
+        assert!(names(&none).is_empty());
+        let since =
+            ListFilter { started_since: Some("2026-01-01T00:00:03Z".into()), limit: 10, ..ListFilter::default() };
+        assert_eq!(names(&since), vec!["dddd", "ccc"]);
+        j.finish_execution("a", ExecutionState::Failed, None, None, None, "end".into()).await.unwrap();
+        let failed = ListFilter { status: Some(ExecutionState::Failed), limit: 10, ..ListFilter::default() };
+        assert_eq!(names(&failed), vec!["a"]);
+        assert_eq!(j.in_states(&[ExecutionState::Failed]).unwrap().len(), 1);
+        j.delete_execution("a").await.unwrap();
+        assert!(matches!(j.get("a"), Err(JournalError::UnknownExecution(_))));
+    }
+
+    #[tokio::test]
+    async fn events_of_an_execution_and_its_children_come_in_one_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        j.start_execution(&new_execution("p")).await.unwrap();
+        j.start_execution(&new_execution("other")).await.unwrap();
+        j.record_event("p", 1, event(1)).unwrap();
+        j.record_event("p/child-1", 1, event(1)).unwrap();
+        j.record_event("other", 1, event(1)).unwrap();
+        j.record_event("p", 1, event(2)).unwrap();
+        j.flush().await.unwrap();
+        let seen: Vec<(String, u64)> =
+            j.events_after("p", 1, 0, 100).unwrap().into_iter().map(|(_, name, e)| (name, e.id)).collect();
+        assert_eq!(seen, vec![("p".into(), 1), ("p/child-1".into(), 1), ("p".into(), 2)]);
+        let all = j.events_after("p", 1, 0, 100).unwrap();
+        let after_first = j.events_after("p", 1, all[0].0, 100).unwrap();
+        assert_eq!(after_first.len(), 2);
+        assert_eq!(j.events_after("p", 1, 0, 1).unwrap().len(), 1);
+        assert!(j.events_after("p", 2, 0, 100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_older_journal_gets_event_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&SCHEMA.replace("    seq         INTEGER,\n", "")).unwrap();
+            conn.execute_batch(
+                "INSERT INTO events (execution, attempt, id, previous_id, timestamp, type, details)
+                 VALUES ('e', 1, 1, 0, 't1', 'X', '{}'), ('e', 1, 2, 1, 't2', 'Y', '{}');",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let numbers: Vec<u64> = j.events_after("e", 1, 0, 10).unwrap().into_iter().map(|(seq, ..)| seq).collect();
+        assert_eq!(numbers, vec![1, 2]);
     }
 
     #[tokio::test]

@@ -42,6 +42,11 @@ pub fn unit_result(document_id: &str, run: &str, index: usize) -> String {
     format!("results/{document_id}/{run}/{index:06}.json")
 }
 
+/// The prefix of every unit result of one run.
+pub fn unit_results(document_id: &str, run: &str) -> String {
+    format!("results/{document_id}/{run}/")
+}
+
 /// The batch inference input (JSONL records) of one run.
 pub fn batch_input(document_id: &str, run: &str) -> String {
     format!("batch/{document_id}/{run}/input/records.jsonl")

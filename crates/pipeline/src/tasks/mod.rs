@@ -152,6 +152,49 @@ impl UnitRecord {
     }
 }
 
+/// The units of `run` with a stored outcome so far, in document order, as the report lists
+/// them but without their text (a running execution's units, before the report exists).
+pub async fn recorded_units(
+    store: &Store,
+    document_id: &str,
+    run: &str,
+) -> Result<Vec<crate::report::UnitReport>, beacon_store::StoreError> {
+    use crate::report::{UnitError, UnitReport, UnitStatus, UnitUsage};
+    use futures::StreamExt;
+    let mut objects = store.list(&beacon_store::keys::unit_results(document_id, run)).await?;
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    let reads = objects.into_iter().map(|object| async move { store.get_json::<UnitRecord>(&object.key).await });
+    let records: Vec<_> = futures::stream::iter(reads).buffered(STORE_CONCURRENCY).collect().await;
+    let known = |path: String| if path.is_empty() { "inline".to_string() } else { path };
+    let mut units = Vec::new();
+    for record in records {
+        let unit = match record? {
+            UnitRecord::Succeeded { index, title, result, usage, path, .. } => UnitReport {
+                index,
+                title,
+                status: UnitStatus::Succeeded,
+                text: String::new(),
+                result: Some(result),
+                error: None,
+                usage,
+                path: known(path),
+            },
+            UnitRecord::Failed { index, title, error, cause, path } => UnitReport {
+                index,
+                title,
+                status: UnitStatus::Failed,
+                text: String::new(),
+                result: None,
+                error: Some(UnitError { error, cause }),
+                usage: UnitUsage::default(),
+                path: known(path),
+            },
+        };
+        units.push(unit);
+    }
+    Ok(units)
+}
+
 /// Which unit of which run a task works on: the Map's item. `run` is the execution the
 /// results belong to (a distributed Map's child executions pass their parent's name); `path`
 /// is how the unit is processed (`inline`, `distributed`, `on-demand`), for the report.

@@ -1,0 +1,419 @@
+//! `beacon serve` end to end: the real binary on a free port, driven over HTTP.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::{Scratch, Sim, corpus, with_fake_aws};
+use futures::StreamExt;
+use serde_json::Value;
+
+const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+
+/// A running `beacon serve`, killed (by PID) when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Server {
+    fn start(s: &Scratch, args: &[&str]) -> Server {
+        Server::start_with(s, args, |_| {})
+    }
+
+    fn start_with(s: &Scratch, args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
+        let mut cmd = s.beacon();
+        cmd.args(["serve", "--bind", "127.0.0.1:0"]).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        configure(&mut cmd);
+        let mut child = cmd.spawn().expect("start beacon serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        stdout.read_line(&mut first).expect("serve prints its address");
+        let base = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+            .to_string();
+        Server { child, base, _stdout: stdout }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `kill -9`.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token(s: &Scratch, role: &str, name: &str) -> String {
+    let out = s.beacon().args(["serve", "token", "create", "--role", role, "--name", name]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// A text document of `pages` pages (form feeds), one unit each.
+fn paged_document(pages: usize) -> Vec<u8> {
+    (0..pages)
+        .map(|i| {
+            format!(
+                "Page {i}\n\nShipment {i} left the warehouse on 2026-05-{:02} with {} pallets.\n",
+                i % 28 + 1,
+                i + 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\x0c")
+        .into_bytes()
+}
+
+async fn upload(server: &Server, token: Option<&str>, name: &str, bytes: Vec<u8>) -> reqwest::Response {
+    let mut request = client().post(server.url(&format!("/v1/documents?name={name}"))).body(bytes);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+struct SseEvent {
+    id: String,
+    kind: String,
+    data: Value,
+}
+
+/// Reads the events of an execution until `stop` says so (or the stream ends).
+async fn follow(
+    server: &Server,
+    token: Option<&str>,
+    execution: &str,
+    last_event_id: Option<&str>,
+    mut stop: impl FnMut(&SseEvent) -> bool,
+) -> Vec<SseEvent> {
+    let mut request = client().get(server.url(&format!("/v1/executions/{execution}/events")));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut event = SseEvent { id: String::new(), kind: String::new(), data: Value::Null };
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    event.id = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event.kind = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    event.data = serde_json::from_str(v.trim()).unwrap_or(Value::Null);
+                }
+            }
+            if event.kind.is_empty() {
+                continue; // a keep-alive comment
+            }
+            let done = stop(&event);
+            events.push(event);
+            if done {
+                return events;
+            }
+        }
+    }
+    events
+}
+
+fn ended(event: &SseEvent) -> bool {
+    event.kind == "execution" && event.data["status"] != "RUNNING"
+}
+
+async fn get_json(server: &Server, token: Option<&str>, path: &str) -> (u16, Value) {
+    let mut request = client().get(server.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn tokens_roles_upload_follow_report_and_metrics() {
+    let s = Scratch::new();
+    let admin = token(&s, "admin", "ops");
+    let submitter = token(&s, "submitter", "ci");
+    let viewer = token(&s, "viewer", "dashboard");
+    let server = Server::start(&s, &[]);
+
+    // Health needs no token; everything else does.
+    assert_eq!(client().get(server.url("/health")).send().await.unwrap().status(), 200);
+    assert_eq!(client().get(server.url("/ready")).send().await.unwrap().status(), 200);
+    let (status, body) = get_json(&server, None, "/v1/executions").await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(get_json(&server, Some("bkn_not-a-token"), "/v1/executions").await.0, 401);
+    assert_eq!(client().get(server.url("/metrics")).send().await.unwrap().status(), 401);
+
+    // A viewer may not upload; a submitter may.
+    let document = paged_document(12);
+    assert_eq!(upload(&server, Some(&viewer), "shipments.txt", document.clone()).await.status(), 403);
+    let response = upload(&server, Some(&submitter), "出荷記録.txt", document).await;
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let accepted: Value = response.json().await.unwrap();
+    let execution = accepted["execution"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/v1/executions/{execution}"));
+
+    // Follow it to the end: every unit is seen once.
+    let events = follow(&server, Some(&viewer), &execution, None, ended).await;
+    let last = events.last().expect("events");
+    assert_eq!(last.data["status"], "SUCCEEDED", "{events:?}");
+    let mut succeeded: Vec<u64> =
+        events.iter().filter(|e| e.kind == "unit.succeeded").map(|e| e.data["index"].as_u64().unwrap()).collect();
+    succeeded.sort_unstable();
+    assert_eq!(succeeded, (0..12).collect::<Vec<_>>());
+
+    let (status, view) = get_json(&server, Some(&viewer), &location).await;
+    assert_eq!(status, 200);
+    assert_eq!(view["status"], "SUCCEEDED");
+    assert_eq!(view["document"]["name"], "出荷記録.txt", "names stay as given");
+    assert_eq!(view["units"]["total"], 12);
+    assert_eq!(view["units"]["succeeded"], 12);
+
+    let (_, report) = get_json(&server, Some(&viewer), &format!("{location}/report")).await;
+    assert_eq!(report["units"].as_array().unwrap().len(), 12);
+    assert_eq!(report["execution"], execution.as_str());
+    let markdown =
+        client().get(server.url(&format!("{location}/report.md"))).bearer_auth(&viewer).send().await.unwrap();
+    assert!(markdown.headers()["content-type"].to_str().unwrap().starts_with("text/markdown"));
+    assert!(markdown.text().await.unwrap().starts_with('#'));
+
+    let (_, units) = get_json(&server, Some(&viewer), &format!("{location}/units?status=failed")).await;
+    assert_eq!(units["units"].as_array().unwrap().len(), 0);
+    assert_eq!(get_json(&server, Some(&viewer), &format!("{location}/units?status=odd")).await.0, 400);
+
+    // History pages join up to the whole history.
+    let mut cursor: Option<String> = None;
+    let mut ids = Vec::new();
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{location}/history?limit=7&cursor={c}"),
+            None => format!("{location}/history?limit=7"),
+        };
+        let (status, page) = get_json(&server, Some(&viewer), &path).await;
+        assert_eq!(status, 200);
+        ids.extend(page["events"].as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()));
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+    assert!(ids.len() > 12 * 3);
+
+    // Metrics agree with the report.
+    let metrics = client().get(server.url("/metrics")).bearer_auth(&viewer).send().await.unwrap().text().await.unwrap();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} not in\n{metrics}"))
+    };
+    assert_eq!(value("beacon_units_total{status=\"succeeded\",path=\"inline\"}"), 12.0);
+    assert_eq!(value("beacon_executions_finished_total{status=\"SUCCEEDED\"}"), 1.0);
+    assert_eq!(
+        value("beacon_llm_tokens_total{model=\"offline\",direction=\"input\"}"),
+        report["usage"]["input_tokens"].as_f64().unwrap()
+    );
+
+    // Only an admin deletes; a revoked token is refused from the next request.
+    let document_id = view["document"]["id"].as_str().unwrap();
+    let delete = |token: String| {
+        let url = server.url(&format!("/v1/documents/{document_id}"));
+        async move { client().delete(url).bearer_auth(token).send().await.unwrap().status() }
+    };
+    assert_eq!(delete(submitter.clone()).await, 403);
+    assert_eq!(delete(admin.clone()).await, 204);
+    assert_eq!(get_json(&server, Some(&viewer), &location).await.0, 404);
+    assert_eq!(delete(admin.clone()).await, 404);
+    let revoked = s.beacon().args(["serve", "token", "revoke", "dashboard"]).output().unwrap();
+    assert!(revoked.status.success());
+    assert_eq!(get_json(&server, Some(&viewer), "/v1/executions").await.0, 401);
+}
+
+#[tokio::test]
+async fn bad_uploads_get_clear_4xx_and_nothing_is_queued() {
+    let s = Scratch::new();
+    std::fs::write(s.path("beacon.toml"), "[serve]\nmax_upload_bytes = 4096\n").unwrap();
+    let server = Server::start(&s, &["--config", "beacon.toml"]);
+    let code = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(body["error"]["message"].is_string(), "{status}: {body}");
+        status
+    };
+    assert_eq!(code(upload(&server, None, "empty.txt", Vec::new()).await).await, 400);
+    let random: Vec<u8> = (0..2000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    assert_eq!(code(upload(&server, None, "noise.bin", random).await).await, 415);
+    assert_eq!(code(upload(&server, None, "..%2F..%2Fetc%2Fpasswd", b"hello".to_vec()).await).await, 400);
+    assert_eq!(code(upload(&server, None, "a%0Ab.txt", b"hello".to_vec()).await).await, 400);
+    assert_eq!(code(client().post(server.url("/v1/documents")).body("hello").send().await.unwrap()).await, 400);
+    // Over the limit: refused from the Content-Length, and while streaming a chunked body.
+    assert_eq!(code(upload(&server, None, "big.txt", vec![b'a'; 5000]).await).await, 413);
+    let chunks = futures::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 1000])));
+    let chunked = client()
+        .post(server.url("/v1/documents?name=big.txt"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(chunked).await, 413);
+    // A multipart form without a file, an unknown strategy, a bad filter.
+    let form = reqwest::multipart::Form::new().text("strategy", "inline");
+    let response = client().post(server.url("/v1/documents")).multipart(form).send().await.unwrap();
+    assert_eq!(code(response).await, 400);
+    assert_eq!(code(upload(&server, None, "a.txt&strategy=fastest", b"hello".to_vec()).await).await, 400);
+    assert_eq!(code(client().get(server.url("/v1/executions?status=DONE")).send().await.unwrap()).await, 400);
+    assert_eq!(code(client().get(server.url("/v1/executions?cursor=%%%")).send().await.unwrap()).await, 400);
+    assert_eq!(code(client().get(server.url("/v1/executions/nope")).send().await.unwrap()).await, 404);
+    let (_, page) = get_json(&server, None, "/v1/executions").await;
+    assert_eq!(page["executions"].as_array().unwrap().len(), 0, "nothing bad was queued");
+
+    // A multipart upload works, with its file name.
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(paged_document(2)).file_name("form.txt"))
+        .text("strategy", "inline");
+    let response = client().post(server.url("/v1/documents")).multipart(form).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    let events = follow(&server, None, accepted["execution"].as_str().unwrap(), None, ended).await;
+    assert_eq!(events.last().unwrap().data["status"], "SUCCEEDED");
+}
+
+#[test]
+fn a_public_address_without_tokens_is_refused() {
+    let s = Scratch::new();
+    let out = s.beacon().args(["serve", "--bind", "0.0.0.0:0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without tokens"));
+}
+
+#[tokio::test]
+async fn a_retried_upload_with_the_same_idempotency_key_is_one_execution() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &[]);
+    let send = || {
+        client()
+            .post(server.url("/v1/documents?name=a.txt"))
+            .header("Idempotency-Key", "upload-42")
+            .body(paged_document(3))
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let second = send().await.unwrap();
+    assert_eq!(second.status(), 200);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first["execution"], second["execution"]);
+    let (_, page) = get_json(&server, None, "/v1/executions").await;
+    assert_eq!(page["executions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_dropped_event_stream_resumes_with_last_event_id_and_misses_nothing() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &[]);
+    let response = upload(&server, None, "fifty.txt", paged_document(50)).await;
+    let execution = response.json::<Value>().await.unwrap()["execution"].as_str().unwrap().to_string();
+    // Drop the stream after a few unit events, then go on from the last id received.
+    let mut seen = 0;
+    let first = follow(&server, None, &execution, None, |e| {
+        seen += usize::from(e.kind == "unit.succeeded");
+        seen == 5
+    })
+    .await;
+    let last_id = first.last().unwrap().id.clone();
+    let rest = follow(&server, None, &execution, Some(&last_id), ended).await;
+    let whole = follow(&server, None, &execution, None, ended).await;
+    let ids = |events: &[SseEvent]| events.iter().map(|e| format!("{} {}", e.id, e.kind)).collect::<Vec<_>>();
+    let joined: Vec<String> = ids(&first).into_iter().chain(ids(&rest)).collect();
+    assert_eq!(joined, ids(&whole), "the resumed stream goes on exactly where the first stopped");
+    let units = whole.iter().filter(|e| e.kind == "unit.succeeded").count();
+    assert_eq!(units, 50);
+}
+
+#[tokio::test]
+async fn kill_9_then_restart_resumes_executions_without_sending_finished_units_again() {
+    let Some(pdf) = corpus("pdf/004-pdflatex-4-pages/pdflatex-4-pages.pdf") else { return };
+    let s = Scratch::new();
+    // Slow answers, so the server is killed with units still in flight.
+    let sim = Sim::start(&["--latency-ms", "400", "--latency-spread", "0"]);
+    std::fs::write(s.path("beacon.toml"), "[strategy]\ninline_max_concurrency = 2\n").unwrap();
+    let args = ["--config", "beacon.toml", "--provider", "bedrock", "--model", MODEL, "--endpoint"];
+    let endpoint = sim.endpoint();
+    let start = |s: &Scratch| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push(&endpoint);
+        Server::start_with(s, &all, |cmd| {
+            with_fake_aws(cmd);
+        })
+    };
+    let server = start(&s);
+    let documents = [std::fs::read(&pdf).unwrap(), paged_document(8)];
+    let mut executions = Vec::new();
+    for (i, bytes) in documents.iter().enumerate() {
+        let response = upload(&server, None, &format!("doc-{i}"), bytes.clone()).await;
+        assert_eq!(response.status(), 202);
+        executions.push(response.json::<Value>().await.unwrap()["execution"].as_str().unwrap().to_string());
+    }
+    // Kill it once the second document has finished some units, not all.
+    let mut done = 0;
+    follow(&server, None, &executions[1], None, |e| {
+        done += usize::from(e.kind == "unit.succeeded");
+        done == 2
+    })
+    .await;
+    server.kill();
+    let sent_before = sim.stats()["requests"].as_u64().unwrap();
+
+    let server = start(&s);
+    for execution in &executions {
+        let events = follow(&server, None, execution, None, ended).await;
+        assert_eq!(events.last().unwrap().data["status"], "SUCCEEDED", "{execution}: {events:?}");
+    }
+    let units: u64 = 4 + 8;
+    let sent = sim.stats()["requests"].as_u64().unwrap();
+    assert!(sent_before < units, "the kill came before the end ({sent_before} requests)");
+    // Units in flight at the kill are sent again; finished ones are not.
+    assert!(sent <= units + 2 * 2, "{sent} requests for {units} units");
+    for execution in &executions {
+        let (_, view) = get_json(&server, None, &format!("/v1/executions/{execution}")).await;
+        assert_eq!(view["status"], "SUCCEEDED");
+        assert!(view["attempts"].as_u64().unwrap() >= 1);
+    }
+}

@@ -1,0 +1,293 @@
+//! The server's side of the embedded engine: one queue of executions, a bounded number running
+//! at once on the one client stack, stop and resume, and what a restarted server picks up.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use beacon_asl::TaskRegistry;
+use beacon_pipeline::plan::Strategy;
+use beacon_pipeline::pool::BatchPool;
+use beacon_pipeline::{Progress, Queued, RunError, RunOptions, RunOutcome, Runner, Services, UnitEnd};
+use beacon_store::journal::{ExecutionState, Journal};
+use tokio::sync::{Semaphore, watch};
+
+use crate::metrics::Metrics;
+
+/// Live counts of one execution this server runs, and a signal for whoever watches it.
+#[derive(Debug)]
+pub struct LiveProgress {
+    pub planned: AtomicUsize,
+    pub succeeded: AtomicUsize,
+    pub failed: AtomicUsize,
+    /// Bumped on every change (SSE streams wait on it).
+    changed: watch::Sender<u64>,
+}
+
+impl LiveProgress {
+    fn new() -> LiveProgress {
+        LiveProgress {
+            planned: AtomicUsize::new(0),
+            succeeded: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that sees every later change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+impl Progress for LiveProgress {
+    fn units_planned(&self, units: usize) {
+        self.planned.store(units, Ordering::Relaxed);
+        self.bump();
+    }
+
+    fn unit_finished(&self, _index: usize, end: UnitEnd) {
+        match end {
+            UnitEnd::Succeeded => self.succeeded.fetch_add(1, Ordering::Relaxed),
+            UnitEnd::Failed => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+        self.bump();
+    }
+}
+
+/// An execution queued or running in this server.
+struct Live {
+    progress: Arc<LiveProgress>,
+    abort: Option<tokio::task::AbortHandle>,
+}
+
+/// Why a submission was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the queue is full ({0} executions waiting); try again later")]
+    QueueFull(usize),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// Runs executions for the API.
+pub struct Executor {
+    services: Services,
+    journal: Journal,
+    tasks: TaskRegistry,
+    pool: Arc<BatchPool>,
+    slots: Arc<Semaphore>,
+    max_queued: usize,
+    live: Mutex<HashMap<String, Live>>,
+    metrics: Arc<Metrics>,
+    /// Announces every execution that starts or ends (SSE streams and the alarm loop wait on it).
+    changed: watch::Sender<u64>,
+}
+
+impl Executor {
+    pub fn new(services: Services, journal: Journal, tasks: TaskRegistry, metrics: Arc<Metrics>) -> Arc<Executor> {
+        let pool = Arc::new(BatchPool::for_config(&services));
+        let serve = &services.config.serve;
+        Arc::new(Executor {
+            slots: Arc::new(Semaphore::new(serve.max_running.max(1))),
+            max_queued: serve.max_queued,
+            services,
+            journal,
+            tasks,
+            pool,
+            live: Mutex::new(HashMap::new()),
+            metrics,
+            changed: watch::channel(0).0,
+        })
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Live counts of an execution this server has queued or runs.
+    pub fn progress(&self, execution: &str) -> Option<Arc<LiveProgress>> {
+        self.live().get(execution).map(|live| live.progress.clone())
+    }
+
+    /// Whether this server runs (or has queued) `execution`.
+    pub fn is_live(&self, execution: &str) -> bool {
+        self.live().contains_key(execution)
+    }
+
+    /// A receiver bumped whenever an execution starts or ends.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Executions waiting for a slot, and running.
+    pub fn counts(&self) -> (usize, usize) {
+        let live = self.live().len();
+        let running = self.services.config.serve.max_running.max(1) - self.slots.available_permits();
+        (live.saturating_sub(running), running)
+    }
+
+    fn runner(&self, progress: Arc<LiveProgress>) -> Runner {
+        Runner::new(self.services.clone(), self.journal.clone(), progress)
+            .with_tasks(self.tasks.clone())
+            .with_batch_pool(self.pool.clone())
+    }
+
+    /// Store the document, journal its execution as `QUEUED` and schedule it.
+    pub async fn submit(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: Vec<u8>,
+        strategy: Option<Strategy>,
+    ) -> Result<Queued, SubmitError> {
+        let (waiting, _) = self.counts();
+        if waiting >= self.max_queued {
+            return Err(SubmitError::QueueFull(waiting));
+        }
+        if self.slots.is_closed() {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let progress = Arc::new(LiveProgress::new());
+        let options = RunOptions { strategy, ..RunOptions::default() };
+        let queued = self.runner(progress.clone()).enqueue(name, bytes, options).await?;
+        self.metrics.execution_started(strategy.map_or("auto".to_string(), |s| s.to_string()).as_str());
+        self.schedule(queued.execution.clone(), progress, Start::Queued);
+        Ok(queued)
+    }
+
+    /// Continue a `RUNNING` execution no process runs any more (the server was killed).
+    pub fn resume(self: &Arc<Self>, execution: &str) -> Result<(), RunError> {
+        if self.is_live(execution) {
+            return Err(RunError::NotResumable(format!("execution {execution} is running in this server")));
+        }
+        let progress = Arc::new(LiveProgress::new());
+        self.runner(progress.clone()).resumable(execution)?;
+        self.schedule(execution.to_string(), progress, Start::Resume);
+        Ok(())
+    }
+
+    /// Stop a queued or running execution: it ends `ABORTED` (finished units keep their results).
+    pub async fn stop(&self, execution: &str) -> Result<ExecutionState, RunError> {
+        let record = self.journal.get(execution)?;
+        if !matches!(record.status, ExecutionState::Queued | ExecutionState::Running) {
+            return Ok(record.status);
+        }
+        if let Some(live) = self.live().remove(execution)
+            && let Some(abort) = live.abort
+        {
+            abort.abort();
+        }
+        self.journal
+            .finish_execution(
+                execution,
+                ExecutionState::Aborted,
+                None,
+                Some("States.Aborted".into()),
+                Some("stopped through the API".into()),
+                now(),
+            )
+            .await?;
+        self.metrics.execution_finished(ExecutionState::Aborted, None);
+        self.changed.send_modify(|n| *n += 1);
+        Ok(ExecutionState::Aborted)
+    }
+
+    /// Pick up what a previous server left: queued executions start, running ones resume.
+    pub fn recover(self: &Arc<Self>) -> Result<usize, RunError> {
+        let mut picked = 0;
+        for record in self.journal.in_states(&[ExecutionState::Queued, ExecutionState::Running])? {
+            if self.is_live(&record.name) {
+                continue;
+            }
+            let progress = Arc::new(LiveProgress::new());
+            let start = if record.status == ExecutionState::Queued {
+                Start::Queued
+            } else {
+                match self.runner(progress.clone()).resumable(&record.name) {
+                    Ok(_) => Start::Resume,
+                    Err(e) => {
+                        tracing::warn!(execution = record.name, "not resumed: {e}");
+                        continue;
+                    }
+                }
+            };
+            tracing::info!(execution = record.name, "picked up after a restart");
+            self.schedule(record.name, progress, start);
+            picked += 1;
+        }
+        Ok(picked)
+    }
+
+    /// No new executions; the running ones stay journaled as `RUNNING` and resume on restart.
+    pub fn shut_down(&self) {
+        self.slots.close();
+    }
+
+    fn schedule(self: &Arc<Self>, execution: String, progress: Arc<LiveProgress>, start: Start) {
+        self.live().insert(execution.clone(), Live { progress: progress.clone(), abort: None });
+        let this = self.clone();
+        let name = execution.clone();
+        let handle = tokio::spawn(async move {
+            let Ok(_slot) = this.slots.clone().acquire_owned().await else { return };
+            if !this.is_live(&name) {
+                return; // stopped while queued
+            }
+            this.changed.send_modify(|n| *n += 1);
+            let started = std::time::Instant::now();
+            let runner = this.runner(progress);
+            let result = match start {
+                Start::Queued => runner.start_queued(&name).await,
+                Start::Resume => runner.resume(&name).await,
+            };
+            this.finished(&name, &result, started.elapsed());
+        });
+        if let Some(live) = self.live().get_mut(&execution) {
+            live.abort = Some(handle.abort_handle());
+        }
+    }
+
+    fn finished(&self, execution: &str, result: &Result<RunOutcome, RunError>, took: std::time::Duration) {
+        self.live().remove(execution);
+        let status = match result {
+            Ok(outcome) => {
+                self.metrics.report_finished(&outcome.report);
+                ExecutionState::Succeeded
+            }
+            Err(RunError::Execution { error, .. }) if error == "States.Timeout" => ExecutionState::TimedOut,
+            Err(e) => {
+                tracing::warn!(execution, "execution failed: {e}");
+                ExecutionState::Failed
+            }
+        };
+        self.metrics.execution_finished(status, Some(took));
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Start {
+    Queued,
+    Resume,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,260 @@
+//! `beacon serve`: BEACON as a service. The same embedded engine, journal, store and one client
+//! stack (one quota for everything submitted) as `beacon run`, behind an HTTP API:
+//!
+//! - `api`: the `/v1` handlers (uploads, executions, units, history, reports, actions);
+//! - `auth` + `tokens`: bearer tokens (hashes in a file; roles viewer < submitter < admin) and a
+//!   request rate per token;
+//! - `engine`: the queue, a bounded number of executions running at once, stop and resume, and
+//!   what a restarted server picks up;
+//! - `upload`: the size limit while streaming, name checks, content checks before queueing;
+//! - `metrics`: `/metrics` in the Prometheus text format;
+//! - `idempotency`: `Idempotency-Key` for uploads.
+//!
+//! The OpenAPI 3.1 document at `/openapi.json` is generated from the handlers (utoipa).
+
+pub mod api;
+pub mod auth;
+pub mod engine;
+pub mod error;
+pub mod idempotency;
+pub mod metrics;
+pub mod sse;
+pub mod tokens;
+pub mod upload;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use beacon_asl::TaskRegistry;
+use beacon_llm::ClientStats;
+use beacon_pipeline::Services;
+use beacon_store::journal::Journal;
+use utoipa::OpenApi;
+
+use crate::auth::{RateLimit, Tokens};
+use crate::engine::Executor;
+use crate::error::ApiError;
+use crate::idempotency::IdempotencyKeys;
+use crate::metrics::Metrics;
+use crate::tokens::TokenFile;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub executor: Arc<Executor>,
+    pub tokens: Tokens,
+    pub rate: RateLimit,
+    pub idempotency: IdempotencyKeys,
+    pub max_upload_bytes: u64,
+    pub metrics_public: bool,
+    /// False once shutdown began (`/ready` says 503 then).
+    pub ready: AtomicBool,
+}
+
+/// What the server is built from: what `beacon run` builds too.
+pub struct Parts {
+    pub services: Services,
+    pub journal: Journal,
+    /// The `aws-sdk:*` and Lambda resources (as `beacon run` registers them).
+    pub tasks: TaskRegistry,
+    /// What the client stack counts.
+    pub stats: ClientStats,
+    pub tokens: TokenFile,
+    /// Whether the server listens on a loopback address only (then it may run without tokens).
+    pub loopback: bool,
+}
+
+/// Why the server could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to listen on {0} without tokens: anyone who reaches it could submit documents. Create one first: beacon serve token create --role admin (or bind 127.0.0.1)"
+    )]
+    NoTokens(String),
+    #[error("cannot open the server's state {path}: {reason}")]
+    State { path: String, reason: String },
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "BEACON", description = "Documents in, structured reports out: BEACON's service API (`beacon serve`)."),
+    paths(
+        api::upload_document,
+        api::delete_document,
+        api::list_executions,
+        api::get_execution,
+        api::list_units,
+        api::get_history,
+        api::get_report,
+        api::get_report_markdown,
+        sse::events,
+        api::stop_execution,
+        api::resume_execution,
+        health,
+        ready,
+        metrics_text,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "documents", description = "Uploads"),
+        (name = "executions", description = "Executions, their units, history and reports"),
+        (name = "system", description = "Health and metrics")
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The server's state from `parts`; errors when it may not run as configured.
+pub fn state(parts: Parts, bind: &str) -> Result<Arc<AppState>, ServeError> {
+    if parts.tokens.is_empty() && !parts.loopback {
+        return Err(ServeError::NoTokens(bind.to_string()));
+    }
+    let config = parts.services.config.clone();
+    let path = config.data_dir.join("server.sqlite");
+    let idempotency = IdempotencyKeys::open(&path)
+        .map_err(|e| ServeError::State { path: path.display().to_string(), reason: e.to_string() })?;
+    let metrics = Arc::new(Metrics::new(parts.stats, config.provider.kind.name(), &config.model_name()));
+    let executor = Executor::new(parts.services, parts.journal, parts.tasks, metrics);
+    Ok(Arc::new(AppState {
+        executor,
+        tokens: Tokens::new(parts.tokens, parts.loopback),
+        rate: RateLimit::new(config.serve.requests_per_minute),
+        idempotency,
+        max_upload_bytes: config.serve.max_upload_bytes.unwrap_or(config.limits.max_file_bytes),
+        metrics_public: config.serve.metrics_public,
+        ready: AtomicBool::new(true),
+    }))
+}
+
+/// The HTTP routes over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    // A backstop above the streaming checks (which answer 413 themselves).
+    let upload_limit = usize::try_from(state.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20);
+    let v1 = Router::new()
+        .route("/documents", post(api::upload_document).layer(DefaultBodyLimit::max(upload_limit)))
+        .route("/documents/{id}", delete(api::delete_document))
+        .route("/executions", get(api::list_executions))
+        .route("/executions/{name}", get(api::get_execution))
+        .route("/executions/{name}/units", get(api::list_units))
+        .route("/executions/{name}/history", get(api::get_history))
+        .route("/executions/{name}/report", get(api::get_report))
+        .route("/executions/{name}/report.md", get(api::get_report_markdown))
+        .route("/executions/{name}/events", get(sse::events))
+        .route("/executions/{name}/stop", post(api::stop_execution))
+        .route("/executions/{name}/resume", post(api::resume_execution))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route (see /openapi.json)")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+}
+
+/// The server is up.
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, description = "Up", body = String)))]
+async fn health() -> &'static str {
+    "ok"
+}
+
+/// The server takes work (503 while it shuts down).
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "system",
+    responses((status = 200, description = "Ready", body = String), (status = 503, description = "Shutting down", body = crate::error::ErrorBody))
+)]
+async fn ready(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
+    if state.ready.load(Ordering::Relaxed) {
+        state.executor.journal().list(1)?;
+        Ok("ready")
+    } else {
+        Err(ApiError::unavailable("the server is shutting down", 5))
+    }
+}
+
+/// Prometheus metrics (text format 0.0.4).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    responses(
+        (status = 200, description = "The metrics", body = String, content_type = "text/plain"),
+        (status = 401, description = "No valid token (unless serve.metrics_public)", body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []), ())
+)]
+async fn metrics_text(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    if !state.metrics_public
+        && let Err(error) = state.tokens.authenticate(request.headers())
+    {
+        return error.into_response();
+    }
+    let (queued, running) = state.executor.counts();
+    let mut response = state.executor.metrics().render(queued, running).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+async fn openapi_json() -> Response {
+    let mut document = ApiDoc::openapi();
+    document.info.version = env!("CARGO_PKG_VERSION").to_string();
+    axum::Json(document).into_response()
+}
+
+/// Serve on `listener` until `shutdown` resolves; running executions stay journaled as
+/// `RUNNING` and resume when the server starts again.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let recovered = state.executor.recover().unwrap_or_else(|e| {
+        tracing::warn!("cannot pick up earlier executions: {e}");
+        0
+    });
+    if recovered > 0 {
+        tracing::info!(recovered, "executions picked up from the journal");
+    }
+    let app = router(state.clone());
+    let draining = state.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            draining.ready.store(false, Ordering::Relaxed);
+            draining.executor.shut_down();
+        })
+        .await
+}

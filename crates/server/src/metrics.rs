@@ -1,0 +1,184 @@
+//! `/metrics`: the server's numbers in the Prometheus text format, from a registry owned by the
+//! server (prometheus-client; no process-global recorder, so tests can run several servers).
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use beacon_llm::{ClientStats, StatsSnapshot};
+use beacon_pipeline::report::{Report, UnitStatus};
+use beacon_store::journal::ExecutionState;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StrategyLabel {
+    strategy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UnitLabels {
+    status: String,
+    path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    provider: String,
+    model: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    model: String,
+    direction: String,
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    started: Family<StrategyLabel, Counter>,
+    finished: Family<StatusLabel, Counter>,
+    duration: Histogram,
+    running: Gauge,
+    queued: Gauge,
+    units: Family<UnitLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    throttles: Family<ModelLabel, Counter>,
+    retries: Family<ModelLabel, Counter>,
+    tokens: Family<TokenLabels, Counter>,
+    cost: Family<ModelLabel, Counter<f64, AtomicU64>>,
+    /// The client stack's counts, and what of them was exported already.
+    stats: ClientStats,
+    exported: Mutex<StatsSnapshot>,
+    provider: String,
+    model: String,
+}
+
+impl Metrics {
+    /// Metrics for a server whose client stack counts into `stats`.
+    pub fn new(stats: ClientStats, provider: &str, model: &str) -> Metrics {
+        let mut registry = Registry::with_prefix("beacon");
+        let started = Family::<StrategyLabel, Counter>::default();
+        registry.register("executions_started", "Executions accepted, by strategy asked for", started.clone());
+        let finished = Family::<StatusLabel, Counter>::default();
+        registry.register("executions_finished", "Executions that ended, by status", finished.clone());
+        let buckets = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0];
+        let duration = Histogram::new(buckets);
+        registry.register_with_unit(
+            "execution_duration",
+            "Time from start to end of executions this server ran",
+            prometheus_client::registry::Unit::Seconds,
+            duration.clone(),
+        );
+        let running = Gauge::default();
+        registry.register("executions_running", "Executions running now", running.clone());
+        let queued = Gauge::default();
+        registry.register("executions_queued", "Executions waiting for a slot", queued.clone());
+        let units = Family::<UnitLabels, Counter>::default();
+        registry.register("units", "Units of finished executions, by status and processing path", units.clone());
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("llm_requests", "Requests sent to the LLM provider, by outcome", requests.clone());
+        let throttles = Family::<ModelLabel, Counter>::default();
+        registry.register("llm_throttles", "Requests the provider throttled", throttles.clone());
+        let retries = Family::<ModelLabel, Counter>::default();
+        registry.register("llm_retries", "Requests that repeated an earlier attempt", retries.clone());
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register("llm_tokens", "Tokens of finished executions, by direction", tokens.clone());
+        let cost = Family::<ModelLabel, Counter<f64, AtomicU64>>::default();
+        registry.register("cost_usd", "Cost of finished executions, USD (at the configured prices)", cost.clone());
+        Metrics {
+            registry,
+            started,
+            finished,
+            duration,
+            running,
+            queued,
+            units,
+            requests,
+            throttles,
+            retries,
+            tokens,
+            cost,
+            stats,
+            exported: Mutex::new(StatsSnapshot::default()),
+            provider: provider.to_string(),
+            model: model.to_string(),
+        }
+    }
+
+    pub fn execution_started(&self, strategy: &str) {
+        self.started.get_or_create(&StrategyLabel { strategy: strategy.to_string() }).inc();
+    }
+
+    pub fn execution_finished(&self, status: ExecutionState, took: Option<Duration>) {
+        self.finished.get_or_create(&StatusLabel { status: status.as_str().to_string() }).inc();
+        if let Some(took) = took {
+            self.duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// A succeeded execution's units, tokens and cost.
+    pub fn report_finished(&self, report: &Report) {
+        for unit in &report.units {
+            let status = match unit.status {
+                UnitStatus::Succeeded => "succeeded",
+                UnitStatus::Failed => "failed",
+            };
+            self.units.get_or_create(&UnitLabels { status: status.into(), path: unit.path.clone() }).inc();
+        }
+        let model = report.model.clone();
+        let usage = &report.usage;
+        let direction = |direction: &str| TokenLabels { model: model.clone(), direction: direction.into() };
+        self.tokens.get_or_create(&direction("input")).inc_by(usage.input_tokens);
+        self.tokens.get_or_create(&direction("output")).inc_by(usage.output_tokens);
+        if let Some(cost) = usage.cost_usd {
+            self.cost.get_or_create(&ModelLabel { model }).inc_by(cost);
+        }
+    }
+
+    /// The text format, with the live gauges set to `queued` and `running`.
+    pub fn render(&self, queued: usize, running: usize) -> String {
+        self.queued.set(i64::try_from(queued).unwrap_or(i64::MAX));
+        self.running.set(i64::try_from(running).unwrap_or(i64::MAX));
+        self.export_client_stats();
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+
+    /// Adds what the client stack counted since the last export.
+    fn export_client_stats(&self) {
+        let now = self.stats.snapshot();
+        let mut exported = self.exported.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let model = ModelLabel { model: self.model.clone() };
+        let outcome = |outcome: &str| RequestLabels {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            outcome: outcome.into(),
+        };
+        let answered = |s: &StatsSnapshot| s.requests.saturating_sub(s.throttles);
+        self.requests.get_or_create(&outcome("answered")).inc_by(answered(&now).saturating_sub(answered(&exported)));
+        self.requests.get_or_create(&outcome("throttled")).inc_by(now.throttles.saturating_sub(exported.throttles));
+        self.throttles.get_or_create(&model).inc_by(now.throttles.saturating_sub(exported.throttles));
+        self.retries.get_or_create(&model).inc_by(now.retries.saturating_sub(exported.retries));
+        *exported = now;
+    }
+}
