@@ -5,7 +5,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use common::{Scratch, Sim, corpus, with_fake_aws};
+use common::{Scratch, Sim, corpus, venv_tool, with_fake_aws};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -281,7 +281,7 @@ async fn bad_uploads_get_clear_4xx_and_nothing_is_queued() {
     assert_eq!(code(upload(&server, None, "noise.bin", random).await).await, 415);
     assert_eq!(code(upload(&server, None, "..%2F..%2Fetc%2Fpasswd", b"hello".to_vec()).await).await, 400);
     assert_eq!(code(upload(&server, None, "a%0Ab.txt", b"hello".to_vec()).await).await, 400);
-    assert_eq!(code(client().post(server.url("/v1/documents")).body("hello").send().await.unwrap()).await, 400);
+    assert_eq!(code(upload(&server, None, "dir%2F", b"hello".to_vec()).await).await, 400);
     // Over the limit: refused from the Content-Length, and while streaming a chunked body.
     assert_eq!(code(upload(&server, None, "big.txt", vec![b'a'; 5000]).await).await, 413);
     let chunks = futures::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 1000])));
@@ -416,4 +416,93 @@ async fn kill_9_then_restart_resumes_executions_without_sending_finished_units_a
         assert_eq!(view["status"], "SUCCEEDED");
         assert!(view["attempts"].as_u64().unwrap() >= 1);
     }
+}
+
+/// A server with one admin token and no request rate to speak of (fuzzers send thousands).
+fn fuzzable_server(s: &Scratch) -> (Server, String) {
+    std::fs::write(s.path("beacon.toml"), "[serve]\nrequests_per_minute = 1000000\n").unwrap();
+    let admin = token(s, "admin", "fuzz");
+    (Server::start(s, &["--config", "beacon.toml"]), admin)
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_5xx_and_every_response_as_documented() {
+    let Some(st) = venv_tool("st") else { return };
+    let s = Scratch::new();
+    let (server, admin) = fuzzable_server(&s);
+    // Something to find: one finished execution.
+    let response = upload(&server, Some(&admin), "seed.txt", paged_document(3)).await;
+    let execution = response.json::<Value>().await.unwrap()["execution"].as_str().unwrap().to_string();
+    follow(&server, Some(&admin), &execution, None, ended).await;
+    let out = Command::new(&st)
+        .args(["run", &server.url("/openapi.json"), "--max-examples", "40", "--seed", "16"])
+        .args(["-H", &format!("Authorization: Bearer {admin}")])
+        .args(["-c", "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance"])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "schemathesis found failures:\n{text}");
+}
+
+#[tokio::test]
+async fn without_a_token_every_route_but_health_is_401() {
+    let s = Scratch::new();
+    let (server, _) = fuzzable_server(&s);
+    let document: Value = client().get(server.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"), "{}", document["openapi"]);
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        let concrete = path.replace("{name}", "some-execution").replace("{id}", &"a".repeat(64));
+        for method in item.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = client().request(method.clone(), server.url(&concrete)).send().await.unwrap();
+            let expected = if ["/health", "/ready"].contains(&path.as_str()) { 200 } else { 401 };
+            assert_eq!(response.status().as_u16(), expected, "{method} {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "{checked} operations");
+}
+
+#[tokio::test]
+async fn metrics_parse_with_prometheus_own_parser_and_match_the_reports() {
+    let Some(python) = venv_tool("python") else { return };
+    let s = Scratch::new();
+    let (server, admin) = fuzzable_server(&s);
+    let mut reports = Vec::new();
+    for (name, pages) in [("a.txt", 3), ("b.txt", 5)] {
+        let response = upload(&server, Some(&admin), name, paged_document(pages)).await;
+        let execution = response.json::<Value>().await.unwrap()["execution"].as_str().unwrap().to_string();
+        follow(&server, Some(&admin), &execution, None, ended).await;
+        reports.push(get_json(&server, Some(&admin), &format!("/v1/executions/{execution}/report")).await.1);
+    }
+    let text = client().get(server.url("/metrics")).bearer_auth(&admin).send().await.unwrap().text().await.unwrap();
+    std::fs::write(s.path("metrics.txt"), &text).unwrap();
+    let script = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+samples = {}
+for family in text_string_to_metric_families(open(sys.argv[1]).read()):
+    for sample in family.samples:
+        key = sample.name + json.dumps(sample.labels, sort_keys=True)
+        samples[key] = sample.value
+print(json.dumps(samples))
+"#;
+    let out = Command::new(python).arg("-c").arg(script).arg(s.path("metrics.txt")).output().unwrap();
+    assert!(out.status.success(), "the parser refused /metrics: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    let samples: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sum = |field: &str| reports.iter().map(|r| r["usage"][field].as_f64().unwrap()).sum::<f64>();
+    assert_eq!(samples[r#"beacon_units_total{"path": "inline", "status": "succeeded"}"#], 8.0, "{samples}");
+    assert_eq!(samples[r#"beacon_executions_finished_total{"status": "SUCCEEDED"}"#], 2.0);
+    assert_eq!(samples[r#"beacon_executions_started_total{"strategy": "auto"}"#], 2.0);
+    assert_eq!(samples[r#"beacon_llm_tokens_total{"direction": "input", "model": "offline"}"#], sum("input_tokens"));
+    assert_eq!(samples[r#"beacon_llm_tokens_total{"direction": "output", "model": "offline"}"#], sum("output_tokens"));
+    assert_eq!(
+        samples[r#"beacon_llm_requests_total{"model": "offline", "outcome": "answered", "provider": "offline"}"#],
+        sum("requests")
+    );
+    assert_eq!(samples[r#"beacon_execution_duration_seconds_count{}"#], 2.0);
+    assert_eq!(samples[r#"beacon_executions_running{}"#], 0.0);
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -20,8 +20,12 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiPath, ApiQuery};
 use crate::tokens::Role;
 use crate::upload;
+
+/// The name of a document uploaded without one.
+const DEFAULT_NAME: &str = "document";
 
 /// The most items one page holds.
 const MAX_PAGE: usize = 1000;
@@ -33,9 +37,11 @@ const MAX_PAGE: usize = 1000;
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
-    /// The document's name (required for a raw body; a form's file name otherwise).
+    /// The document's name, shown in listings and reports (default: the form's file name, else
+    /// `document`).
     pub name: Option<String>,
     /// `inline`, `distributed`, `batch` or `auto` (default: the state machine chooses by unit count).
+    #[param(pattern = "^(inline|distributed|batch|auto)$")]
     pub strategy: Option<String>,
 }
 
@@ -69,12 +75,10 @@ pub struct Accepted {
         (status = 202, description = "Accepted and queued", body = Accepted),
         (status = 200, description = "An earlier upload with this Idempotency-Key", body = Accepted),
         (status = 400, description = "Bad request", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token's role may not upload", body = ErrorBody),
         (status = 413, description = "Over the upload limit", body = ErrorBody),
         (status = 415, description = "Not a format BEACON reads", body = ErrorBody),
         (status = 422, description = "A document BEACON cannot read (corrupt, encrypted, a decompression bomb)", body = ErrorBody),
-        (status = 429, description = "Over the token's request rate", body = ErrorBody),
         (status = 503, description = "The queue is full", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -82,7 +86,7 @@ pub struct Accepted {
 pub async fn upload_document(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<UploadQuery>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Submitter)?;
@@ -122,7 +126,7 @@ pub async fn upload_document(
         let bytes = upload::read_limited(request.into_body(), limit).await?;
         (bytes, query.name.clone(), query.strategy.clone())
     };
-    let name = upload::document_name(name.as_deref().unwrap_or_default())?;
+    let name = upload::document_name(name.as_deref().unwrap_or(DEFAULT_NAME))?;
     let strategy = Strategy::parse_choice(strategy.as_deref().unwrap_or("auto")).map_err(ApiError::bad_request)?;
     if bytes.is_empty() {
         return Err(ApiError::bad_request("the upload is empty"));
@@ -183,11 +187,10 @@ pub fn document_id(record: &ExecutionRecord) -> String {
     delete,
     path = "/v1/documents/{id}",
     tag = "documents",
-    params(("id" = String, Path, description = "The document id (SHA-256, hex)")),
+    params(("id" = String, Path, description = "The document id (SHA-256, hex)", pattern = "^[0-9a-f]{64}$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Not a document id", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Needs the admin role", body = ErrorBody),
         (status = 404, description = "No such document", body = ErrorBody),
         (status = 409, description = "An execution of it is still queued or running", body = ErrorBody),
@@ -197,7 +200,7 @@ pub fn document_id(record: &ExecutionRecord) -> String {
 pub async fn delete_document(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Role::Admin)?;
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
@@ -256,16 +259,20 @@ pub async fn delete_document(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this status: QUEUED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED.
+    #[param(pattern = "^(QUEUED|RUNNING|SUCCEEDED|FAILED|TIMED_OUT|ABORTED)$")]
     pub status: Option<String>,
     /// Only documents whose name contains this.
     pub document: Option<String>,
     /// Started at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Started before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// The `next` of the previous page.
     pub cursor: Option<String>,
     /// Items per page (default 50, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -352,13 +359,12 @@ fn summary(record: &ExecutionRecord) -> ExecutionSummary {
     responses(
         (status = 200, description = "A page of executions", body = ExecutionPage),
         (status = 400, description = "A bad filter or cursor", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn list_executions(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<ExecutionPage>, ApiError> {
     let limit = page_size(query.limit, 50)?;
     let after = match &query.cursor {
@@ -486,14 +492,13 @@ fn duration(record: &ExecutionRecord) -> Option<f64> {
     params(("name" = String, Path, description = "The execution's name")),
     responses(
         (status = 200, description = "The execution", body = ExecutionView),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such execution", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn get_execution(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ExecutionView>, ApiError> {
     let record = execution_record(&state, &name)?;
     let mut view = ExecutionView {
@@ -570,6 +575,7 @@ fn counts(units: &[beacon_pipeline::report::UnitReport], planned: usize) -> Unit
 #[into_params(parameter_in = Query)]
 pub struct UnitsQuery {
     /// `succeeded` or `failed`.
+    #[param(pattern = "^(succeeded|failed)$")]
     pub status: Option<String>,
 }
 
@@ -608,15 +614,14 @@ pub struct UnitList {
     responses(
         (status = 200, description = "The units", body = UnitList),
         (status = 400, description = "A bad filter", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such execution", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn list_units(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Query(query): Query<UnitsQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<UnitsQuery>,
 ) -> Result<Json<UnitList>, ApiError> {
     let wanted = match query.status.as_deref() {
         None => None,
@@ -666,6 +671,7 @@ pub struct HistoryQuery {
     /// The `next` of the previous page.
     pub cursor: Option<String>,
     /// Events per page (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -686,15 +692,14 @@ pub struct HistoryPage {
     responses(
         (status = 200, description = "A page of events", body = HistoryPage),
         (status = 400, description = "A bad cursor", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such execution", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn get_history(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Query(query): Query<HistoryQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<HistoryPage>, ApiError> {
     let limit = page_size(query.limit, 100)?;
     execution_record(&state, &name)?;
@@ -732,7 +737,6 @@ pub async fn get_history(
             (Object = "application/json"),
             (String = "text/markdown")
         )),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such execution", body = ErrorBody),
         (status = 409, description = "The execution has no report (not succeeded)", body = ErrorBody),
     ),
@@ -740,7 +744,7 @@ pub async fn get_history(
 )]
 pub async fn get_report(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -756,7 +760,6 @@ pub async fn get_report(
     params(("name" = String, Path, description = "The execution's name")),
     responses(
         (status = 200, description = "report.md", body = String, content_type = "text/markdown"),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such execution", body = ErrorBody),
         (status = 409, description = "The execution has no report (not succeeded)", body = ErrorBody),
     ),
@@ -764,7 +767,7 @@ pub async fn get_report(
 )]
 pub async fn get_report_markdown(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     report_response(&state, &name, true).await
 }
@@ -801,7 +804,6 @@ pub struct ActionResult {
     params(("name" = String, Path, description = "The execution's name")),
     responses(
         (status = 200, description = "Stopped (or already finished)", body = ActionResult),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Needs the submitter role", body = ErrorBody),
         (status = 404, description = "No such execution", body = ErrorBody),
     ),
@@ -810,7 +812,7 @@ pub struct ActionResult {
 pub async fn stop_execution(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ActionResult>, ApiError> {
     principal.require(Role::Submitter)?;
     execution_record(&state, &name)?;
@@ -827,7 +829,6 @@ pub async fn stop_execution(
     params(("name" = String, Path, description = "The execution's name")),
     responses(
         (status = 202, description = "Resuming", body = ActionResult),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Needs the submitter role", body = ErrorBody),
         (status = 404, description = "No such execution", body = ErrorBody),
         (status = 409, description = "Finished, or still running", body = ErrorBody),
@@ -837,7 +838,7 @@ pub async fn stop_execution(
 pub async fn resume_execution(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, Json<ActionResult>), ApiError> {
     principal.require(Role::Submitter)?;
     execution_record(&state, &name)?;

@@ -16,6 +16,7 @@ pub mod api;
 pub mod auth;
 pub mod engine;
 pub mod error;
+pub mod extract;
 pub mod idempotency;
 pub mod metrics;
 pub mod sse;
@@ -99,7 +100,7 @@ pub enum ServeError {
         ready,
         metrics_text,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "documents", description = "Uploads"),
         (name = "executions", description = "Executions, their units, history and reports"),
@@ -118,6 +119,37 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Every `/v1` operation may answer 401 (no valid token) and 429 (over the token's rate).
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [&mut item.get, &mut item.post, &mut item.delete, &mut item.put, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                responses.entry("401".into()).or_insert_with(|| error("No valid token").into());
+                responses
+                    .entry("429".into())
+                    .or_insert_with(|| error("Over the token's request rate (see Retry-After)").into());
+            }
+        }
     }
 }
 
@@ -208,7 +240,7 @@ async fn ready(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiEr
     path = "/metrics",
     tag = "system",
     responses(
-        (status = 200, description = "The metrics", body = String, content_type = "text/plain"),
+        (status = 200, description = "The metrics (OpenMetrics text, which Prometheus scrapes)", body = String, content_type = "application/openmetrics-text"),
         (status = 401, description = "No valid token (unless serve.metrics_public)", body = crate::error::ErrorBody)
     ),
     security(("bearer" = []), ())

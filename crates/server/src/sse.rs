@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use beacon_store::journal::{EventRecord, ExecutionState};
@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiPath;
 
 /// How long a stream waits for a change signal before it looks at the journal anyway (events
 /// are committed in groups, a moment after the signal).
@@ -209,15 +210,14 @@ impl Follow {
         ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received: the stream goes on after it")
     ),
     responses(
-        (status = 200, description = "A text/event-stream of execution, map and unit events", content_type = "text/event-stream", body = String),
-        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 200, description = "A text/event-stream of execution, map and unit events", content_type = "text/event-stream", body = serde_json::Value),
         (status = 404, description = "No such execution", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn events(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
     crate::api::execution_record(&state, &name)?;
