@@ -506,3 +506,160 @@ print(json.dumps(samples))
     assert_eq!(samples[r#"beacon_execution_duration_seconds_count{}"#], 2.0);
     assert_eq!(samples[r#"beacon_executions_running{}"#], 0.0);
 }
+
+/// A webhook receiver that fails the first two attempts of every message, then records it.
+struct Receiver {
+    base: String,
+    /// (the path it was sent to, headers, body)
+    received: tokio::sync::mpsc::UnboundedReceiver<(String, axum::http::HeaderMap, String)>,
+    attempts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+async fn receiver() -> Receiver {
+    use axum::http::StatusCode;
+    let (send, received) = tokio::sync::mpsc::unbounded_channel();
+    let attempts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<String, u32>::new()));
+    let seen = attempts.clone();
+    let app = axum::Router::new().route(
+        "/{path}",
+        axum::routing::post(
+            move |axum::extract::Path(path): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap,
+                  body: String| {
+                let send = send.clone();
+                let seen = seen.clone();
+                async move {
+                    let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                    let n = {
+                        let mut seen = seen.lock().unwrap();
+                        let n = seen.entry(id).or_insert(0);
+                        *n += 1;
+                        *n
+                    };
+                    if n <= 2 {
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    let _ = send.send((path, headers, body));
+                    StatusCode::NO_CONTENT
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Receiver { base, received, attempts, _server: server }
+}
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The Standard Webhooks check: HMAC-SHA256 of "id.timestamp.body" with the secret's key.
+fn verify(headers: &axum::http::HeaderMap, body: &str) {
+    use base64::Engine as _;
+    use hmac::Mac;
+    let header =
+        |name: &str| headers.get(name).unwrap_or_else(|| panic!("{name} header")).to_str().unwrap().to_string();
+    let key = base64::engine::general_purpose::STANDARD.decode(SECRET.trim_start_matches("whsec_")).unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{}.{}.{body}", header("webhook-id"), header("webhook-timestamp")).as_bytes());
+    let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    assert!(header("webhook-signature").split(' ').any(|s| s == expected), "bad signature on {body}");
+    let timestamp: i64 = header("webhook-timestamp").parse().unwrap();
+    assert!((chrono_now() - timestamp).abs() < 600, "the timestamp is now");
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_and_retried_alarms_go_to_alarm_and_back_and_redrive_reruns_failed_units() {
+    let s = Scratch::new();
+    let mut hooks = receiver().await;
+    let failing = Sim::start(&["--fault-503", "1.0"]);
+    let config = format!(
+        "[retry]\nbase_delay_ms = 1\nmax_delay_ms = 5\nmax_attempts = 2\n\n[alarms]\nperiod_secs = 1\n\n\
+         [serve]\nwebhook_retry_base_ms = 10\ncallback_allow = [\"{base}/\"]\ncallback_secret = \"{SECRET}\"\n\n\
+         [[serve.webhooks]]\nname = \"ops\"\nurl = \"{base}/hook\"\nsecret = \"{SECRET}\"\n\
+         events = [\"alarm.state_changed\", \"execution.succeeded\"]\n",
+        base = hooks.base
+    );
+    std::fs::write(s.path("beacon.toml"), config).unwrap();
+    let start = |s: &Scratch, sim: &Sim| {
+        let endpoint = sim.endpoint();
+        let args = ["--config", "beacon.toml", "--provider", "bedrock", "--model", MODEL, "--endpoint", &endpoint];
+        Server::start_with(s, &args, |cmd| {
+            with_fake_aws(cmd);
+        })
+    };
+    let server = start(&s, &failing);
+    // A callback outside the allow-list is refused.
+    let refused = upload(&server, None, "x.txt&callback_url=http%3A%2F%2Fexample.com%2F", paged_document(1)).await;
+    assert_eq!(refused.status(), 400);
+    let callback = format!("{}/callback", hooks.base);
+    let path = format!("three.txt&callback_url={}", callback.replace(':', "%3A").replace('/', "%2F"));
+    let response = upload(&server, None, &path, paged_document(3)).await;
+    assert_eq!(response.status(), 202);
+    let execution = response.json::<Value>().await.unwrap()["execution"].as_str().unwrap().to_string();
+
+    // Every unit fails: the execution succeeds with failed units, FailedUnits goes to ALARM, and
+    // back to OK after a quiet period. Each delivery got through on its third attempt.
+    let mut seen = Vec::new();
+    let (mut alarm, mut ok, mut to_ops, mut to_callback) = (false, false, false, false);
+    while !(alarm && ok && to_ops && to_callback) {
+        let (to, headers, body) = tokio::time::timeout(std::time::Duration::from_secs(120), hooks.received.recv())
+            .await
+            .unwrap_or_else(|_| panic!("webhooks so far: {seen:?}"))
+            .unwrap();
+        verify(&headers, &body);
+        let event: Value = serde_json::from_str(&body).unwrap();
+        let id = headers["webhook-id"].to_str().unwrap().to_string();
+        assert_eq!(hooks.attempts.lock().unwrap()[&id], 3, "retried after two failures");
+        match (event["type"].as_str().unwrap(), to.as_str()) {
+            ("alarm.state_changed", "hook") if event["data"]["alarm"] == "FailedUnits" => {
+                if event["data"]["to"] == "ALARM" {
+                    alarm = true;
+                } else if event["data"]["to"] == "OK" && alarm {
+                    ok = true;
+                }
+            }
+            ("execution.succeeded", destination) => {
+                assert_eq!(event["data"]["execution"], execution.as_str());
+                assert_eq!(event["data"]["units"]["failed"], 3);
+                to_ops |= destination == "hook";
+                to_callback |= destination == "callback";
+            }
+            _ => {}
+        }
+        seen.push(format!("{to}: {body}"));
+    }
+    let (_, alarms) = get_json(&server, None, "/v1/alarms").await;
+    let failed_units =
+        alarms["alarms"].as_array().unwrap().iter().find(|a| a["name"] == "FailedUnits").unwrap().clone();
+    assert_eq!(failed_units["state"], "OK");
+    let history: Vec<&str> =
+        failed_units["history"].as_array().unwrap().iter().map(|t| t["to"].as_str().unwrap()).collect();
+    assert_eq!(history[..2], ["OK", "ALARM"]);
+    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("beacon_webhook_deliveries_total{outcome=\"retried\"}"), "{metrics}");
+
+    // Redrive against a provider that answers: only the three failed units are sent again.
+    server.kill();
+    let answering = Sim::start(&[]);
+    let server = start(&s, &answering);
+    let response = client().post(server.url(&format!("/v1/executions/{execution}/redrive"))).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.json::<Value>().await.unwrap()["units"], 3);
+    let events = follow(&server, None, &execution, None, ended).await;
+    assert_eq!(events.last().unwrap().data["status"], "SUCCEEDED", "{events:?}");
+    let (_, view) = get_json(&server, None, &format!("/v1/executions/{execution}")).await;
+    assert_eq!(view["units"]["succeeded"], 3, "{view}");
+    assert_eq!(view["attempts"], 2);
+    assert_eq!(answering.stats()["requests"], 3, "only the failed units were sent");
+    // Nothing failed now: nothing to redrive.
+    let again = client().post(server.url(&format!("/v1/executions/{execution}/redrive"))).send().await.unwrap();
+    assert_eq!(again.status(), 409);
+}

@@ -83,6 +83,8 @@ pub struct Config {
     pub lambda: LambdaConfig,
     /// `beacon serve`: the HTTP API's address, limits and queue.
     pub serve: ServeConfig,
+    /// `beacon serve`'s alarms.
+    pub alarms: AlarmsConfig,
     /// The password of an encrypted input PDF: `--password` or `BEACON_DOCUMENT_PASSWORD` only;
     /// never read from beacon.toml and never written to the journal.
     #[serde(skip)]
@@ -195,6 +197,77 @@ pub struct ServeConfig {
     pub metrics_public: bool,
     /// Origins allowed to call the API from a browser (CORS); empty: CORS off.
     pub cors_origins: Vec<String>,
+    /// Who is told when executions end and alarms change (`[[serve.webhooks]]`).
+    pub webhooks: Vec<WebhookSubscriber>,
+    /// URL prefixes an upload's `callback_url` may start with (empty: no callbacks).
+    pub callback_allow: Vec<String>,
+    /// The secret callbacks are signed with (`whsec_...`); or the environment variable
+    /// `callback_secret_env` names.
+    pub callback_secret: Option<String>,
+    pub callback_secret_env: Option<String>,
+    /// The first wait before a failed delivery is tried again, milliseconds (it doubles, up to
+    /// an hour).
+    pub webhook_retry_base_ms: u64,
+    /// Delivery attempts before a webhook is given up (the default spans about a day).
+    pub webhook_max_attempts: u32,
+}
+
+/// One webhook subscriber: events are POSTed to `url`, signed as Standard Webhooks says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSubscriber {
+    pub name: String,
+    pub url: String,
+    /// The signing secret (`whsec_<base64>`), or `secret_env`: the variable that holds it.
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The events it wants (`execution.succeeded`, `execution.failed`, `execution.timed_out`,
+    /// `alarm.state_changed`); empty: all.
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+impl WebhookSubscriber {
+    /// The secret, from the file or the environment.
+    pub fn secret(&self) -> Option<String> {
+        self.secret.clone().or_else(|| self.secret_env.as_ref().and_then(|name| std::env::var(name).ok()))
+    }
+}
+
+/// The in-process alarms `beacon serve` evaluates (the AWS template's alarms and defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlarmsConfig {
+    /// The period every rule is evaluated over, seconds.
+    pub period_secs: u64,
+    /// Periods in a row that must breach for ALARM.
+    pub evaluation_periods: u32,
+    /// Executions that waited for a slot, per period (≥).
+    pub throttled_executions: f64,
+    /// Average execution time per period, milliseconds (>).
+    pub execution_time_ms: f64,
+    /// Executions that failed, per period (≥).
+    pub failed_executions: f64,
+    /// LLM requests the provider throttled, per period (≥).
+    pub llm_throttles: f64,
+    /// Units that failed after every retry, per period (≥).
+    pub failed_units: f64,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        AlarmsConfig {
+            period_secs: 300,
+            evaluation_periods: 1,
+            throttled_executions: 10.0,
+            execution_time_ms: 300_000.0,
+            failed_executions: 1.0,
+            llm_throttles: 10.0,
+            failed_units: 1.0,
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -208,6 +281,12 @@ impl Default for ServeConfig {
             requests_per_minute: 600,
             metrics_public: false,
             cors_origins: Vec::new(),
+            webhooks: Vec::new(),
+            callback_allow: Vec::new(),
+            callback_secret: None,
+            callback_secret_env: None,
+            webhook_retry_base_ms: 5000,
+            webhook_max_attempts: 30,
         }
     }
 }
@@ -468,6 +547,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             lambda: LambdaConfig::default(),
             serve: ServeConfig::default(),
+            alarms: AlarmsConfig::default(),
             document_password: None,
         }
     }
@@ -630,6 +710,25 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "serve.max_running, serve.requests_per_minute and serve.max_upload_bytes must be at least 1".into(),
             ));
+        }
+        if self.alarms.period_secs == 0 || self.alarms.evaluation_periods == 0 {
+            return Err(ConfigError::Invalid(
+                "alarms.period_secs and alarms.evaluation_periods must be at least 1".into(),
+            ));
+        }
+        for hook in &serve.webhooks {
+            if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "serve.webhooks '{}': url must be http:// or https://",
+                    hook.name
+                )));
+            }
+            if hook.secret().is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "serve.webhooks '{}' has no secret (secret, or secret_env naming a set variable)",
+                    hook.name
+                )));
+            }
         }
         if self.quota.rpm == Some(0) || self.quota.tpm == Some(0) || self.quota.tpd == Some(0) {
             return Err(ConfigError::Invalid("quota.rpm, quota.tpm and quota.tpd must be positive when set".into()));

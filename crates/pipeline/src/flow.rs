@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use beacon_asl::{ExecutionStatus, Interpreter, Sleeper, StateMachine, TaskRegistry};
-use beacon_store::journal::{ExecutionRecord, ExecutionState, Journal, JournalError, NewExecution};
+use beacon_store::journal::{ExecutionRecord, ExecutionState, Journal, JournalError, NewExecution, TaskRecord};
 use beacon_store::{Store, keys};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -23,6 +23,33 @@ use crate::pool::{BatchPool, JoinBatchPool};
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::tasks::{self, Services, errors, resources};
+
+/// The state that integrates the unit results (a redrive runs it again).
+const INTEGRATE_STATE: &str = "IntegrateResults@";
+
+/// The Map iterations (key prefixes `...[i]/`) in which a task's last attempt failed: the units
+/// that finally failed (and were caught into a failure record).
+fn failed_iterations(tasks: &std::collections::HashMap<String, TaskRecord>) -> Vec<String> {
+    // The last attempt of each task state: keys are `<state path>#<attempt>`.
+    let mut last: std::collections::HashMap<&str, (u32, bool)> = std::collections::HashMap::new();
+    for (key, record) in tasks {
+        let Some((state, attempt)) = key.rsplit_once('#') else { continue };
+        let Ok(attempt) = attempt.parse::<u32>() else { continue };
+        let ok = matches!(record, TaskRecord::Succeeded { .. });
+        let entry = last.entry(state).or_insert((attempt, ok));
+        if attempt >= entry.0 {
+            *entry = (attempt, ok);
+        }
+    }
+    let mut prefixes: Vec<String> = last
+        .into_iter()
+        .filter(|(_, (_, ok))| !ok)
+        .filter_map(|(state, _)| state.rfind("]/").map(|end| state[..end + 2].to_string()))
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes
+}
 
 /// The state machine definition, with placeholders.
 pub const STATE_MACHINE_DEFINITION: &str = include_str!("../../../deploy/statemachine/beacon.asl.json");
@@ -244,6 +271,53 @@ impl Runner {
         self.execute(execution, &record.definition, input, attempt, &record.label).await
     }
 
+    /// Run the failed units of a finished execution again (Step Functions' redrive, for units):
+    /// the outcomes of every Map iteration whose task finally failed, and of the integration,
+    /// are forgotten; the execution runs again as a new attempt, every other task's outcome
+    /// taken from the journal, and the report is written anew. Returns how many iterations run
+    /// again.
+    pub async fn redrive(&self, execution: &str) -> Result<(usize, RunOutcome), RunError> {
+        let (iterations, _) = self.prepare_redrive(execution).await?;
+        info!(execution, iterations, "redriving execution");
+        Ok((iterations, self.run_current_attempt(execution).await?))
+    }
+
+    /// Run the attempt an execution's journal record says it is on (after
+    /// [`Runner::prepare_redrive`]), with every journaled task outcome reused.
+    pub async fn run_current_attempt(&self, execution: &str) -> Result<RunOutcome, RunError> {
+        let record = self.journal.get(execution)?;
+        let input: Value = serde_json::from_str(&record.input)
+            .map_err(|e| RunError::Definition(format!("journaled input of {execution} is not JSON: {e}")))?;
+        self.execute(execution, &record.definition, input, record.attempt, &record.label).await
+    }
+
+    /// What [`Runner::redrive`] does before it runs: checks, forgets, begins the attempt.
+    /// Returns how many iterations run again and the new attempt.
+    pub async fn prepare_redrive(&self, execution: &str) -> Result<(usize, u32), RunError> {
+        let record = self.journal.get(execution)?;
+        if matches!(record.status, ExecutionState::Queued | ExecutionState::Running) {
+            return Err(RunError::NotResumable(format!(
+                "execution {execution} is {}; only a finished execution can be redriven",
+                record.status.as_str()
+            )));
+        }
+        let tasks = self.journal.tasks(execution)?;
+        let failed = failed_iterations(&tasks);
+        let integration: Vec<String> =
+            tasks.keys().filter(|key| !key.contains('/') && key.starts_with(INTEGRATE_STATE)).cloned().collect();
+        if failed.is_empty() && record.status == ExecutionState::Succeeded {
+            return Err(RunError::NotResumable(format!(
+                "execution {execution} succeeded with every unit: there is nothing to redrive"
+            )));
+        }
+        let mut forget: Vec<String> =
+            tasks.keys().filter(|key| failed.iter().any(|prefix| key.starts_with(prefix.as_str()))).cloned().collect();
+        forget.extend(integration);
+        self.journal.delete_tasks(execution, &forget).await?;
+        let attempt = self.journal.begin_attempt(execution).await?;
+        Ok((failed.len(), attempt))
+    }
+
     /// Check the options, store the bytes and say what to journal: the execution and its input.
     async fn prepare(
         &self,
@@ -446,5 +520,36 @@ fn describe_io_error(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such file".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied (cannot read the file)".to_string(),
         _ => format!("cannot read the file: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod redrive_tests {
+    use super::*;
+
+    #[test]
+    fn only_iterations_whose_last_attempt_failed_run_again() {
+        let ok = || TaskRecord::Succeeded { output: "{}".into() };
+        let failed = || TaskRecord::Failed { error: "E".into(), cause: "c".into() };
+        let tasks: std::collections::HashMap<String, TaskRecord> = [
+            ("ProcessDocument@1#1", ok()),
+            ("AnalyseUnits@1#1[0]/ProcessUnit@1#1", ok()),
+            // Failed once, then succeeded: done.
+            ("AnalyseUnits@1#1[1]/ProcessUnit@1#1", failed()),
+            ("AnalyseUnits@1#1[1]/ProcessUnit@1#2", ok()),
+            // Failed for good, caught into a failure record.
+            ("AnalyseUnits@1#1[2]/ProcessUnit@1#1", failed()),
+            ("AnalyseUnits@1#1[2]/ProcessUnit@1#2", failed()),
+            ("AnalyseUnits@1#1[2]/RecordUnitFailure@1#1", ok()),
+            ("AnalyseUnitsDistributed@1#1[3]/AnalyseBatchOfUnits@1#1[1]/ProcessUnitInChild@1#1", failed()),
+            ("IntegrateResults@1#1", ok()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(
+            failed_iterations(&tasks),
+            vec!["AnalyseUnits@1#1[2]/", "AnalyseUnitsDistributed@1#1[3]/AnalyseBatchOfUnits@1#1[1]/"]
+        );
     }
 }

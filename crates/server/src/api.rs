@@ -43,6 +43,9 @@ pub struct UploadQuery {
     /// `inline`, `distributed`, `batch` or `auto` (default: the state machine chooses by unit count).
     #[param(pattern = "^(inline|distributed|batch|auto)$")]
     pub strategy: Option<String>,
+    /// Where to POST `execution.*` events of this execution (signed as Standard Webhooks says);
+    /// must start with one of `serve.callback_allow`.
+    pub callback_url: Option<String>,
 }
 
 /// An accepted upload.
@@ -107,7 +110,7 @@ pub async fn upload_document(
         if key.is_empty() || key.len() > 255 {
             return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 characters"));
         }
-        if let Some(execution) = state.idempotency.get(&principal.name, key)? {
+        if let Some(execution) = state.db.idempotent_execution(&principal.name, key)? {
             return Ok(accepted(&state, &execution, StatusCode::OK));
         }
     }
@@ -115,17 +118,21 @@ pub async fn upload_document(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let (bytes, name, strategy) = if multipart {
+    let (bytes, name, strategy, callback) = if multipart {
         let form = Multipart::from_request(request, &()).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
         let form = upload::read_multipart(form, limit).await?;
         let field = |wanted: &str| form.fields.iter().find(|(n, _)| n == wanted).map(|(_, v)| v.clone());
         let name = query.name.clone().or_else(|| field("name")).or(form.file_name.clone());
         let strategy = query.strategy.clone().or_else(|| field("strategy"));
-        (form.bytes, name, strategy)
+        let callback = query.callback_url.clone().or_else(|| field("callback_url"));
+        (form.bytes, name, strategy, callback)
     } else {
         let bytes = upload::read_limited(request.into_body(), limit).await?;
-        (bytes, query.name.clone(), query.strategy.clone())
+        (bytes, query.name.clone(), query.strategy.clone(), query.callback_url.clone())
     };
+    if let Some(url) = &callback {
+        state.webhooks.callback_allowed(url).map_err(ApiError::bad_request)?;
+    }
     let name = upload::document_name(name.as_deref().unwrap_or(DEFAULT_NAME))?;
     let strategy = Strategy::parse_choice(strategy.as_deref().unwrap_or("auto")).map_err(ApiError::bad_request)?;
     if bytes.is_empty() {
@@ -146,9 +153,12 @@ pub async fn upload_document(
         crate::engine::SubmitError::Run(beacon_pipeline::RunError::Options(message)) => ApiError::bad_request(message),
         crate::engine::SubmitError::Run(other) => ApiError::internal("the execution could not be queued", other),
     })?;
+    if let Some(url) = &callback {
+        state.db.set_callback(&queued.execution, url)?;
+    }
     if let Some(key) = &idempotency {
         // A concurrent retry with the same key may have won: answer with its execution.
-        if let Some(first) = state.idempotency.insert(&principal.name, key, &queued.execution)? {
+        if let Some(first) = state.db.remember_idempotent(&principal.name, key, &queued.execution)? {
             let _ = state.executor.stop(&queued.execution).await;
             return Ok(accepted(&state, &first, StatusCode::OK));
         }
@@ -847,4 +857,60 @@ pub async fn resume_execution(
         other => ApiError::internal("the execution could not be resumed", other),
     })?;
     Ok((StatusCode::ACCEPTED, Json(ActionResult { execution: name, status: "RUNNING".into() })))
+}
+
+/// What a redrive started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Redriven {
+    pub execution: String,
+    pub status: String,
+    /// Units (Map iterations) that run again.
+    pub units: usize,
+}
+
+/// Run only the failed units of a finished execution again (like Step Functions' redrive); the
+/// others keep their results and the report is written anew.
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{name}/redrive",
+    tag = "executions",
+    params(("name" = String, Path, description = "The execution's name")),
+    responses(
+        (status = 202, description = "Redriving", body = Redriven),
+        (status = 403, description = "Needs the submitter role", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 409, description = "Still running, or nothing failed", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn redrive_execution(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<(StatusCode, Json<Redriven>), ApiError> {
+    principal.require(Role::Submitter)?;
+    execution_record(&state, &name)?;
+    let units = state.executor.redrive(&name).await.map_err(|e| match e {
+        beacon_pipeline::RunError::NotResumable(message) => ApiError::conflict(message),
+        other => ApiError::internal("the execution could not be redriven", other),
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(Redriven { execution: name, status: "RUNNING".into(), units })))
+}
+
+/// Every alarm.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlarmList {
+    pub alarms: Vec<crate::alarms::AlarmView>,
+}
+
+/// Every alarm: its state, rule and recent transitions.
+#[utoipa::path(
+    get,
+    path = "/v1/alarms",
+    tag = "alarms",
+    responses((status = 200, description = "The alarms", body = AlarmList)),
+    security(("bearer" = []))
+)]
+pub async fn list_alarms(State(state): State<Arc<AppState>>) -> Json<AlarmList> {
+    Json(AlarmList { alarms: state.alarms.views() })
 }

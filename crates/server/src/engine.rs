@@ -9,10 +9,14 @@ use beacon_asl::TaskRegistry;
 use beacon_pipeline::plan::Strategy;
 use beacon_pipeline::pool::BatchPool;
 use beacon_pipeline::{Progress, Queued, RunError, RunOptions, RunOutcome, Runner, Services, UnitEnd};
+
 use beacon_store::journal::{ExecutionState, Journal};
 use tokio::sync::{Semaphore, watch};
 
+use crate::alarms::{Alarms, Metric};
+use crate::db::ServerDb;
 use crate::metrics::Metrics;
+use crate::webhooks::Webhooks;
 
 /// Live counts of one execution this server runs, and a signal for whoever watches it.
 #[derive(Debug)]
@@ -86,12 +90,23 @@ pub struct Executor {
     max_queued: usize,
     live: Mutex<HashMap<String, Live>>,
     metrics: Arc<Metrics>,
+    alarms: Arc<Alarms>,
+    webhooks: Arc<Webhooks>,
+    db: Arc<ServerDb>,
     /// Announces every execution that starts or ends (SSE streams and the alarm loop wait on it).
     changed: watch::Sender<u64>,
 }
 
 impl Executor {
-    pub fn new(services: Services, journal: Journal, tasks: TaskRegistry, metrics: Arc<Metrics>) -> Arc<Executor> {
+    /// What an executor tells about its executions: metrics, alarms' data points, webhooks
+    /// (with the server's file for uploads' callback URLs).
+    pub fn new(
+        services: Services,
+        journal: Journal,
+        tasks: TaskRegistry,
+        observers: (Arc<Metrics>, Arc<Alarms>, Arc<Webhooks>, Arc<ServerDb>),
+    ) -> Arc<Executor> {
+        let (metrics, alarms, webhooks, db) = observers;
         let pool = Arc::new(BatchPool::for_config(&services));
         let serve = &services.config.serve;
         Arc::new(Executor {
@@ -103,6 +118,9 @@ impl Executor {
             pool,
             live: Mutex::new(HashMap::new()),
             metrics,
+            alarms,
+            webhooks,
+            db,
             changed: watch::channel(0).0,
         })
     }
@@ -165,6 +183,10 @@ impl Executor {
         if self.slots.is_closed() {
             return Err(SubmitError::ShuttingDown);
         }
+        if self.slots.available_permits() == 0 {
+            // Admitted, but it waits for a slot: the server throttles executions.
+            self.alarms.record(Metric::ThrottledExecutions, 1.0);
+        }
         let progress = Arc::new(LiveProgress::new());
         let options = RunOptions { strategy, ..RunOptions::default() };
         let queued = self.runner(progress.clone()).enqueue(name, bytes, options).await?;
@@ -182,6 +204,18 @@ impl Executor {
         self.runner(progress.clone()).resumable(execution)?;
         self.schedule(execution.to_string(), progress, Start::Resume);
         Ok(())
+    }
+
+    /// Run the failed units of a finished execution again (see [`Runner::redrive`]); returns
+    /// how many units run again.
+    pub async fn redrive(self: &Arc<Self>, execution: &str) -> Result<usize, RunError> {
+        if self.is_live(execution) {
+            return Err(RunError::NotResumable(format!("execution {execution} is running in this server")));
+        }
+        let progress = Arc::new(LiveProgress::new());
+        let (iterations, _) = self.runner(progress.clone()).prepare_redrive(execution).await?;
+        self.schedule(execution.to_string(), progress, Start::Current);
+        Ok(iterations)
     }
 
     /// Stop a queued or running execution: it ends `ABORTED` (finished units keep their results).
@@ -256,6 +290,7 @@ impl Executor {
             let result = match start {
                 Start::Queued => runner.start_queued(&name).await,
                 Start::Resume => runner.resume(&name).await,
+                Start::Current => runner.run_current_attempt(&name).await,
             };
             this.finished(&name, &result, started.elapsed());
         });
@@ -266,19 +301,60 @@ impl Executor {
 
     fn finished(&self, execution: &str, result: &Result<RunOutcome, RunError>, took: std::time::Duration) {
         self.live().remove(execution);
-        let status = match result {
+        let (status, units_failed) = match result {
             Ok(outcome) => {
                 self.metrics.report_finished(&outcome.report);
-                ExecutionState::Succeeded
+                (ExecutionState::Succeeded, outcome.report.usage.units_failed)
             }
-            Err(RunError::Execution { error, .. }) if error == "States.Timeout" => ExecutionState::TimedOut,
+            Err(RunError::Execution { error, .. }) if error == "States.Timeout" => (ExecutionState::TimedOut, 0),
             Err(e) => {
                 tracing::warn!(execution, "execution failed: {e}");
-                ExecutionState::Failed
+                (ExecutionState::Failed, 0)
             }
         };
         self.metrics.execution_finished(status, Some(took));
+        #[allow(clippy::cast_precision_loss)]
+        {
+            self.alarms.record(Metric::ExecutionTime, took.as_millis() as f64);
+            if status == ExecutionState::Failed {
+                self.alarms.record(Metric::FailedExecutions, 1.0);
+            }
+            if units_failed > 0 {
+                self.alarms.record(Metric::FailedUnits, units_failed as f64);
+            }
+        }
+        self.announce(execution, status, result);
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// The `execution.*` webhook of an execution that ended.
+    fn announce(&self, execution: &str, status: ExecutionState, result: &Result<RunOutcome, RunError>) {
+        let event = match status {
+            ExecutionState::Succeeded => "execution.succeeded",
+            ExecutionState::Failed => "execution.failed",
+            ExecutionState::TimedOut => "execution.timed_out",
+            _ => return,
+        };
+        let record = self.journal.get(execution).ok();
+        let mut data = serde_json::json!({
+            "execution": execution,
+            "status": status.as_str(),
+            "document": record.as_ref().map(|r| serde_json::json!({"id": crate::api::document_id(r), "name": r.label})),
+            "startedAt": record.as_ref().map(|r| r.started_at.clone()),
+            "finishedAt": record.as_ref().and_then(|r| r.finished_at.clone()),
+            "location": format!("/v1/executions/{execution}"),
+        });
+        match result {
+            Ok(outcome) => {
+                let usage = &outcome.report.usage;
+                data["units"] = serde_json::json!({"succeeded": usage.units_succeeded, "failed": usage.units_failed});
+                data["costUsd"] = serde_json::json!(usage.cost_usd);
+                data["report"] = serde_json::json!(format!("/v1/executions/{execution}/report"));
+            }
+            Err(e) => data["error"] = serde_json::json!(e.to_string()),
+        }
+        let callback = self.db.callback(execution).ok().flatten();
+        self.webhooks.publish(event, data, callback.as_deref());
     }
 }
 
@@ -286,6 +362,8 @@ impl Executor {
 enum Start {
     Queued,
     Resume,
+    /// The attempt the journal is on (a redrive began it).
+    Current,
 }
 
 fn now() -> String {

@@ -12,16 +12,18 @@
 //!
 //! The OpenAPI 3.1 document at `/openapi.json` is generated from the handlers (utoipa).
 
+pub mod alarms;
 pub mod api;
 pub mod auth;
+pub mod db;
 pub mod engine;
 pub mod error;
 pub mod extract;
-pub mod idempotency;
 pub mod metrics;
 pub mod sse;
 pub mod tokens;
 pub mod upload;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,19 +39,23 @@ use beacon_pipeline::Services;
 use beacon_store::journal::Journal;
 use utoipa::OpenApi;
 
+use crate::alarms::{AlarmState, Alarms};
 use crate::auth::{RateLimit, Tokens};
+use crate::db::ServerDb;
 use crate::engine::Executor;
 use crate::error::ApiError;
-use crate::idempotency::IdempotencyKeys;
 use crate::metrics::Metrics;
 use crate::tokens::TokenFile;
+use crate::webhooks::Webhooks;
 
 /// Everything the handlers share.
 pub struct AppState {
     pub executor: Arc<Executor>,
     pub tokens: Tokens,
     pub rate: RateLimit,
-    pub idempotency: IdempotencyKeys,
+    pub db: Arc<ServerDb>,
+    pub alarms: Arc<Alarms>,
+    pub webhooks: Arc<Webhooks>,
     pub max_upload_bytes: u64,
     pub metrics_public: bool,
     /// False once shutdown began (`/ready` says 503 then).
@@ -96,6 +102,8 @@ pub enum ServeError {
         sse::events,
         api::stop_execution,
         api::resume_execution,
+        api::redrive_execution,
+        api::list_alarms,
         health,
         ready,
         metrics_text,
@@ -104,6 +112,7 @@ pub enum ServeError {
     tags(
         (name = "documents", description = "Uploads"),
         (name = "executions", description = "Executions, their units, history and reports"),
+        (name = "alarms", description = "Alarms and their transitions"),
         (name = "system", description = "Health and metrics")
     )
 )]
@@ -160,15 +169,26 @@ pub fn state(parts: Parts, bind: &str) -> Result<Arc<AppState>, ServeError> {
     }
     let config = parts.services.config.clone();
     let path = config.data_dir.join("server.sqlite");
-    let idempotency = IdempotencyKeys::open(&path)
-        .map_err(|e| ServeError::State { path: path.display().to_string(), reason: e.to_string() })?;
+    let db = Arc::new(
+        ServerDb::open(&path)
+            .map_err(|e| ServeError::State { path: path.display().to_string(), reason: e.to_string() })?,
+    );
     let metrics = Arc::new(Metrics::new(parts.stats, config.provider.kind.name(), &config.model_name()));
-    let executor = Executor::new(parts.services, parts.journal, parts.tasks, metrics);
+    let alarms = Arc::new(Alarms::new(&config.alarms));
+    let webhooks = Webhooks::new(db.clone(), config.serve.clone(), metrics.clone());
+    let executor = Executor::new(
+        parts.services,
+        parts.journal,
+        parts.tasks,
+        (metrics, alarms.clone(), webhooks.clone(), db.clone()),
+    );
     Ok(Arc::new(AppState {
         executor,
         tokens: Tokens::new(parts.tokens, parts.loopback),
         rate: RateLimit::new(config.serve.requests_per_minute),
-        idempotency,
+        db,
+        alarms,
+        webhooks,
         max_upload_bytes: config.serve.max_upload_bytes.unwrap_or(config.limits.max_file_bytes),
         metrics_public: config.serve.metrics_public,
         ready: AtomicBool::new(true),
@@ -191,6 +211,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/executions/{name}/events", get(sse::events))
         .route("/executions/{name}/stop", post(api::stop_execution))
         .route("/executions/{name}/resume", post(api::resume_execution))
+        .route("/executions/{name}/redrive", post(api::redrive_execution))
+        .route("/alarms", get(api::list_alarms))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
@@ -266,6 +288,33 @@ async fn openapi_json() -> Response {
     axum::Json(document).into_response()
 }
 
+/// Evaluates the alarms every tick (and whenever an execution ends), feeding them the client
+/// stack's throttles; every change of state is an `alarm.state_changed` webhook.
+async fn watch_alarms(state: Arc<AppState>) {
+    let mut changes = state.executor.subscribe();
+    let mut throttles = state.executor.metrics().client_stats().throttles;
+    loop {
+        let now = state.executor.metrics().client_stats().throttles;
+        if now > throttles {
+            #[allow(clippy::cast_precision_loss)]
+            state.alarms.record(alarms::Metric::LlmThrottles, (now - throttles) as f64);
+        }
+        throttles = now;
+        for transition in state.alarms.evaluate(std::time::Instant::now()) {
+            tracing::info!(alarm = transition.alarm, to = transition.to.as_str(), "{}", transition.reason);
+            // Leaving INSUFFICIENT_DATA at start-up is not news.
+            if transition.from != AlarmState::InsufficientData {
+                let data = serde_json::to_value(&transition).unwrap_or_default();
+                state.webhooks.publish("alarm.state_changed", data, None);
+            }
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(state.alarms.tick()) => {}
+        }
+    }
+}
+
 /// Serve on `listener` until `shutdown` resolves; running executions stay journaled as
 /// `RUNNING` and resume when the server starts again.
 pub async fn serve(
@@ -280,6 +329,8 @@ pub async fn serve(
     if recovered > 0 {
         tracing::info!(recovered, "executions picked up from the journal");
     }
+    tokio::spawn(state.webhooks.clone().run());
+    tokio::spawn(watch_alarms(state.clone()));
     let app = router(state.clone());
     let draining = state.clone();
     axum::serve(listener, app)

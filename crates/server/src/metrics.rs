@@ -39,6 +39,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabel {
     model: String,
 }
@@ -63,6 +68,7 @@ pub struct Metrics {
     retries: Family<ModelLabel, Counter>,
     tokens: Family<TokenLabels, Counter>,
     cost: Family<ModelLabel, Counter<f64, AtomicU64>>,
+    webhooks: Family<OutcomeLabel, Counter>,
     /// The client stack's counts, and what of them was exported already.
     stats: ClientStats,
     exported: Mutex<StatsSnapshot>,
@@ -102,7 +108,14 @@ impl Metrics {
         registry.register("llm_tokens", "Tokens of finished executions, by direction", tokens.clone());
         let cost = Family::<ModelLabel, Counter<f64, AtomicU64>>::default();
         registry.register("cost_usd", "Cost of finished executions, USD (at the configured prices)", cost.clone());
+        let webhooks = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts, by outcome (delivered, retried, failed)",
+            webhooks.clone(),
+        );
         Metrics {
+            webhooks,
             registry,
             started,
             finished,
@@ -120,6 +133,15 @@ impl Metrics {
             provider: provider.to_string(),
             model: model.to_string(),
         }
+    }
+
+    pub fn webhook_delivery(&self, outcome: &str) {
+        self.webhooks.get_or_create(&OutcomeLabel { outcome: outcome.to_string() }).inc();
+    }
+
+    /// What the client stack counted so far.
+    pub fn client_stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
     }
 
     pub fn execution_started(&self, strategy: &str) {

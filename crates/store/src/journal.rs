@@ -487,6 +487,21 @@ impl Journal {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Forget these task outcomes of `name` (a redrive runs those tasks again).
+    pub async fn delete_tasks(&self, name: &str, keys: &[String]) -> Result<(), JournalError> {
+        self.flush().await?;
+        let mut conn = self.reader()?;
+        let tx = conn.transaction()?;
+        {
+            let mut delete = tx.prepare("DELETE FROM tasks WHERE execution = ?1 AND key = ?2")?;
+            for key in keys {
+                delete.execute(params![name, key])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Forget an execution: its row, its events (and its child executions'), its task outcomes.
     pub async fn delete_execution(&self, name: &str) -> Result<(), JournalError> {
         self.flush().await?;

@@ -1,0 +1,279 @@
+//! The server's own state, in `<data_dir>/server.sqlite` beside the journal: idempotency keys,
+//! uploads' callback URLs, and the webhook outbox (every delivery and every attempt at it), so
+//! a restart loses none.
+
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::ApiError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS idempotency (
+    token      TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    execution  TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (token, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS callbacks (
+    execution  TEXT PRIMARY KEY,
+    url        TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries (
+    id          TEXT PRIMARY KEY,
+    subscriber  TEXT NOT NULL,
+    url         TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at_ms  INTEGER NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending',
+    last_error  TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_at_ms);
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    delivery    TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    at          TEXT NOT NULL,
+    status      INTEGER,
+    error       TEXT,
+    PRIMARY KEY (delivery, attempt)
+) WITHOUT ROWID;
+";
+
+/// A delivery waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: String,
+    /// The subscriber's name (`callback` for an upload's callback URL): its secret signs it.
+    pub subscriber: String,
+    pub url: String,
+    pub event: String,
+    pub body: String,
+    pub attempts: u32,
+}
+
+/// How one attempt ended, for the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered(u16),
+    /// Try again at this time (Unix milliseconds), or give up when `None`.
+    Failed {
+        status: Option<u16>,
+        error: String,
+        retry_at_ms: Option<i64>,
+    },
+}
+
+/// The server's SQLite file.
+pub struct ServerDb {
+    conn: Mutex<Connection>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn db_error(what: &'static str) -> impl Fn(rusqlite::Error) -> ApiError {
+    move |e| ApiError::internal(what, e)
+}
+
+impl ServerDb {
+    /// Open (or create) the file at `path`.
+    pub fn open(path: &Path) -> Result<ServerDb, rusqlite::Error> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(ServerDb { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The execution an earlier upload with `key` started.
+    pub fn idempotent_execution(&self, token: &str, key: &str) -> Result<Option<String>, ApiError> {
+        self.conn()
+            .query_row("SELECT execution FROM idempotency WHERE token = ?1 AND key = ?2", params![token, key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db_error("the idempotency keys cannot be read"))
+    }
+
+    /// Remember `execution` for `key`; `Some(first)` when another upload took the key first.
+    pub fn remember_idempotent(&self, token: &str, key: &str, execution: &str) -> Result<Option<String>, ApiError> {
+        let inserted = self
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO idempotency (token, key, execution, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![token, key, execution, now()],
+            )
+            .map_err(db_error("the idempotency key cannot be stored"))?;
+        if inserted == 1 { Ok(None) } else { self.idempotent_execution(token, key) }
+    }
+
+    pub fn set_callback(&self, execution: &str, url: &str) -> Result<(), ApiError> {
+        self.conn()
+            .execute("INSERT OR REPLACE INTO callbacks (execution, url) VALUES (?1, ?2)", params![execution, url])
+            .map_err(db_error("the callback URL cannot be stored"))?;
+        Ok(())
+    }
+
+    pub fn callback(&self, execution: &str) -> Result<Option<String>, ApiError> {
+        self.conn()
+            .query_row("SELECT url FROM callbacks WHERE execution = ?1", params![execution], |r| r.get(0))
+            .optional()
+            .map_err(db_error("the callback URL cannot be read"))
+    }
+
+    /// Put a delivery in the outbox, due now.
+    pub fn enqueue(&self, delivery: &Delivery) -> Result<(), ApiError> {
+        self.conn()
+            .execute(
+                "INSERT OR IGNORE INTO deliveries (id, subscriber, url, event, body, created_at, next_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    delivery.id,
+                    delivery.subscriber,
+                    delivery.url,
+                    delivery.event,
+                    delivery.body,
+                    now(),
+                    chrono::Utc::now().timestamp_millis()
+                ],
+            )
+            .map_err(db_error("the webhook outbox cannot be written"))?;
+        Ok(())
+    }
+
+    /// Pending deliveries due at `now_ms`, oldest first, and when the next one after them is due.
+    pub fn due(&self, now_ms: i64, limit: usize) -> Result<(Vec<Delivery>, Option<i64>), ApiError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, subscriber, url, event, body, attempts FROM deliveries
+                 WHERE state = 'pending' AND next_at_ms <= ?1 ORDER BY next_at_ms, id LIMIT ?2",
+            )
+            .map_err(db_error("the webhook outbox cannot be read"))?;
+        let due = stmt
+            .query_map(params![now_ms, limit as i64], |r| {
+                Ok(Delivery {
+                    id: r.get(0)?,
+                    subscriber: r.get(1)?,
+                    url: r.get(2)?,
+                    event: r.get(3)?,
+                    body: r.get(4)?,
+                    attempts: r.get(5)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(db_error("the webhook outbox cannot be read"))?;
+        let next = conn
+            .query_row(
+                "SELECT MIN(next_at_ms) FROM deliveries WHERE state = 'pending' AND next_at_ms > ?1",
+                params![now_ms],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map_err(db_error("the webhook outbox cannot be read"))?;
+        Ok((due, next))
+    }
+
+    /// Record one attempt at `delivery` and what follows from it.
+    pub fn record_attempt(&self, delivery: &Delivery, outcome: &AttemptOutcome) -> Result<(), ApiError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db_error("the webhook outbox cannot be written"))?;
+        let attempt = delivery.attempts + 1;
+        let (status, error) = match outcome {
+            AttemptOutcome::Delivered(status) => (Some(*status), None),
+            AttemptOutcome::Failed { status, error, .. } => (*status, Some(error.clone())),
+        };
+        tx.execute(
+            "INSERT OR REPLACE INTO delivery_attempts (delivery, attempt, at, status, error) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![delivery.id, attempt, now(), status, error],
+        )
+        .map_err(db_error("the webhook outbox cannot be written"))?;
+        let (state, next) = match outcome {
+            AttemptOutcome::Delivered(_) => ("delivered", 0),
+            AttemptOutcome::Failed { retry_at_ms: Some(at), .. } => ("pending", *at),
+            AttemptOutcome::Failed { retry_at_ms: None, .. } => ("failed", 0),
+        };
+        tx.execute(
+            "UPDATE deliveries SET attempts = ?2, state = ?3, next_at_ms = ?4, last_error = ?5 WHERE id = ?1",
+            params![delivery.id, attempt, state, next, error],
+        )
+        .map_err(db_error("the webhook outbox cannot be written"))?;
+        tx.commit().map_err(db_error("the webhook outbox cannot be written"))
+    }
+
+    /// `(state, attempts)` of a delivery, for tests and diagnostics.
+    pub fn delivery_state(&self, id: &str) -> Result<Option<(String, u32)>, ApiError> {
+        self.conn()
+            .query_row("SELECT state, attempts FROM deliveries WHERE id = ?1", params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(db_error("the webhook outbox cannot be read"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(id: &str) -> Delivery {
+        Delivery {
+            id: id.into(),
+            subscriber: "ops".into(),
+            url: "http://127.0.0.1:1/hook".into(),
+            event: "execution.failed".into(),
+            body: "{}".into(),
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn the_outbox_keeps_deliveries_until_delivered_or_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.sqlite");
+        let db = ServerDb::open(&path).unwrap();
+        db.enqueue(&delivery("a")).unwrap();
+        db.enqueue(&delivery("b")).unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        let (due, _) = db.due(now + 1, 10).unwrap();
+        assert_eq!(due.len(), 2);
+        let failed =
+            AttemptOutcome::Failed { status: Some(500), error: "HTTP 500".into(), retry_at_ms: Some(now + 60_000) };
+        db.record_attempt(&due[0], &failed).unwrap();
+        db.record_attempt(&due[1], &AttemptOutcome::Delivered(204)).unwrap();
+        let (due, next) = db.due(now + 1, 10).unwrap();
+        assert!(due.is_empty());
+        assert_eq!(next, Some(now + 60_000));
+        // A restart finds the pending one.
+        drop(db);
+        let db = ServerDb::open(&path).unwrap();
+        let (due, _) = db.due(now + 60_000, 10).unwrap();
+        assert_eq!(due.iter().map(|d| (d.id.as_str(), d.attempts)).collect::<Vec<_>>(), vec![("a", 1)]);
+        db.record_attempt(
+            &due[0],
+            &AttemptOutcome::Failed { status: None, error: "refused".into(), retry_at_ms: None },
+        )
+        .unwrap();
+        assert_eq!(db.delivery_state("a").unwrap(), Some(("failed".into(), 2)));
+        assert_eq!(db.delivery_state("b").unwrap(), Some(("delivered".into(), 1)));
+    }
+
+    #[test]
+    fn idempotency_keys_are_per_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ServerDb::open(&dir.path().join("s.sqlite")).unwrap();
+        assert_eq!(db.remember_idempotent("ci", "k", "e1").unwrap(), None);
+        assert_eq!(db.remember_idempotent("ci", "k", "e2").unwrap(), Some("e1".into()));
+        assert_eq!(db.idempotent_execution("other", "k").unwrap(), None);
+    }
+}
