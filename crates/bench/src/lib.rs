@@ -4,5 +4,6 @@
 pub mod engine;
 pub mod ingest;
 pub mod quota;
+pub mod serve;
 pub mod tokens;
 pub mod world;

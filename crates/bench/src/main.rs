@@ -7,10 +7,11 @@
 //! cargo run --release -p beacon-bench -- matrix            # every provider behaviour, virtual time
 //! cargo run --release -p beacon-bench -- tokens            # token estimator vs BPE tokenizers
 //! cargo run --release -p beacon-bench -- ingest            # pages/s vs pdftotext, sheets/s vs openpyxl
+//! cargo run --release -p beacon-bench -- serve             # beacon serve vs beacon run, API latencies
 //! ```
 //! Each scenario runs in its own child process so that its peak memory (VmHWM) is its own.
 
-use beacon_bench::{engine, ingest, quota, tokens, world};
+use beacon_bench::{engine, ingest, quota, serve, tokens, world};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -33,6 +34,8 @@ enum Command {
     Tokens(tokens::TokensArgs),
     /// Ingestion speed: PDF pages/s against pdftotext, sheets/s against openpyxl.
     Ingest(ingest::IngestArgs),
+    /// `beacon serve` against `beacon run` on the same documents and quota; API latencies.
+    Serve(serve::ServeArgs),
 }
 
 fn main() {
@@ -55,6 +58,7 @@ fn main() {
             Command::Tokens(args) => tokens::run(&args),
             Command::Matrix(_) => unreachable!("run above"),
             Command::Ingest(args) => ingest::run(&args),
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     std::process::exit(code);

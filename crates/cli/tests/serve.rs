@@ -663,3 +663,148 @@ async fn webhooks_are_signed_and_retried_alarms_go_to_alarm_and_back_and_redrive
     let again = client().post(server.url(&format!("/v1/executions/{execution}/redrive"))).send().await.unwrap();
     assert_eq!(again.status(), 409);
 }
+
+/// The peak resident memory of a process, bytes (Linux).
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[tokio::test]
+async fn a_1_gib_upload_is_refused_while_memory_stays_bounded() {
+    let s = Scratch::new();
+    std::fs::write(s.path("beacon.toml"), "[serve]\nmax_upload_bytes = 8388608\n").unwrap();
+    let server = Server::start(&s, &["--config", "beacon.toml"]);
+    let pid = server.child.id();
+    assert_eq!(client().get(server.url("/health")).send().await.unwrap().status(), 200);
+    let before = peak_rss(pid);
+    // Declared: refused from the Content-Length alone.
+    let declared = client()
+        .post(server.url("/v1/documents?name=big.bin"))
+        .header("content-length", (1u64 << 30).to_string())
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(
+            (0..1024).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 1 << 20])),
+        )))
+        .send()
+        .await;
+    if let Ok(response) = declared {
+        assert_eq!(response.status(), 413);
+    }
+    // Streamed without a length: refused once the limit is passed, the rest never read.
+    let streamed = client()
+        .post(server.url("/v1/documents?name=big.bin"))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(
+            (0..1024).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 1 << 20])),
+        )))
+        .send()
+        .await;
+    match streamed {
+        Ok(response) => assert_eq!(response.status(), 413),
+        // The server may close the connection before the client reads its answer.
+        Err(e) => assert!(e.is_request() || e.is_body() || e.is_connect(), "{e}"),
+    }
+    assert_eq!(client().get(server.url("/health")).send().await.unwrap().status(), 200);
+    if let (Some(before), Some(after)) = (before, peak_rss(pid)) {
+        eprintln!("peak RSS {} MiB before, {} MiB after the 1 GiB uploads", before >> 20, after >> 20);
+        assert!(after < before + (128 << 20), "peak RSS grew from {before} to {after} bytes");
+    }
+    let (_, page) = get_json(&server, None, "/v1/executions").await;
+    assert!(page["executions"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_zip_bomb_is_refused_before_it_is_inflated() {
+    use std::io::Write;
+    let s = Scratch::new();
+    std::fs::write(s.path("beacon.toml"), "[limits]\nmax_decompressed_bytes = 16777216\n").unwrap();
+    let server = Server::start(&s, &["--config", "beacon.toml"]);
+    let mut bomb = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    bomb.start_file("[Content_Types].xml", deflated).unwrap();
+    bomb.write_all(br#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#).unwrap();
+    bomb.start_file("word/document.xml", deflated).unwrap();
+    let spaces = vec![b' '; 1 << 20];
+    for _ in 0..64 {
+        bomb.write_all(&spaces).unwrap();
+    }
+    let bytes = bomb.finish().unwrap().into_inner();
+    assert!(bytes.len() < 1 << 20, "{} bytes", bytes.len());
+    let response = upload(&server, None, "bomb.docx", bytes).await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert!(status == 422 || status == 415, "{status}: {body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("decompress") || status == 415, "{body}");
+}
+
+/// Every file of the shared corpus BEACON reads.
+fn corpus_files() -> Vec<std::path::PathBuf> {
+    let Some(root) = corpus("") else { return Vec::new() };
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "expected") {
+                    dirs.push(path);
+                }
+            } else if path.extension().is_some_and(|e| {
+                ["pdf", "docx", "pptx", "xlsx", "xls", "odt", "odp", "csv"].contains(&e.to_string_lossy().as_ref())
+            }) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_uploads_all_finish_with_their_reports() {
+    let files = corpus_files();
+    if files.is_empty() {
+        return;
+    }
+    let s = Scratch::new();
+    let (server, admin) = fuzzable_server(&s);
+    let uploads = (0..100).map(|i| {
+        let file = &files[i % files.len()];
+        let name = format!("{i:03}-{}", file.file_name().unwrap().to_string_lossy());
+        let bytes = std::fs::read(file).unwrap();
+        let (server, admin) = (&server, &admin);
+        async move {
+            let response = upload(server, Some(admin), &name, bytes).await;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (name, status, body)
+        }
+    });
+    let answers: Vec<(String, u16, Value)> = futures::future::join_all(uploads).await;
+    let mut accepted = Vec::new();
+    for (name, status, body) in &answers {
+        match status {
+            202 => accepted.push(body["execution"].as_str().unwrap().to_string()),
+            // Encrypted or unreadable corpus files are refused up front, with a reason.
+            415 | 422 => assert!(body["error"]["message"].is_string(), "{name}: {body}"),
+            other => panic!("{name}: {other} {body}"),
+        }
+    }
+    assert!(accepted.len() >= 80, "{} of 100 accepted", accepted.len());
+    for execution in &accepted {
+        let events = follow(&server, Some(&admin), execution, None, ended).await;
+        assert_eq!(events.last().unwrap().data["status"], "SUCCEEDED", "{execution}: {events:?}");
+        let report = client()
+            .get(server.url(&format!("/v1/executions/{execution}/report")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(report.status(), 200, "{execution}");
+        let report: Value = report.json().await.unwrap();
+        assert_eq!(report["execution"], execution.as_str());
+    }
+    let (_, page) = get_json(&server, Some(&admin), "/v1/executions?limit=1000").await;
+    assert_eq!(page["executions"].as_array().unwrap().len(), accepted.len(), "none lost, none doubled");
+}
