@@ -22,7 +22,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 4)]
     pages: usize,
     /// The quota both runs share (requests per minute).
-    #[arg(long, default_value_t = 12000)]
+    #[arg(long, default_value_t = 6000)]
     rpm: u32,
     /// The simulated model's latency, milliseconds.
     #[arg(long, default_value_t = 200)]
@@ -112,6 +112,15 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
     values[rank.clamp(1, values.len()) - 1]
 }
 
+/// When the first unit's task was scheduled, from an execution's history page.
+fn first_unit_at(history: &Value) -> Option<f64> {
+    let scheduled = history["events"].as_array().into_iter().flatten().find(|e| {
+        e["type"] == "TaskScheduled"
+            && e["taskScheduledEventDetails"]["resource"].as_str().is_some_and(|r| r.ends_with("llm-processor"))
+    })?;
+    chrono_parse(scheduled["timestamp"].as_str()?)
+}
+
 /// An RFC 3339 time as seconds since the epoch.
 fn chrono_parse(t: &str) -> Option<f64> {
     chrono::DateTime::parse_from_rfc3339(t).ok().map(|t| t.timestamp_millis() as f64 / 1000.0)
@@ -164,14 +173,18 @@ async fn measure(args: &ServeArgs) -> Result<(), String> {
     }
     drop(cli_sim);
 
-    // The same documents through the API.
-    let api_sim = sim(&beacon, args.rpm, args.latency_ms)?;
-    let mut cmd = Command::new(&beacon);
-    cmd.arg("--config").arg(&config).args(["serve", "--bind", "127.0.0.1:0", "--no-cache"]);
-    cmd.arg("--data-dir").arg(scratch.path().join("serve-data"));
-    with_provider(&mut cmd, &api_sim, args.rpm);
-    let server = Spawned::start(cmd)?;
-    let base = server.url().ok_or_else(|| format!("unexpected serve output {:?}", server.first_line))?;
+    // The same documents through the API (a fresh quota, a fresh data directory).
+    let start_server = |data: &str| -> Result<(Spawned, Spawned, String), String> {
+        let sim = sim(&beacon, args.rpm, args.latency_ms)?;
+        let mut cmd = Command::new(&beacon);
+        cmd.arg("--config").arg(&config).args(["serve", "--bind", "127.0.0.1:0", "--no-cache"]);
+        cmd.arg("--data-dir").arg(scratch.path().join(data));
+        with_provider(&mut cmd, &sim, args.rpm);
+        let server = Spawned::start(cmd)?;
+        let base = server.url().ok_or_else(|| format!("unexpected serve output {:?}", server.first_line))?;
+        Ok((server, sim, base))
+    };
+    let (server, api_sim, base) = start_server("serve-data")?;
     let client = reqwest::Client::new();
     let started = Instant::now();
     let uploads = (0..args.documents).map(|i| {
@@ -263,16 +276,47 @@ async fn measure(args: &ServeArgs) -> Result<(), String> {
             .json()
             .await
             .map_err(|e| e.to_string())?;
-        let scheduled = history["events"].as_array().into_iter().flatten().find(|e| {
-            e["type"] == "TaskScheduled"
-                && e["taskScheduledEventDetails"]["resource"].as_str().is_some_and(|r| r.ends_with("llm-processor"))
-        });
-        if let Some(at) = scheduled.and_then(|e| e["timestamp"].as_str()).and_then(chrono_parse) {
+        if let Some(at) = first_unit_at(&history) {
             first_unit.push((at - sent) * 1000.0);
         }
     }
     let api_makespan = last_end - first_sent;
     let server_rss = peak_rss(server.child.id());
+
+    drop(server);
+    drop(api_sim);
+
+    // Latencies on a second server, so that they do not share the comparison's quota.
+    let (server, _latency_sim, base) = start_server("latency-data")?;
+    // Upload → first unit started on an idle server (quota unused): one upload at a time.
+    let mut idle = Vec::new();
+    for i in 0..20 {
+        let sent = chrono_now();
+        let response = client
+            .post(format!("{base}/v1/documents?name=idle-{i}.txt"))
+            .body(document(2_000_000 + i, args.pages))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body: Value = response.json().await.map_err(|e| e.to_string())?;
+        let execution = body["execution"].as_str().unwrap_or_default().to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let history: Value = client
+                .get(format!("{base}/v1/executions/{execution}/history?limit=1000"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(at) = first_unit_at(&history) {
+                idle.push((at - sent) * 1000.0);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 
     // GET /v1/executions/{name} with SSE clients connected to running executions.
     let slow_docs: Vec<String> = (0..args.sse_clients).map(|i| document(1_000_000 + i, args.pages)).collect();
@@ -324,9 +368,16 @@ async fn measure(args: &ServeArgs) -> Result<(), String> {
     println!("| server peak RSS | {} |", server_rss.map_or("n/a".into(), |b| format!("{} MiB", b >> 20)));
     let (mut first, n) = (first_unit.clone(), first_unit.len());
     println!(
-        "| upload → first unit started, p50 / p99 ({n} executions) | {:.0} ms / {:.0} ms |",
+        "| upload → first unit started, all {n} uploaded at once (queued behind {} running), p50 / p99 | {:.0} ms / {:.0} ms |",
+        args.parallel,
         percentile(&mut first, 50.0),
         percentile(&mut first, 99.0)
+    );
+    println!(
+        "| upload → first unit started, idle server ({} uploads one at a time), p50 / p99 | {:.0} ms / {:.0} ms |",
+        idle.len(),
+        percentile(&mut idle, 50.0),
+        percentile(&mut idle, 99.0)
     );
     println!(
         "| GET /v1/executions/{{name}} with {} SSE clients, p50 / p99 (300 requests) | {:.1} ms / {:.1} ms |",

@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Seconds between two looks at an execution on AWS.
     #[arg(long, default_value_t = 5, hide = true)]
     poll_seconds: u64,
+    /// Serve Prometheus metrics on this address while the run lasts (e.g. 127.0.0.1:9464):
+    /// the numbers `beacon serve` exports at /metrics, for this run's documents.
+    #[arg(long, value_name = "ADDR")]
+    metrics_bind: Option<String>,
     #[command(flatten)]
     flow: FlowArgs,
 }
@@ -137,10 +141,16 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> u8 {
             return exit::INPUT;
         }
     };
-    let session = match Session::new(config, &args.flow).await {
+    let mut session = match Session::new(config, &args.flow).await {
         Ok(s) => s.with_documents(files.len()),
         Err(code) => return code,
     };
+    if let Some(address) = &args.metrics_bind {
+        match session.serve_metrics(address).await {
+            Ok(local) => eprintln!("metrics: http://{local}/metrics"),
+            Err(code) => return code,
+        }
+    }
     if args.detach && args.engine != Engine::Aws {
         eprintln!("error: --detach needs --engine aws (a local run is this process)");
         return exit::USAGE;

@@ -209,6 +209,8 @@ pub struct Session {
     /// How many documents this session runs (the per-process request count is only a
     /// document's own when it runs alone).
     documents: usize,
+    /// `--metrics-bind`: what a long run exports for Prometheus.
+    metrics: Option<Arc<beacon_server::metrics::Metrics>>,
 }
 
 /// One document's runner and its progress display.
@@ -245,6 +247,7 @@ impl Session {
             allow_bar: !args.no_progress_bar,
             bars: indicatif::MultiProgress::new(),
             documents: 1,
+            metrics: None,
         })
     }
 
@@ -252,6 +255,25 @@ impl Session {
     /// client stack's counts.
     pub fn into_parts(self) -> (Services, Journal, TaskRegistry, ClientStats) {
         (self.services, self.journal, self.sdk_tasks, self.stats)
+    }
+
+    /// Serve `/metrics` on `address` while this session runs (`beacon run --metrics-bind`): the
+    /// same numbers `beacon serve` exports, for the documents of this run.
+    pub async fn serve_metrics(&mut self, address: &str) -> Result<String, u8> {
+        let config = &self.services.config;
+        let metrics = Arc::new(beacon_server::metrics::Metrics::new(
+            self.stats.clone(),
+            config.provider.kind.name(),
+            &config.model_name(),
+        ));
+        let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+            eprintln!("error: --metrics-bind {address}: {e}");
+            exit::USAGE
+        })?;
+        let local = listener.local_addr().map_or(address.to_string(), |a| a.to_string());
+        tokio::spawn(beacon_server::serve_metrics(listener, metrics.clone()));
+        self.metrics = Some(metrics);
+        Ok(local)
     }
 
     /// This session runs `documents` documents at once.
@@ -290,7 +312,20 @@ impl Session {
     ) -> u8 {
         let started = Instant::now();
         let ticker = document.display.clone().start_ticker();
+        if let Some(metrics) = &self.metrics {
+            metrics.execution_started("auto");
+        }
         let result = work.await;
+        if let Some(metrics) = &self.metrics {
+            let status = match &result {
+                Ok(outcome) => {
+                    metrics.report_finished(&outcome.report);
+                    beacon_store::journal::ExecutionState::Succeeded
+                }
+                Err(_) => beacon_store::journal::ExecutionState::Failed,
+            };
+            metrics.execution_finished(status, Some(started.elapsed()));
+        }
         ticker.abort();
         document.display.finish();
         let outcome = match result {

@@ -808,3 +808,60 @@ async fn a_hundred_concurrent_uploads_all_finish_with_their_reports() {
     let (_, page) = get_json(&server, Some(&admin), "/v1/executions?limit=1000").await;
     assert_eq!(page["executions"].as_array().unwrap().len(), accepted.len(), "none lost, none doubled");
 }
+
+#[tokio::test]
+async fn cors_is_off_unless_the_origin_is_allowed() {
+    let s = Scratch::new();
+    std::fs::write(s.path("beacon.toml"), "[serve]\ncors_origins = [\"https://console.example\"]\n").unwrap();
+    let server = Server::start(&s, &["--config", "beacon.toml"]);
+    let preflight = |origin: &'static str| {
+        client()
+            .request(reqwest::Method::OPTIONS, server.url("/v1/executions"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .send()
+    };
+    let allowed = preflight("https://console.example").await.unwrap();
+    assert_eq!(allowed.status(), 204);
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://console.example");
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let get =
+        client().get(server.url("/v1/executions")).header("origin", "https://console.example").send().await.unwrap();
+    assert_eq!(get.headers()["access-control-allow-origin"], "https://console.example");
+}
+
+#[test]
+fn a_long_beacon_run_serves_its_metrics() {
+    use std::io::Read;
+    let s = Scratch::new();
+    // Answers take seconds: the run is still going when it is scraped.
+    let sim = Sim::start(&["--latency-ms", "5000", "--latency-spread", "0"]);
+    std::fs::write(s.path("one.txt"), paged_document(1)).unwrap();
+    let mut cmd = s.beacon();
+    with_fake_aws(&mut cmd)
+        .args(["run", "one.txt", "--no-progress-bar", "--metrics-bind", "127.0.0.1:0"])
+        .args(["--provider", "bedrock", "--model", MODEL, "--endpoint", &sim.endpoint()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    // The line that names the address (the AWS SDK may log before it).
+    let url = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "beacon run ended without naming its metrics address");
+        if let Some(url) = line.trim().strip_prefix("metrics: ") {
+            break url.to_string();
+        }
+    };
+    let address = url.trim_start_matches("http://").trim_end_matches("/metrics").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    std::io::Write::write_all(&mut stream, format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("beacon_executions_started_total{strategy=\"auto\"} 1"), "{response}");
+    let status = child.wait().unwrap();
+    assert!(status.success());
+}

@@ -58,6 +58,8 @@ pub struct AppState {
     pub webhooks: Arc<Webhooks>,
     pub max_upload_bytes: u64,
     pub metrics_public: bool,
+    /// Origins allowed to call from a browser (`serve.cors_origins`).
+    pub cors_origins: Vec<String>,
     /// False once shutdown began (`/ready` says 503 then).
     pub ready: AtomicBool,
 }
@@ -191,6 +193,7 @@ pub fn state(parts: Parts, bind: &str) -> Result<Arc<AppState>, ServeError> {
         webhooks,
         max_upload_bytes: config.serve.max_upload_bytes.unwrap_or(config.limits.max_file_bytes),
         metrics_public: config.serve.metrics_public,
+        cors_origins: config.serve.cors_origins.clone(),
         ready: AtomicBool::new(true),
     }))
 }
@@ -215,6 +218,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/alarms", get(api::list_alarms))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let cors = state.cors_origins.clone();
     Router::new()
         .nest("/v1", v1)
         .route("/health", get(health))
@@ -223,7 +227,38 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(move |request: Request, next: axum::middleware::Next| {
+            let cors = cors.clone();
+            async move { cors_layer(&cors, request, next).await }
+        }))
         .with_state(state)
+}
+
+/// CORS for the origins in `serve.cors_origins` (none: no CORS headers, browsers refuse
+/// cross-origin calls). A preflight from an allowed origin is answered here.
+async fn cors_layer(allowed: &[String], request: Request, next: axum::middleware::Next) -> Response {
+    let origin = request.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_string);
+    let Some(origin) = origin.filter(|o| allowed.iter().any(|a| a == o || a == "*")) else {
+        return next.run(request).await;
+    };
+    let preflight = request.method() == axum::http::Method::OPTIONS
+        && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight { StatusCode::NO_CONTENT.into_response() } else { next.run(request).await };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if preflight {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type, idempotency-key, last-event-id"),
+        );
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    }
+    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("location, retry-after"));
+    response
 }
 
 async fn not_found() -> ApiError {
@@ -340,4 +375,25 @@ pub async fn serve(
             draining.executor.shut_down();
         })
         .await
+}
+
+/// Serve only `/metrics` (no token) on `listener`: `beacon run --metrics-bind` for a long run.
+pub async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                let mut response = metrics.render(0, 0).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                );
+                response
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!("the metrics server stopped: {e}");
+    }
 }
