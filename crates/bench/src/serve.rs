@@ -112,6 +112,11 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
     values[rank.clamp(1, values.len()) - 1]
 }
 
+/// GET `url` as JSON.
+async fn get_json(client: &reqwest::Client, url: String) -> Result<Value, String> {
+    client.get(&url).send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())
+}
+
 /// When the first unit's task was scheduled, from an execution's history page.
 fn first_unit_at(history: &Value) -> Option<f64> {
     let scheduled = history["events"].as_array().into_iter().flatten().find(|e| {
@@ -214,30 +219,9 @@ async fn measure(args: &ServeArgs) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     // Wait until every execution ended (a benchmark may poll).
     loop {
-        let page: Value = client
-            .get(format!("{base}/v1/executions?status=SUCCEEDED&limit=1"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let running: Value = client
-            .get(format!("{base}/v1/executions?status=RUNNING&limit=1"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let queued: Value = client
-            .get(format!("{base}/v1/executions?status=QUEUED&limit=1"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let page: Value = get_json(&client, format!("{base}/v1/executions?status=SUCCEEDED&limit=1")).await?;
+        let running: Value = get_json(&client, format!("{base}/v1/executions?status=RUNNING&limit=1")).await?;
+        let queued: Value = get_json(&client, format!("{base}/v1/executions?status=QUEUED&limit=1")).await?;
         let busy = !running["executions"].as_array().is_none_or(Vec::is_empty)
             || !queued["executions"].as_array().is_none_or(Vec::is_empty);
         if !busy && page["executions"].as_array().is_some_and(|e| !e.is_empty()) {
@@ -254,28 +238,14 @@ async fn measure(args: &ServeArgs) -> Result<(), String> {
     let mut first_unit = Vec::new();
     let mut failed = 0;
     for (execution, sent) in &accepted {
-        let view: Value = client
-            .get(format!("{base}/v1/executions/{execution}"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let view: Value = get_json(&client, format!("{base}/v1/executions/{execution}")).await?;
         if view["status"] != "SUCCEEDED" {
             failed += 1;
         }
         if let Some(end) = view["finishedAt"].as_str().and_then(chrono_parse) {
             last_end = last_end.max(end);
         }
-        let history: Value = client
-            .get(format!("{base}/v1/executions/{execution}/history?limit=1000"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let history: Value = get_json(&client, format!("{base}/v1/executions/{execution}/history?limit=1000")).await?;
         if let Some(at) = first_unit_at(&history) {
             first_unit.push((at - sent) * 1000.0);
         }
@@ -302,14 +272,8 @@ async fn measure(args: &ServeArgs) -> Result<(), String> {
         let execution = body["execution"].as_str().unwrap_or_default().to_string();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            let history: Value = client
-                .get(format!("{base}/v1/executions/{execution}/history?limit=1000"))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
+            let history: Value =
+                get_json(&client, format!("{base}/v1/executions/{execution}/history?limit=1000")).await?;
             if let Some(at) = first_unit_at(&history) {
                 idle.push((at - sent) * 1000.0);
                 break;
