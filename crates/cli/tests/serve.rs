@@ -861,7 +861,9 @@ fn a_long_beacon_run_serves_its_metrics() {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("beacon_executions_started_total{strategy=\"auto\"} 1"), "{response}");
+    // What it counts depends on how far the run got; that it exports the server's metrics does not.
+    assert!(response.contains("beacon_executions_started_total{strategy=\"auto\"}"), "{response}");
+    assert!(response.contains("beacon_executions_running"), "{response}");
     let status = child.wait().unwrap();
     assert!(status.success());
 }

@@ -27,8 +27,9 @@ use crate::tasks::{self, Services, errors, resources};
 /// The state that integrates the unit results (a redrive runs it again).
 const INTEGRATE_STATE: &str = "IntegrateResults@";
 
-/// The Map iterations (key prefixes `...[i]/`) in which a task's last attempt failed: the units
-/// that finally failed (and were caught into a failure record).
+/// The Map iterations (key prefixes `...[i]/`) in which a task's last attempt failed — the units
+/// that finally failed (and were caught into a failure record) — and the tasks outside any Map
+/// whose last attempt failed (`<state>#`).
 fn failed_iterations(tasks: &std::collections::HashMap<String, TaskRecord>) -> Vec<String> {
     // The last attempt of each task state: keys are `<state path>#<attempt>`.
     let mut last: std::collections::HashMap<&str, (u32, bool)> = std::collections::HashMap::new();
@@ -44,7 +45,8 @@ fn failed_iterations(tasks: &std::collections::HashMap<String, TaskRecord>) -> V
     let mut prefixes: Vec<String> = last
         .into_iter()
         .filter(|(_, (_, ok))| !ok)
-        .filter_map(|(state, _)| state.rfind("]/").map(|end| state[..end + 2].to_string()))
+        // Inside a Map: the whole iteration; outside one: that task's attempts.
+        .map(|(state, _)| state.rfind("]/").map_or_else(|| format!("{state}#"), |end| state[..end + 2].to_string()))
         .collect();
     prefixes.sort();
     prefixes.dedup();
@@ -543,13 +545,18 @@ mod redrive_tests {
             ("AnalyseUnits@1#1[2]/RecordUnitFailure@1#1", ok()),
             ("AnalyseUnitsDistributed@1#1[3]/AnalyseBatchOfUnits@1#1[1]/ProcessUnitInChild@1#1", failed()),
             ("IntegrateResults@1#1", ok()),
+            ("PrepareBatch@1#1", failed()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         assert_eq!(
             failed_iterations(&tasks),
-            vec!["AnalyseUnits@1#1[2]/", "AnalyseUnitsDistributed@1#1[3]/AnalyseBatchOfUnits@1#1[1]/"]
+            vec![
+                "AnalyseUnits@1#1[2]/",
+                "AnalyseUnitsDistributed@1#1[3]/AnalyseBatchOfUnits@1#1[1]/",
+                "PrepareBatch@1#"
+            ]
         );
     }
 }

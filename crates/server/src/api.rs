@@ -147,15 +147,12 @@ pub async fn upload_document(
     )
     .await?;
     let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
-    let queued = state.executor.submit(&name, bytes, strategy).await.map_err(|e| match e {
+    let queued = state.executor.submit(&name, bytes, strategy, callback.as_deref()).await.map_err(|e| match e {
         crate::engine::SubmitError::QueueFull(_) => ApiError::unavailable(e.to_string(), 30),
         crate::engine::SubmitError::ShuttingDown => ApiError::unavailable(e.to_string(), 5),
         crate::engine::SubmitError::Run(beacon_pipeline::RunError::Options(message)) => ApiError::bad_request(message),
         crate::engine::SubmitError::Run(other) => ApiError::internal("the execution could not be queued", other),
     })?;
-    if let Some(url) = &callback {
-        state.db.set_callback(&queued.execution, url)?;
-    }
     if let Some(key) = &idempotency {
         // A concurrent retry with the same key may have won: answer with its execution.
         if let Some(first) = state.db.remember_idempotent(&principal.name, key, &queued.execution)? {

@@ -36,31 +36,37 @@ impl Principal {
 /// token create` and `revoke` take effect from the next request.
 pub struct Tokens {
     file: RwLock<(TokenFile, Option<FileStamp>)>,
-    /// Without tokens, a loopback server lets every request in as an admin.
-    open: bool,
+    /// A loopback server may run without tokens; once the file holds one, every request needs one.
+    loopback: bool,
 }
 
-/// When a file was last changed, and its size.
-type FileStamp = (std::time::SystemTime, u64);
+/// When a file was last changed, its size and (on Unix) its inode: the tokens file is replaced
+/// by a rename, so a rewrite within one mtime tick still shows as a new inode.
+type FileStamp = (std::time::SystemTime, u64, u64);
 
 fn stamp(path: &std::path::Path) -> Option<FileStamp> {
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok()?, meta.len(), inode))
 }
 
 impl Tokens {
     pub fn new(file: TokenFile, loopback: bool) -> Tokens {
-        let open = file.is_empty() && loopback;
         let stamped = stamp(file.path());
-        Tokens { file: RwLock::new((file, stamped)), open }
+        Tokens { file: RwLock::new((file, stamped)), loopback }
     }
 
-    /// Whether requests need no token (a loopback server with no tokens configured).
+    /// Whether requests need no token now: a loopback server whose tokens file holds none.
     pub fn is_open(&self) -> bool {
-        self.open
+        self.refresh();
+        self.loopback && self.file.read().unwrap_or_else(PoisonError::into_inner).0.is_empty()
     }
 
-    fn verify(&self, bearer: &str) -> Option<Principal> {
+    /// Reads the file again if it changed since it was last read.
+    fn refresh(&self) {
         let path = self.file.read().unwrap_or_else(PoisonError::into_inner).0.path().to_path_buf();
         let now = stamp(&path);
         if now != self.file.read().unwrap_or_else(PoisonError::into_inner).1 {
@@ -70,6 +76,10 @@ impl Tokens {
                 Err(e) => tracing::warn!("the tokens file cannot be read again: {e}"),
             }
         }
+    }
+
+    fn verify(&self, bearer: &str) -> Option<Principal> {
+        self.refresh();
         let file = self.file.read().unwrap_or_else(PoisonError::into_inner);
         file.0.verify(bearer).map(|e| Principal { name: e.name.clone(), role: e.role })
     }
@@ -85,7 +95,7 @@ impl Tokens {
             Some(token) => self
                 .verify(token)
                 .ok_or_else(|| ApiError::unauthorized("the token is not valid (revoked, or never created)")),
-            None if self.open => Ok(Principal { name: "anonymous".into(), role: Role::Admin }),
+            None if self.is_open() => Ok(Principal { name: "anonymous".into(), role: Role::Admin }),
             None => {
                 Err(ApiError::unauthorized("send a token: Authorization: Bearer <token> (beacon serve token create)"))
             }

@@ -93,6 +93,8 @@ pub struct Executor {
     alarms: Arc<Alarms>,
     webhooks: Arc<Webhooks>,
     db: Arc<ServerDb>,
+    /// Uploads being stored now (they hold a place in the queue).
+    submitting: Arc<AtomicUsize>,
     /// Announces every execution that starts or ends (SSE streams and the alarm loop wait on it).
     changed: watch::Sender<u64>,
 }
@@ -117,6 +119,7 @@ impl Executor {
             tasks,
             pool,
             live: Mutex::new(HashMap::new()),
+            submitting: Arc::new(AtomicUsize::new(0)),
             metrics,
             alarms,
             webhooks,
@@ -169,15 +172,20 @@ impl Executor {
             .with_batch_pool(self.pool.clone())
     }
 
-    /// Store the document, journal its execution as `QUEUED` and schedule it.
+    /// Store the document, journal its execution as `QUEUED` (with its callback URL) and
+    /// schedule it.
     pub async fn submit(
         self: &Arc<Self>,
         name: &str,
         bytes: Vec<u8>,
         strategy: Option<Strategy>,
+        callback: Option<&str>,
     ) -> Result<Queued, SubmitError> {
+        // A place in the queue is taken before the upload is stored, so that concurrent uploads
+        // cannot all pass the check.
+        let reserved = Reservation::take(&self.submitting);
         let (waiting, _) = self.counts();
-        if waiting >= self.max_queued {
+        if waiting + reserved.others >= self.max_queued {
             return Err(SubmitError::QueueFull(waiting));
         }
         if self.slots.is_closed() {
@@ -190,18 +198,38 @@ impl Executor {
         let progress = Arc::new(LiveProgress::new());
         let options = RunOptions { strategy, ..RunOptions::default() };
         let queued = self.runner(progress.clone()).enqueue(name, bytes, options).await?;
+        if let Some(url) = callback
+            && let Err(e) = self.db.set_callback(&queued.execution, url)
+        {
+            tracing::error!(execution = queued.execution, "the callback URL is not stored: {}", e.message);
+        }
         self.metrics.execution_started(strategy.map_or("auto".to_string(), |s| s.to_string()).as_str());
+        self.claim(&queued.execution, progress.clone());
         self.schedule(queued.execution.clone(), progress, Start::Queued);
         Ok(queued)
     }
 
+    /// Marks `execution` as this server's; false when it already is (a second resume or
+    /// redrive of the same execution is refused).
+    fn claim(&self, execution: &str, progress: Arc<LiveProgress>) -> bool {
+        let mut live = self.live();
+        if live.contains_key(execution) {
+            return false;
+        }
+        live.insert(execution.to_string(), Live { progress, abort: None });
+        true
+    }
+
     /// Continue a `RUNNING` execution no process runs any more (the server was killed).
     pub fn resume(self: &Arc<Self>, execution: &str) -> Result<(), RunError> {
-        if self.is_live(execution) {
+        let progress = Arc::new(LiveProgress::new());
+        if !self.claim(execution, progress.clone()) {
             return Err(RunError::NotResumable(format!("execution {execution} is running in this server")));
         }
-        let progress = Arc::new(LiveProgress::new());
-        self.runner(progress.clone()).resumable(execution)?;
+        if let Err(e) = self.runner(progress.clone()).resumable(execution) {
+            self.live().remove(execution);
+            return Err(e);
+        }
         self.schedule(execution.to_string(), progress, Start::Resume);
         Ok(())
     }
@@ -209,13 +237,20 @@ impl Executor {
     /// Run the failed units of a finished execution again (see [`Runner::redrive`]); returns
     /// how many units run again.
     pub async fn redrive(self: &Arc<Self>, execution: &str) -> Result<usize, RunError> {
-        if self.is_live(execution) {
+        let progress = Arc::new(LiveProgress::new());
+        if !self.claim(execution, progress.clone()) {
             return Err(RunError::NotResumable(format!("execution {execution} is running in this server")));
         }
-        let progress = Arc::new(LiveProgress::new());
-        let (iterations, _) = self.runner(progress.clone()).prepare_redrive(execution).await?;
-        self.schedule(execution.to_string(), progress, Start::Current);
-        Ok(iterations)
+        match self.runner(progress.clone()).prepare_redrive(execution).await {
+            Ok((iterations, _)) => {
+                self.schedule(execution.to_string(), progress, Start::Current);
+                Ok(iterations)
+            }
+            Err(e) => {
+                self.live().remove(execution);
+                Err(e)
+            }
+        }
     }
 
     /// Stop a queued or running execution: it ends `ABORTED` (finished units keep their results).
@@ -229,6 +264,7 @@ impl Executor {
         {
             abort.abort();
         }
+        // If the run ended first, its end stands (the journal keeps the first end).
         self.journal
             .finish_execution(
                 execution,
@@ -239,9 +275,12 @@ impl Executor {
                 now(),
             )
             .await?;
-        self.metrics.execution_finished(ExecutionState::Aborted, None);
+        let status = self.journal.get(execution)?.status;
+        if status == ExecutionState::Aborted {
+            self.metrics.execution_finished(ExecutionState::Aborted, None);
+        }
         self.changed.send_modify(|n| *n += 1);
-        Ok(ExecutionState::Aborted)
+        Ok(status)
     }
 
     /// Pick up what a previous server left: queued executions start, running ones resume.
@@ -264,7 +303,9 @@ impl Executor {
                 }
             };
             tracing::info!(execution = record.name, "picked up after a restart");
-            self.schedule(record.name, progress, start);
+            if self.claim(&record.name, progress.clone()) {
+                self.schedule(record.name, progress, start);
+            }
             picked += 1;
         }
         Ok(picked)
@@ -275,8 +316,8 @@ impl Executor {
         self.slots.close();
     }
 
+    /// Runs a claimed execution when a slot frees.
     fn schedule(self: &Arc<Self>, execution: String, progress: Arc<LiveProgress>, start: Start) {
-        self.live().insert(execution.clone(), Live { progress: progress.clone(), abort: None });
         let this = self.clone();
         let name = execution.clone();
         let handle = tokio::spawn(async move {
@@ -300,7 +341,11 @@ impl Executor {
     }
 
     fn finished(&self, execution: &str, result: &Result<RunOutcome, RunError>, took: std::time::Duration) {
-        self.live().remove(execution);
+        let stopped = self.live().remove(execution).is_none();
+        if stopped && self.journal.get(execution).is_ok_and(|r| r.status == ExecutionState::Aborted) {
+            // A stop ended it (and counted it) first.
+            return;
+        }
         let (status, units_failed) = match result {
             Ok(outcome) => {
                 self.metrics.report_finished(&outcome.report);
@@ -355,6 +400,26 @@ impl Executor {
         }
         let callback = self.db.callback(execution).ok().flatten();
         self.webhooks.publish(event, data, callback.as_deref());
+    }
+}
+
+/// A place held in the queue while an upload is stored; given back when dropped.
+struct Reservation {
+    counter: Arc<AtomicUsize>,
+    /// Other uploads holding places.
+    others: usize,
+}
+
+impl Reservation {
+    fn take(counter: &Arc<AtomicUsize>) -> Reservation {
+        let others = counter.fetch_add(1, Ordering::SeqCst);
+        Reservation { counter: counter.clone(), others }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

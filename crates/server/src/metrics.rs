@@ -114,6 +114,18 @@ impl Metrics {
             "Webhook delivery attempts, by outcome (delivered, retried, failed)",
             webhooks.clone(),
         );
+        // Every known series from zero, so a scraper sees them (and rates work) before the first event.
+        for strategy in ["auto", "inline", "distributed", "batch"] {
+            let _ = started.get_or_create(&StrategyLabel { strategy: strategy.into() });
+        }
+        for status in
+            [ExecutionState::Succeeded, ExecutionState::Failed, ExecutionState::TimedOut, ExecutionState::Aborted]
+        {
+            let _ = finished.get_or_create(&StatusLabel { status: status.as_str().into() });
+        }
+        for outcome in ["delivered", "retried", "failed"] {
+            let _ = webhooks.get_or_create(&OutcomeLabel { outcome: outcome.into() });
+        }
         Metrics {
             webhooks,
             registry,
@@ -202,5 +214,26 @@ impl Metrics {
         self.throttles.get_or_create(&model).inc_by(now.throttles.saturating_sub(exported.throttles));
         self.retries.get_or_create(&model).inc_by(now.retries.saturating_sub(exported.retries));
         *exported = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_described_before_anything_is_counted() {
+        let metrics = Metrics::new(ClientStats::default(), "offline", "offline");
+        let text = metrics.render(2, 1);
+        for series in [
+            "beacon_executions_started_total{strategy=\"auto\"} 0",
+            "beacon_executions_finished_total{status=\"FAILED\"} 0",
+            "beacon_webhook_deliveries_total{outcome=\"delivered\"} 0",
+            "beacon_llm_requests_total{provider=\"offline\",model=\"offline\",outcome=\"throttled\"} 0",
+        ] {
+            assert!(text.contains(series), "{series}:\n{text}");
+        }
+        assert!(text.contains("beacon_executions_queued 2") && text.contains("beacon_executions_running 1"), "{text}");
+        assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics text ends with # EOF");
     }
 }

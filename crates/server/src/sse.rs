@@ -184,10 +184,14 @@ impl Follow {
         let changes = self.changes.changed();
         match &mut self.unit_changes {
             Some(units) => {
-                tokio::select! {
-                    _ = changes => {}
-                    _ = units.changed() => {}
-                    () = tokio::time::sleep(LOOK_AGAIN) => {}
+                let gone = tokio::select! {
+                    _ = changes => false,
+                    changed = units.changed() => changed.is_err(),
+                    () = tokio::time::sleep(LOOK_AGAIN) => false,
+                };
+                if gone {
+                    // The run's progress ended: only the journal tells from now on.
+                    self.unit_changes = None;
                 }
             }
             None => {

@@ -64,18 +64,29 @@ impl Webhooks {
         Arc::new(Webhooks { db, config, client, wake: Notify::new(), metrics })
     }
 
-    /// Whether an upload may ask for a callback to `url` (the allow-list).
+    /// Whether an upload may ask for a callback to `url` (the allow-list). URLs are compared
+    /// parsed: the same scheme, host and port as an allowed entry, and a path under its path (a
+    /// string prefix would let `https://allowed.example.evil.net/` or `https://allowed.example@other/`
+    /// through).
     pub fn callback_allowed(&self, url: &str) -> Result<(), String> {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err("callback_url must be an http:// or https:// URL".into());
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("callback_url is not a URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || !parsed.username().is_empty() || parsed.password().is_some()
+        {
+            return Err("callback_url must be an http:// or https:// URL without credentials".into());
         }
         if self.callback_secret().is_none() {
             return Err("callbacks need a signing secret: set serve.callback_secret (or callback_secret_env)".into());
         }
-        if self.config.callback_allow.iter().any(|prefix| url.starts_with(prefix.as_str())) {
+        let allowed = self.config.callback_allow.iter().filter_map(|a| reqwest::Url::parse(a).ok()).any(|a| {
+            a.scheme() == parsed.scheme()
+                && a.host_str() == parsed.host_str()
+                && a.port_or_known_default() == parsed.port_or_known_default()
+                && path_under(parsed.path(), a.path())
+        });
+        if allowed {
             Ok(())
         } else {
-            Err(format!("callback_url {url} is not allowed (serve.callback_allow lists the allowed URL prefixes)"))
+            Err(format!("callback_url {url} is not allowed (serve.callback_allow lists the allowed URLs)"))
         }
     }
 
@@ -217,9 +228,44 @@ impl Webhooks {
     }
 }
 
+/// Whether `path` is `base` or below it (`/hooks` covers `/hooks/a`, not `/hooksmith`).
+fn path_under(path: &str, base: &str) -> bool {
+    let base = base.trim_end_matches('/');
+    base.is_empty() || path == base || path.strip_prefix(base).is_some_and(|rest| rest.starts_with('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::sign;
+
+    #[test]
+    fn callbacks_must_match_an_allowed_url_exactly() {
+        let config = beacon_pipeline::config::ServeConfig {
+            callback_allow: vec!["https://hooks.example.com/beacon".into(), "http://127.0.0.1:9000/".into()],
+            callback_secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::sync::Arc::new(crate::db::ServerDb::open(&dir.path().join("s.sqlite")).unwrap());
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(Default::default(), "offline", "offline"));
+        let hooks = super::Webhooks::new(db, config, metrics);
+        assert!(hooks.callback_allowed("https://hooks.example.com/beacon/done").is_ok());
+        assert!(hooks.callback_allowed("https://hooks.example.com/beacon").is_ok());
+        assert!(hooks.callback_allowed("http://127.0.0.1:9000/x").is_ok());
+        for refused in [
+            "https://hooks.example.com.evil.net/beacon",
+            "https://hooks.example.com@169.254.169.254/beacon",
+            "https://user@hooks.example.com/beacon",
+            "https://hooks.example.com/beaconsmith",
+            "http://hooks.example.com/beacon",
+            "https://hooks.example.com:8443/beacon",
+            "http://127.0.0.1:9001/x",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            assert!(hooks.callback_allowed(refused).is_err(), "{refused}");
+        }
+    }
 
     #[test]
     fn signatures_follow_the_standard_webhooks_example() {

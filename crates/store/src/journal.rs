@@ -694,7 +694,9 @@ fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<()> {
             "INSERT OR REPLACE INTO tasks (execution, key, ok, output, error, cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         let mut finish = tx.prepare_cached(
-            "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, finished_at = ?6 WHERE name = ?1",
+            // An execution ends once: a stop and the run's own end may race, the first one wins.
+            "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, finished_at = ?6
+             WHERE name = ?1 AND status IN ('QUEUED', 'RUNNING')",
         )?;
         for write in batch {
             match write {
