@@ -716,11 +716,11 @@ pub async fn get_history(
             .map_err(|_| ApiError::bad_request("the cursor is not one this server gave"))?,
         None => 0,
     };
-    let events = state.executor.journal().events(&name, None)?;
-    let page: Vec<Value> = events
+    let page: Vec<Value> = state
+        .executor
+        .journal()
+        .events_page(&name, after, limit + 1)?
         .iter()
-        .filter(|e| e.id > after)
-        .take(limit + 1)
         .map(beacon_store::journal::EventRecord::to_aws_json)
         .collect();
     let (events, next) = if page.len() > limit {

@@ -586,6 +586,27 @@ impl Journal {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// At most `limit` history events of the latest run of `name` after event `after`, in order
+    /// (a page of [`Journal::events`], read with the primary key).
+    pub fn events_page(&self, name: &str, after: u64, limit: usize) -> Result<Vec<EventRecord>, JournalError> {
+        let attempt = self.get(name)?.attempt;
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, previous_id, timestamp, type, details FROM events
+             WHERE execution = ?1 AND attempt = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![name, attempt, after as i64, limit as i64], |r| {
+            Ok(EventRecord {
+                id: r.get::<_, i64>(0)? as u64,
+                previous_id: r.get::<_, i64>(1)? as u64,
+                timestamp: r.get(2)?,
+                event_type: r.get(3)?,
+                details: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// The child executions (distributed Map iterations) of the latest attempt of `parent`,
     /// journaled as `parent/child`, in name order, with how each ended (`RUNNING` while its
     /// last event is not an end).
@@ -794,6 +815,9 @@ mod tests {
         assert_eq!((e.status, e.attempt, e.finished_at.as_deref()), (ExecutionState::Succeeded, 2, Some("end")));
         assert_eq!(j.events("run", None).unwrap().len(), 2, "the latest attempt's history");
         assert_eq!(j.events("run", Some(1)).unwrap().len(), 1);
+        let page: Vec<u64> = j.events_page("run", 1, 10).unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(page, vec![2], "the latest run's events after id 1");
+        assert_eq!(j.events_page("run", 0, 1).unwrap().len(), 1);
         assert!(matches!(j.begin_attempt("nope").await, Err(JournalError::UnknownExecution(_))));
         assert!(matches!(j.get("nope"), Err(JournalError::UnknownExecution(_))));
     }
