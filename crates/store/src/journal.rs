@@ -344,28 +344,30 @@ impl Journal {
 
     /// Record a new execution (durably, before it starts).
     pub async fn start_execution(&self, new: &NewExecution) -> Result<(), JournalError> {
-        {
-            let conn = self.reader()?;
-            let inserted = conn.execute(
-                "INSERT OR IGNORE INTO executions (name, definition, input, label, status, started_at, attempt, options)
-                 VALUES (?1, ?2, ?3, ?4, 'RUNNING', ?5, 1, ?6)",
-                params![new.name, new.definition, new.input, new.label, new.started_at, new.options],
-            )?;
-            if inserted == 0 {
-                return Err(JournalError::Duplicate(new.name.clone()));
-            }
-        }
-        Ok(())
+        self.insert_execution(new, ExecutionState::Running, 1)
     }
 
     /// Record a new execution that waits for a slot (`QUEUED`, attempt 0); [`Journal::begin_attempt`]
     /// starts it as attempt 1.
     pub async fn queue_execution(&self, new: &NewExecution) -> Result<(), JournalError> {
+        self.insert_execution(new, ExecutionState::Queued, 0)
+    }
+
+    fn insert_execution(&self, new: &NewExecution, status: ExecutionState, attempt: u32) -> Result<(), JournalError> {
         let conn = self.reader()?;
         let inserted = conn.execute(
             "INSERT OR IGNORE INTO executions (name, definition, input, label, status, started_at, attempt, options)
-             VALUES (?1, ?2, ?3, ?4, 'QUEUED', ?5, 0, ?6)",
-            params![new.name, new.definition, new.input, new.label, new.started_at, new.options],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                new.name,
+                new.definition,
+                new.input,
+                new.label,
+                status.as_str(),
+                new.started_at,
+                attempt,
+                new.options
+            ],
         )?;
         if inserted == 0 {
             return Err(JournalError::Duplicate(new.name.clone()));
@@ -539,15 +541,7 @@ impl Journal {
         let mut stmt = conn.prepare(
             "SELECT id, previous_id, timestamp, type, details FROM events WHERE execution = ?1 AND attempt = ?2 ORDER BY id",
         )?;
-        let rows = stmt.query_map(params![name, attempt], |r| {
-            Ok(EventRecord {
-                id: r.get::<_, i64>(0)? as u64,
-                previous_id: r.get::<_, i64>(1)? as u64,
-                timestamp: r.get(2)?,
-                event_type: r.get(3)?,
-                details: r.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![name, attempt], |r| event_from_row(r, 0))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
@@ -569,19 +563,7 @@ impl Journal {
         )?;
         let rows = stmt.query_map(
             params![after as i64, attempt, name, format!("{name}/"), format!("{name}0"), limit as i64],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, String>(1)?,
-                    EventRecord {
-                        id: r.get::<_, i64>(2)? as u64,
-                        previous_id: r.get::<_, i64>(3)? as u64,
-                        timestamp: r.get(4)?,
-                        event_type: r.get(5)?,
-                        details: r.get(6)?,
-                    },
-                ))
-            },
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?, event_from_row(r, 2)?)),
         )?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
@@ -595,15 +577,7 @@ impl Journal {
             "SELECT id, previous_id, timestamp, type, details FROM events
              WHERE execution = ?1 AND attempt = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
         )?;
-        let rows = stmt.query_map(params![name, attempt, after as i64, limit as i64], |r| {
-            Ok(EventRecord {
-                id: r.get::<_, i64>(0)? as u64,
-                previous_id: r.get::<_, i64>(1)? as u64,
-                timestamp: r.get(2)?,
-                event_type: r.get(3)?,
-                details: r.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![name, attempt, after as i64, limit as i64], |r| event_from_row(r, 0))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
@@ -654,6 +628,17 @@ impl Journal {
         })?;
         Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
     }
+}
+
+/// An event from `id, previous_id, timestamp, type, details` starting at column `first`.
+fn event_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<EventRecord> {
+    Ok(EventRecord {
+        id: r.get::<_, i64>(first)? as u64,
+        previous_id: r.get::<_, i64>(first + 1)? as u64,
+        timestamp: r.get(first + 2)?,
+        event_type: r.get(first + 3)?,
+        details: r.get(first + 4)?,
+    })
 }
 
 const EXECUTION_COLUMNS: &str =
