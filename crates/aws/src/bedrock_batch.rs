@@ -19,6 +19,7 @@ use aws_sdk_bedrock::types::{
     ModelInvocationJobS3OutputDataConfig, ModelInvocationJobStatus, S3InputFormat, SortOrder,
 };
 use beacon_asl::{TaskContext, TaskFailure, TaskHandler, TaskRegistry};
+use beacon_pipeline::batch_jobs::BatchJobs;
 use serde_json::{Map, Value, json};
 
 /// `CreateModelInvocationJob` as a Step Functions resource.
@@ -41,17 +42,19 @@ enum Operation {
 struct BedrockTask {
     client: Client,
     operation: Operation,
+    jobs: BatchJobs,
 }
 
-/// Registers the four Bedrock batch resources, served by `client`.
-pub fn register(registry: &mut TaskRegistry, client: &Client) {
+/// Registers the four Bedrock batch resources, served by `client`; the statuses of the jobs
+/// they create and get are recorded in `jobs`.
+pub fn register(registry: &mut TaskRegistry, client: &Client, jobs: &BatchJobs) {
     for (resource, operation) in [
         (CREATE_JOB, Operation::Create),
         (GET_JOB, Operation::Get),
         (LIST_JOBS, Operation::List),
         (STOP_JOB, Operation::Stop),
     ] {
-        registry.register(resource, Arc::new(BedrockTask { client: client.clone(), operation }));
+        registry.register(resource, Arc::new(BedrockTask { client: client.clone(), operation, jobs: jobs.clone() }));
     }
 }
 
@@ -64,8 +67,20 @@ pub async fn client(region: Option<&str>, endpoint: Option<&str>) -> Client {
 impl TaskHandler for BedrockTask {
     async fn invoke(&self, input: Value, _ctx: TaskContext) -> Result<Value, TaskFailure> {
         match self.operation {
-            Operation::Create => create(&self.client, &input).await,
-            Operation::Get => get(&self.client, &input).await,
+            Operation::Create => {
+                let created = create(&self.client, &input).await?;
+                if let Some(arn) = created["JobArn"].as_str() {
+                    self.jobs.saw(arn, "Submitted");
+                }
+                Ok(created)
+            }
+            Operation::Get => {
+                let job = get(&self.client, &input).await?;
+                if let (Some(arn), Some(status)) = (job["JobArn"].as_str(), job["Status"].as_str()) {
+                    self.jobs.saw(arn, status);
+                }
+                Ok(job)
+            }
             Operation::List => list(&self.client, &input).await,
             Operation::Stop => stop(&self.client, &input).await,
         }

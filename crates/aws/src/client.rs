@@ -12,7 +12,7 @@ use beacon_llm::openai::OpenAiChat;
 use beacon_llm::pacer::PacerConfig;
 use beacon_llm::retry::{RetryPolicy, Retrying};
 use beacon_llm::stack::{self, Pacing};
-use beacon_llm::{ClientStats, LlmClient};
+use beacon_llm::{ClientStats, LlmClient, Timed};
 use beacon_pipeline::config::BedrockApi;
 use beacon_pipeline::{Config, ProviderKind};
 
@@ -34,7 +34,9 @@ pub async fn build_client(config: &Config, stats: ClientStats) -> Result<Arc<dyn
     let timeout = Duration::from_secs(config.llm.request_timeout_secs.max(1));
     let provider: Arc<dyn LlmClient> = match (p.kind, p.api) {
         // The offline analyzer needs no quota, no retry and no cache: it answers at once.
-        (ProviderKind::Offline, _) => return Ok(Arc::new(Retrying::new(OfflineAnalyzer, policy, stats))),
+        (ProviderKind::Offline, _) => {
+            return Ok(Arc::new(Retrying::new(Timed::new(OfflineAnalyzer, stats.clone()), policy, stats)));
+        }
         (ProviderKind::Bedrock, BedrockApi::Converse) => {
             let mut b = BedrockConverse::builder(model.clone()).read_timeout(timeout);
             if let Some(e) = &p.endpoint {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use beacon_asl::{TaskContext, TaskFailure, TaskRegistry};
 use beacon_aws::bedrock_batch::{CREATE_JOB, GET_JOB, LIST_JOBS, STOP_JOB, register};
+use beacon_pipeline::batch_jobs::BatchJobs;
 use beacon_sim::{SimConfig, SimServer};
 use serde_json::{Value, json};
 
@@ -22,6 +23,7 @@ fn ctx() -> TaskContext {
 struct Fixture {
     sim: SimServer,
     registry: TaskRegistry,
+    jobs: BatchJobs,
     store: tempfile::TempDir,
 }
 
@@ -39,8 +41,9 @@ impl Fixture {
             .endpoint_url(endpoint)
             .credentials_provider(aws_sdk_bedrock::config::Credentials::new("test", "test", None, None, "sim"))
             .build();
-        register(&mut registry, &aws_sdk_bedrock::Client::from_conf(sdk));
-        Fixture { sim, registry, store }
+        let jobs = BatchJobs::default();
+        register(&mut registry, &aws_sdk_bedrock::Client::from_conf(sdk), &jobs);
+        Fixture { sim, registry, jobs, store }
     }
 
     async fn call(&self, resource: &str, input: Value) -> Result<Value, TaskFailure> {
@@ -114,6 +117,8 @@ async fn a_job_moves_through_its_statuses_and_writes_outputs_by_record_id() {
     assert_eq!(job["ErrorRecordCount"], 0);
     assert_eq!(job["InputDataConfig"]["S3InputDataConfig"]["S3Uri"], "s3://bucket/in/records.jsonl");
     assert!(job["EndTime"].is_string() && job["SubmitTime"].is_string());
+    let by_status = f.jobs.by_status();
+    assert_eq!((by_status["Completed"], by_status["Submitted"]), (1, 0), "the job counts once, as last seen");
 
     let job_id = arn.rsplit('/').next().unwrap();
     let out_dir = f.store.path().join("out").join(job_id);

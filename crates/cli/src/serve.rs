@@ -154,9 +154,10 @@ async fn run_server(config_path: Option<&Path>, args: ServeArgs) -> u8 {
         Ok(session) => session,
         Err(code) => return code,
     };
-    let (services, journal, tasks, stats) = session.into_parts();
+    let (services, journal, tasks, observed) = session.into_parts();
     let open = tokens.is_empty();
-    let parts = beacon_server::Parts { services, journal, tasks, stats, tokens, loopback: address.ip().is_loopback() };
+    let parts =
+        beacon_server::Parts { services, journal, tasks, observed, tokens, loopback: address.ip().is_loopback() };
     let state = match beacon_server::state(parts, &bind) {
         Ok(state) => state,
         Err(e) => {

@@ -9,10 +9,12 @@ use std::time::Instant;
 use beacon_asl::TaskRegistry;
 use beacon_aws::client::build_client;
 use beacon_llm::ClientStats;
+use beacon_pipeline::batch_jobs::BatchJobs;
 use beacon_pipeline::config::ProviderConfig;
 use beacon_pipeline::pool::BatchPool;
 use beacon_pipeline::report::UnitStatus;
 use beacon_pipeline::{Config, ProviderKind, RunError, RunOutcome, Runner, Secret, Services};
+use beacon_server::metrics::Observed;
 use beacon_store::Store;
 use beacon_store::journal::Journal;
 use clap::Args;
@@ -203,6 +205,8 @@ pub struct Session {
     pool: Arc<BatchPool>,
     /// Requests this process sent (a resumed run sends fewer than its report counts).
     stats: ClientStats,
+    /// The batch jobs the `aws-sdk:bedrock` tasks saw.
+    batch_jobs: BatchJobs,
     allow_bar: bool,
     /// Holds the bars of several documents run at once.
     bars: indicatif::MultiProgress,
@@ -235,7 +239,8 @@ impl Session {
             exit::INTERNAL
         })?;
         let (store, journal) = open_storage(&config)?;
-        let sdk_tasks = aws_sdk_tasks(&config).await;
+        let batch_jobs = BatchJobs::default();
+        let sdk_tasks = aws_sdk_tasks(&config, &batch_jobs).await;
         let services = Services { store, llm, config: Arc::new(config), unit_schema: Arc::new(unit_schema) };
         let pool = Arc::new(BatchPool::for_config(&services));
         Ok(Session {
@@ -244,6 +249,7 @@ impl Session {
             sdk_tasks,
             pool,
             stats,
+            batch_jobs,
             allow_bar: !args.no_progress_bar,
             bars: indicatif::MultiProgress::new(),
             documents: 1,
@@ -251,21 +257,20 @@ impl Session {
         })
     }
 
-    /// What `beacon serve` runs on: the services, the journal, the `aws-sdk:*` tasks and the
-    /// client stack's counts.
-    pub fn into_parts(self) -> (Services, Journal, TaskRegistry, ClientStats) {
-        (self.services, self.journal, self.sdk_tasks, self.stats)
+    /// What `beacon serve` runs on: the services, the journal, the `aws-sdk:*` tasks, the
+    /// client stack's counts and the batch jobs seen.
+    pub fn into_parts(self) -> (Services, Journal, TaskRegistry, Observed) {
+        let observed = Observed { stats: self.stats, batch_jobs: self.batch_jobs };
+        (self.services, self.journal, self.sdk_tasks, observed)
     }
 
     /// Serve `/metrics` on `address` while this session runs (`beacon run --metrics-bind`): the
     /// same numbers `beacon serve` exports, for the documents of this run.
     pub async fn serve_metrics(&mut self, address: &str) -> Result<String, u8> {
         let config = &self.services.config;
-        let metrics = Arc::new(beacon_server::metrics::Metrics::new(
-            self.stats.clone(),
-            config.provider.kind.name(),
-            &config.model_name(),
-        ));
+        let observed = Observed { stats: self.stats.clone(), batch_jobs: self.batch_jobs.clone() };
+        let metrics =
+            Arc::new(beacon_server::metrics::Metrics::new(observed, config.provider.kind.name(), &config.model_name()));
         let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
             eprintln!("error: --metrics-bind {address}: {e}");
             exit::USAGE
@@ -381,7 +386,7 @@ impl Session {
 /// The state machine's `aws-sdk:*` resources: Bedrock batch inference, served by the Bedrock
 /// control plane of the configured region (or the provider's endpoint override: `beacon sim`);
 /// and the tasks `lambda.functions` sends to deployed Lambda functions.
-async fn aws_sdk_tasks(config: &Config) -> TaskRegistry {
+async fn aws_sdk_tasks(config: &Config, batch_jobs: &BatchJobs) -> TaskRegistry {
     let mut registry = TaskRegistry::new();
     let lambda = &config.lambda;
     if !lambda.functions.is_empty() {
@@ -391,7 +396,7 @@ async fn aws_sdk_tasks(config: &Config) -> TaskRegistry {
     if config.provider.kind == ProviderKind::Bedrock {
         let p = &config.provider;
         let client = beacon_aws::bedrock_batch::client(p.region.as_deref(), p.endpoint.as_deref()).await;
-        beacon_aws::bedrock_batch::register(&mut registry, &client);
+        beacon_aws::bedrock_batch::register(&mut registry, &client, batch_jobs);
     }
     registry
 }

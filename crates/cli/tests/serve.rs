@@ -505,6 +505,16 @@ print(json.dumps(samples))
     );
     assert_eq!(samples[r#"beacon_execution_duration_seconds_count{}"#], 2.0);
     assert_eq!(samples[r#"beacon_executions_running{}"#], 0.0);
+    // Every attempt the provider answered is timed once.
+    assert_eq!(samples[r#"beacon_llm_request_duration_seconds_count{"model": "offline"}"#], sum("requests"));
+    assert_eq!(
+        samples[r#"beacon_llm_request_duration_seconds_bucket{"le": "+Inf", "model": "offline"}"#],
+        sum("requests")
+    );
+    // The offline analyzer is not paced: the pacer's room is not a series (a paced provider's is,
+    // in the webhook test).
+    assert!(!text.contains("beacon_rate_limit_available{"), "{text}");
+    assert_eq!(samples[r#"beacon_batch_jobs{"status": "InProgress"}"#], 0.0, "no batch path ran");
 }
 
 /// A webhook receiver that fails the first two attempts of every message, then records it.
@@ -645,6 +655,12 @@ async fn webhooks_are_signed_and_retried_alarms_go_to_alarm_and_back_and_redrive
     assert_eq!(history[..2], ["OK", "ALARM"]);
     let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("beacon_webhook_deliveries_total{outcome=\"retried\"}"), "{metrics}");
+    assert!(metrics.contains("beacon_rate_limit_available{") && metrics.contains("kind=\"requests\"}"), "{metrics}");
+    let timed = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("beacon_llm_request_duration_seconds_count{"))
+        .and_then(|rest| rest.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(timed.is_some_and(|n| n >= 3), "every unit's attempts are timed: {metrics}");
 
     // Redrive against a provider that answers: only the three failed units are sent again.
     server.kill();

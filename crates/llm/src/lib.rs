@@ -11,7 +11,7 @@
 //! - [`offline::OfflineAnalyzer`]: an extractive analyzer that needs no model and no network.
 //!
 //! Wrappers (the client stack [`stack::paced`] builds), outermost first:
-//! `Cached<Retrying<Paced<provider>>>`.
+//! `Cached<Retrying<Paced<Timed<provider>>>>`; [`Timed`] records how long the provider took.
 //! - [`cache::Cached`]: answers repeated requests from a content-addressed [`cache::CacheStore`].
 //! - [`retry::Retrying`]: exponential backoff with full jitter on 5xx and timeouts; throttled
 //!   attempts go straight back to the pacer, which does the waiting.
@@ -38,9 +38,11 @@ pub mod pacer;
 pub mod retry;
 pub mod shared_pace;
 pub mod stack;
+mod stats;
+
+pub use stats::{Available, ClientStats, LATENCY_BUCKETS, LatencySnapshot, StatsSnapshot, Timed};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -246,60 +248,5 @@ impl<T: LlmClient + ?Sized> LlmClient for Arc<T> {
     }
     async fn remember(&self, request: &CompletionRequest, completion: &Completion) {
         (**self).remember(request, completion).await
-    }
-}
-
-/// Counters shared by the client stack; cheap to clone and read from a progress display.
-#[derive(Debug, Default, Clone)]
-pub struct ClientStats(Arc<StatsInner>);
-
-#[derive(Debug, Default)]
-struct StatsInner {
-    requests: AtomicU64,
-    throttles: AtomicU64,
-    retries: AtomicU64,
-    failures: AtomicU64,
-    hedges: AtomicU64,
-}
-
-/// A point-in-time copy of [`ClientStats`].
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// Requests sent to the provider (every attempt counts).
-    pub requests: u64,
-    /// Attempts the provider answered with a throttling error.
-    pub throttles: u64,
-    /// Attempts that were retries of an earlier failed attempt.
-    pub retries: u64,
-    /// Calls that finally failed.
-    pub failures: u64,
-    /// Second copies sent for attempts that ran long (also counted in `requests`).
-    pub hedges: u64,
-}
-
-impl ClientStats {
-    pub fn record_request(&self) {
-        self.0.requests.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn record_throttle(&self) {
-        self.0.throttles.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn record_retry(&self) {
-        self.0.retries.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn record_failure(&self) {
-        self.0.failures.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn record_hedge(&self) {
-        self.0.hedges.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            requests: self.0.requests.load(Ordering::Relaxed),
-            throttles: self.0.throttles.load(Ordering::Relaxed),
-            retries: self.0.retries.load(Ordering::Relaxed),
-            failures: self.0.failures.load(Ordering::Relaxed),
-            hedges: self.0.hedges.load(Ordering::Relaxed),
-        }
     }
 }

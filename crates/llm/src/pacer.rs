@@ -344,6 +344,25 @@ impl Pacer {
         }
     }
 
+    /// What the pacing would let go now without waiting: the unused part of the burst, in
+    /// requests and (with a told token quota) tokens; nothing while throttled. (The told quota's
+    /// 60 s limiter below may still hold an attempt back; this is the pacer's own view.)
+    pub fn available(&self) -> crate::Available {
+        let mut state = self.lock();
+        let now = self.now();
+        self.grow(&mut state, now);
+        let left = |tat: f64, rate: f64, tolerance: f64| {
+            if state.blocked { 0.0 } else { ((now + tolerance - tat.max(now)) * rate).max(0.0) }
+        };
+        let requests = request_rate(&state).map(|rate| {
+            let tolerance = state.burst.max(1.0 / rate);
+            left(state.tat_requests, rate, tolerance).floor()
+        });
+        let tokens =
+            state.ceiling_tokens.map(|ceiling| left(state.tat_tokens, ceiling * state.factor, state.burst).floor());
+        crate::Available { requests, tokens }
+    }
+
     /// Waits until an attempt estimated at `input_estimate` input tokens plus `max_tokens` may be
     /// sent. Cancel-safe: a cancelled wait takes nothing.
     pub async fn admit(&self, input_estimate: u64, max_tokens: u64) -> Result<Ticket, LlmError> {

@@ -1,12 +1,12 @@
 //! The client stack `beacon run` uses, in one place, so that the benchmark measures exactly what
-//! users run: (cache →) retry → pacer (→ the told quota's limiter) → provider.
+//! users run: (cache →) retry → pacer (→ the told quota's limiter) → timing → provider.
 
 use std::sync::Arc;
 
 use crate::limiter::{Quota, RateLimiter};
 use crate::pacer::{Paced, Pacer, PacerConfig};
 use crate::retry::{RetryPolicy, Retrying};
-use crate::{ClientStats, LlmClient};
+use crate::{ClientStats, LlmClient, Timed};
 
 /// What is known about the quota before the run.
 pub enum Pacing {
@@ -17,8 +17,8 @@ pub enum Pacing {
     Unknown,
 }
 
-/// `provider` behind a [`Pacer`] (every attempt paced, throttles learned from), wrapped in retry
-/// (counting into `stats`).
+/// `provider` timed ([`Timed`]) behind a [`Pacer`] (every attempt paced, throttles learned from),
+/// wrapped in retry (counting into `stats`, which also watches the pacer).
 pub fn paced(
     provider: Arc<dyn LlmClient>,
     policy: RetryPolicy,
@@ -30,6 +30,8 @@ pub fn paced(
         Pacing::Told { quota, limiter } => Pacer::new(quota, Some(limiter), config),
         Pacing::Unknown => Pacer::new(Quota::unlimited(), None, config),
     };
-    let paced = Paced::new(provider, Arc::new(pacer));
+    let pacer = Arc::new(pacer);
+    stats.watch_pacer(pacer.clone());
+    let paced = Paced::new(Timed::new(provider, stats.clone()), pacer);
     Arc::new(Retrying::new(paced, policy, stats).paced_below())
 }

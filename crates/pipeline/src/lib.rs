@@ -5,6 +5,7 @@
 //! their public types only; it knows nothing about terminals (see `beacon-cli`) or AWS Lambda.
 
 pub mod answer;
+pub mod batch_jobs;
 pub mod buckets;
 pub mod config;
 pub mod deadline;

@@ -34,7 +34,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use beacon_asl::TaskRegistry;
-use beacon_llm::ClientStats;
 use beacon_pipeline::Services;
 use beacon_store::journal::Journal;
 use utoipa::OpenApi;
@@ -44,7 +43,7 @@ use crate::auth::{RateLimit, Tokens};
 use crate::db::ServerDb;
 use crate::engine::Executor;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Observed};
 use crate::tokens::TokenFile;
 use crate::webhooks::Webhooks;
 
@@ -70,8 +69,8 @@ pub struct Parts {
     pub journal: Journal,
     /// The `aws-sdk:*` and Lambda resources (as `beacon run` registers them).
     pub tasks: TaskRegistry,
-    /// What the client stack counts.
-    pub stats: ClientStats,
+    /// What the client stack counts and the batch jobs seen.
+    pub observed: Observed,
     pub tokens: TokenFile,
     /// Whether the server listens on a loopback address only (then it may run without tokens).
     pub loopback: bool,
@@ -175,7 +174,7 @@ pub fn state(parts: Parts, bind: &str) -> Result<Arc<AppState>, ServeError> {
         ServerDb::open(&path)
             .map_err(|e| ServeError::State { path: path.display().to_string(), reason: e.to_string() })?,
     );
-    let metrics = Arc::new(Metrics::new(parts.stats, config.provider.kind.name(), &config.model_name()));
+    let metrics = Arc::new(Metrics::new(parts.observed, config.provider.kind.name(), &config.model_name()));
     let alarms = Arc::new(Alarms::new(&config.alarms));
     let webhooks = Webhooks::new(db.clone(), config.serve.clone(), metrics.clone());
     let executor = Executor::new(

@@ -6,14 +6,17 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use beacon_llm::{ClientStats, StatsSnapshot};
+use beacon_pipeline::batch_jobs::BatchJobs;
 use beacon_pipeline::report::{Report, UnitStatus};
 use beacon_store::journal::ExecutionState;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StrategyLabel {
@@ -54,6 +57,20 @@ struct TokenLabels {
     direction: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AvailableLabels {
+    model: String,
+    kind: String,
+}
+
+/// What the metrics read from outside the server: the client stack's counts and pacer, and the
+/// batch jobs the Bedrock tasks saw.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub stats: ClientStats,
+    pub batch_jobs: BatchJobs,
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -69,16 +86,18 @@ pub struct Metrics {
     tokens: Family<TokenLabels, Counter>,
     cost: Family<ModelLabel, Counter<f64, AtomicU64>>,
     webhooks: Family<OutcomeLabel, Counter>,
-    /// The client stack's counts, and what of them was exported already.
-    stats: ClientStats,
+    available: Family<AvailableLabels, Gauge<f64, AtomicU64>>,
+    batch_jobs: Family<StatusLabel, Gauge>,
+    observed: Observed,
+    /// What of the client stack's counts was exported already.
     exported: Mutex<StatsSnapshot>,
     provider: String,
     model: String,
 }
 
 impl Metrics {
-    /// Metrics for a server whose client stack counts into `stats`.
-    pub fn new(stats: ClientStats, provider: &str, model: &str) -> Metrics {
+    /// Metrics for a server whose client stack counts into `observed.stats`.
+    pub fn new(observed: Observed, provider: &str, model: &str) -> Metrics {
         let mut registry = Registry::with_prefix("beacon");
         let started = Family::<StrategyLabel, Counter>::default();
         registry.register("executions_started", "Executions accepted, by strategy asked for", started.clone());
@@ -89,7 +108,7 @@ impl Metrics {
         registry.register_with_unit(
             "execution_duration",
             "Time from start to end of executions this server ran",
-            prometheus_client::registry::Unit::Seconds,
+            Unit::Seconds,
             duration.clone(),
         );
         let running = Gauge::default();
@@ -114,6 +133,18 @@ impl Metrics {
             "Webhook delivery attempts, by outcome (delivered, retried, failed)",
             webhooks.clone(),
         );
+        registry.register_collector(Box::new(RequestDurations {
+            stats: observed.stats.clone(),
+            model: ModelLabel { model: model.to_string() },
+        }));
+        let available = Family::<AvailableLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "rate_limit_available",
+            "Requests or tokens the pacer would admit now without waiting (0 while throttled)",
+            available.clone(),
+        );
+        let batch_jobs = Family::<StatusLabel, Gauge>::default();
+        registry.register("batch_jobs", "Batch inference jobs seen, by last known status", batch_jobs.clone());
         // Every known series from zero, so a scraper sees them (and rates work) before the first event.
         for strategy in ["auto", "inline", "distributed", "batch"] {
             let _ = started.get_or_create(&StrategyLabel { strategy: strategy.into() });
@@ -126,8 +157,13 @@ impl Metrics {
         for outcome in ["delivered", "retried", "failed"] {
             let _ = webhooks.get_or_create(&OutcomeLabel { outcome: outcome.into() });
         }
+        for status in beacon_pipeline::batch_jobs::STATUSES {
+            let _ = batch_jobs.get_or_create(&StatusLabel { status: status.into() });
+        }
         Metrics {
             webhooks,
+            available,
+            batch_jobs,
             registry,
             started,
             finished,
@@ -140,7 +176,7 @@ impl Metrics {
             retries,
             tokens,
             cost,
-            stats,
+            observed,
             exported: Mutex::new(StatsSnapshot::default()),
             provider: provider.to_string(),
             model: model.to_string(),
@@ -153,7 +189,7 @@ impl Metrics {
 
     /// What the client stack counted so far.
     pub fn client_stats(&self) -> StatsSnapshot {
-        self.stats.snapshot()
+        self.observed.stats.snapshot()
     }
 
     pub fn execution_started(&self, strategy: &str) {
@@ -191,6 +227,7 @@ impl Metrics {
         self.queued.set(i64::try_from(queued).unwrap_or(i64::MAX));
         self.running.set(i64::try_from(running).unwrap_or(i64::MAX));
         self.export_client_stats();
+        self.export_gauges();
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             text.clear();
@@ -200,7 +237,7 @@ impl Metrics {
 
     /// Adds what the client stack counted since the last export.
     fn export_client_stats(&self) {
-        let now = self.stats.snapshot();
+        let now = self.observed.stats.snapshot();
         let mut exported = self.exported.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let model = ModelLabel { model: self.model.clone() };
         let outcome = |outcome: &str| RequestLabels {
@@ -215,6 +252,76 @@ impl Metrics {
         self.retries.get_or_create(&model).inc_by(now.retries.saturating_sub(exported.retries));
         *exported = now;
     }
+
+    /// The pacer's room and the batch jobs, as they are now.
+    fn export_gauges(&self) {
+        if let Some(available) = self.observed.stats.available() {
+            for (kind, value) in [("requests", available.requests), ("tokens", available.tokens)] {
+                if let Some(value) = value {
+                    let labels = AvailableLabels { model: self.model.clone(), kind: kind.into() };
+                    self.available.get_or_create(&labels).set(value);
+                }
+            }
+        }
+        for (status, jobs) in self.observed.batch_jobs.by_status() {
+            self.batch_jobs.get_or_create(&StatusLabel { status }).set(i64::try_from(jobs).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// `beacon_llm_request_duration_seconds{model}`: the client stack's histogram of how long the
+/// provider took per attempt, read at every scrape.
+#[derive(Debug)]
+struct RequestDurations {
+    stats: ClientStats,
+    model: ModelLabel,
+}
+
+/// One scrape's copy of the histogram, encoded as Prometheus histograms are.
+struct HistogramSnapshot(beacon_llm::LatencySnapshot);
+
+impl TypedMetric for HistogramSnapshot {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for HistogramSnapshot {
+    fn encode(&self, mut encoder: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error> {
+        let latencies = &self.0;
+        // The encoder adds the buckets up itself: give it each bucket's own count.
+        let mut below = 0;
+        let own: Vec<(f64, u64)> = latencies
+            .buckets
+            .iter()
+            .map(|&(bound, cumulative)| {
+                let count = cumulative.saturating_sub(below);
+                below = cumulative;
+                (bound, count)
+            })
+            .collect();
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            latencies.sum_secs,
+            latencies.count,
+            &own,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+impl Collector for RequestDurations {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let metric = HistogramSnapshot(self.stats.latencies());
+        let mut family = encoder.encode_descriptor(
+            "llm_request_duration",
+            "Time the provider took to answer an attempt (pacing waits and backoff not included)",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        metric.encode(family.encode_family(&self.model)?)
+    }
 }
 
 #[cfg(test)]
@@ -223,13 +330,16 @@ mod tests {
 
     #[test]
     fn every_family_is_described_before_anything_is_counted() {
-        let metrics = Metrics::new(ClientStats::default(), "offline", "offline");
+        let metrics = Metrics::new(Observed::default(), "offline", "offline");
         let text = metrics.render(2, 1);
         for series in [
             "beacon_executions_started_total{strategy=\"auto\"} 0",
             "beacon_executions_finished_total{status=\"FAILED\"} 0",
             "beacon_webhook_deliveries_total{outcome=\"delivered\"} 0",
             "beacon_llm_requests_total{provider=\"offline\",model=\"offline\",outcome=\"throttled\"} 0",
+            "beacon_llm_request_duration_seconds_bucket{le=\"0.05\",model=\"offline\"} 0",
+            "beacon_llm_request_duration_seconds_count{model=\"offline\"} 0",
+            "beacon_batch_jobs{status=\"Completed\"} 0",
         ] {
             assert!(text.contains(series), "{series}:\n{text}");
         }

@@ -247,7 +247,11 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let db = std::sync::Arc::new(crate::db::ServerDb::open(&dir.path().join("s.sqlite")).unwrap());
-        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(Default::default(), "offline", "offline"));
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(
+            crate::metrics::Observed::default(),
+            "offline",
+            "offline",
+        ));
         let hooks = super::Webhooks::new(db, config, metrics);
         assert!(hooks.callback_allowed("https://hooks.example.com/beacon/done").is_ok());
         assert!(hooks.callback_allowed("https://hooks.example.com/beacon").is_ok());
