@@ -22,6 +22,12 @@ pub struct ServeArgs {
     /// The tokens file [default: serve.tokens, else <data dir>/tokens.json].
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate (chain) [default: serve.tls_cert]; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert [default: serve.tls_key].
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     #[command(flatten)]
     flow: FlowArgs,
 }
@@ -150,6 +156,21 @@ async fn run_server(config_path: Option<&Path>, args: ServeArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    let tls = match tls_files(&config, &args) {
+        Ok(None) => None,
+        Ok(Some((cert, key))) => match beacon_server::Tls::from_pem_files(&cert, &key).await {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        },
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let session = match Session::new(config, &args.flow).await {
         Ok(session) => session,
         Err(code) => return code,
@@ -179,8 +200,8 @@ async fn run_server(config_path: Option<&Path>, args: ServeArgs) -> u8 {
             tokens_file.display()
         );
     }
-    println!("beacon serve: listening on http://{local} (API under /v1, OpenAPI at /openapi.json)");
-    match beacon_server::serve(listener, state, shutdown_signal()).await {
+    println!("beacon serve: listening on {scheme}://{local} (API under /v1, OpenAPI at /openapi.json)");
+    match beacon_server::serve(listener, state, shutdown_signal(), tls).await {
         Ok(()) => {
             eprintln!("beacon serve: stopped; unfinished executions resume when it starts again");
             exit::SUCCESS
@@ -189,6 +210,18 @@ async fn run_server(config_path: Option<&Path>, args: ServeArgs) -> u8 {
             eprintln!("error: the server failed: {e}");
             exit::INTERNAL
         }
+    }
+}
+
+/// The certificate and key to serve HTTPS with: the flags, else `[serve]`; both or neither.
+fn tls_files(config: &beacon_pipeline::Config, args: &ServeArgs) -> Result<Option<(PathBuf, PathBuf)>, String> {
+    let cert = args.tls_cert.clone().or_else(|| config.serve.tls_cert.clone());
+    let key = args.tls_key.clone().or_else(|| config.serve.tls_key.clone());
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err("serve.tls_cert is set without serve.tls_key (a certificate needs its key)".into()),
+        (None, Some(_)) => Err("serve.tls_key is set without serve.tls_cert (a key needs its certificate)".into()),
     }
 }
 

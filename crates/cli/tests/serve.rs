@@ -15,6 +15,8 @@ const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 struct Server {
     child: Child,
     base: String,
+    /// What the helpers call it with (one that trusts its certificate, for TLS).
+    http: reqwest::Client,
     _stdout: BufReader<std::process::ChildStdout>,
 }
 
@@ -33,10 +35,10 @@ impl Server {
         stdout.read_line(&mut first).expect("serve prints its address");
         let base = first
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
             .to_string();
-        Server { child, base, _stdout: stdout }
+        Server { child, base, http: client(), _stdout: stdout }
     }
 
     fn url(&self, path: &str) -> String {
@@ -83,7 +85,7 @@ fn paged_document(pages: usize) -> Vec<u8> {
 }
 
 async fn upload(server: &Server, token: Option<&str>, name: &str, bytes: Vec<u8>) -> reqwest::Response {
-    let mut request = client().post(server.url(&format!("/v1/documents?name={name}"))).body(bytes);
+    let mut request = server.http.post(server.url(&format!("/v1/documents?name={name}"))).body(bytes);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -106,7 +108,7 @@ async fn follow(
     last_event_id: Option<&str>,
     mut stop: impl FnMut(&SseEvent) -> bool,
 ) -> Vec<SseEvent> {
-    let mut request = client().get(server.url(&format!("/v1/executions/{execution}/events")));
+    let mut request = server.http.get(server.url(&format!("/v1/executions/{execution}/events")));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -150,7 +152,7 @@ fn ended(event: &SseEvent) -> bool {
 }
 
 async fn get_json(server: &Server, token: Option<&str>, path: &str) -> (u16, Value) {
-    let mut request = client().get(server.url(path));
+    let mut request = server.http.get(server.url(path));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -882,4 +884,78 @@ fn a_long_beacon_run_serves_its_metrics() {
     assert!(response.contains("beacon_executions_running"), "{response}");
     let status = child.wait().unwrap();
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn tls_serves_the_api_over_https_with_the_given_certificate() {
+    let s = Scratch::new();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    std::fs::write(s.path("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(s.path("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+    let mut server = Server::start(&s, &["--tls-cert", "cert.pem", "--tls-key", "key.pem"]);
+    assert!(server.base.starts_with("https://127.0.0.1:"), "{}", server.base);
+    server.http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    assert_eq!(server.http.get(server.url("/health")).send().await.unwrap().status(), 200);
+    // The whole API is there: an upload runs to a report, its events streamed over TLS.
+    let response = upload(&server, None, "tls.txt", paged_document(2)).await;
+    assert_eq!(response.status(), 202);
+    let execution = response.json::<Value>().await.unwrap()["execution"].as_str().unwrap().to_string();
+    let events = follow(&server, None, &execution, None, ended).await;
+    assert_eq!(events.last().unwrap().data["status"], "SUCCEEDED", "{events:?}");
+    let (status, report) = get_json(&server, None, &format!("/v1/executions/{execution}/report")).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["units"].as_array().unwrap().len(), 2);
+    // A client that does not trust the certificate, or speaks plain HTTP, gets nothing.
+    let untrusting = reqwest::Client::builder().tls_certs_only([]).build().unwrap();
+    assert!(untrusting.get(server.url("/health")).send().await.is_err());
+    let plain = server.url("/health").replacen("https://", "http://", 1);
+    let answer = client().get(&plain).send().await;
+    assert!(answer.is_err() || answer.unwrap().status() == 400, "plain HTTP is not served");
+    drop(server);
+
+    // A missing file or a key that is not the certificate's: a clear error before listening.
+    std::fs::write(s.path("other.pem"), rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    for (cert, key) in [("missing.pem", "key.pem"), ("cert.pem", "other.pem"), ("key.pem", "cert.pem")] {
+        let out =
+            s.beacon().args(["serve", "--bind", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cert} {key}: {stderr}");
+        assert!(stderr.contains(&format!("cannot use --tls-cert {cert} with --tls-key {key}")), "{stderr}");
+    }
+    let out = s.beacon().args(["serve", "--tls-cert", "cert.pem"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
+}
+
+#[tokio::test]
+async fn an_upload_beyond_the_concurrent_cap_is_turned_away_while_the_places_are_taken() {
+    let s = Scratch::new();
+    std::fs::write(s.path("beacon.toml"), "[serve]\nmax_concurrent_uploads = 1\nupload_wait_ms = 0\n").unwrap();
+    let server = Server::start(&s, &["--config", "beacon.toml"]);
+    // An upload whose body comes slowly holds the only place.
+    let (mut feed, body) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let slow = server.http.post(server.url("/v1/documents?name=slow.txt")).body(reqwest::Body::wrap_stream(body));
+    let slow = tokio::spawn(async move { slow.send().await.unwrap() });
+    futures::SinkExt::send(&mut feed, Ok(b"Page 0\n\nThe first half".to_vec())).await.unwrap();
+    // Empty uploads (400 once their place is found) probe until one finds it taken.
+    let mut busy = None;
+    for _ in 0..10_000 {
+        let response = upload(&server, None, "probe.txt", Vec::new()).await;
+        if response.status() == 503 {
+            busy = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), 400);
+    }
+    let busy = busy.expect("an upload finds the only place taken");
+    assert!(busy.headers().contains_key("retry-after"));
+    let error: Value = busy.json().await.unwrap();
+    assert!(error["error"]["message"].as_str().unwrap().contains("max_concurrent_uploads"), "{error}");
+    futures::SinkExt::send(&mut feed, Ok(b" and the second half.".to_vec())).await.unwrap();
+    drop(feed);
+    assert_eq!(slow.await.unwrap().status(), 202, "the slow upload was read to its end");
+    assert_eq!(upload(&server, None, "after.txt", paged_document(1)).await.status(), 202, "its place is free again");
 }

@@ -185,12 +185,20 @@ pub struct ServeConfig {
     pub bind: String,
     /// The tokens file (`--tokens`) [default: `<data_dir>/tokens.json`].
     pub tokens: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain and `tls_key` (`--tls-cert`, `--tls-key`);
+    /// neither: plain HTTP (behind a reverse proxy for TLS).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Executions that run at once; the others wait as `QUEUED`.
     pub max_running: usize,
     /// Executions that may wait; beyond this an upload gets 503 with `Retry-After`.
     pub max_queued: usize,
     /// Largest upload, bytes [default: `limits.max_file_bytes`].
     pub max_upload_bytes: Option<u64>,
+    /// Uploads read at once (each holds its body in memory while it is checked); one more waits
+    /// up to `upload_wait_ms` for a place, then gets 503 with `Retry-After`.
+    pub max_concurrent_uploads: usize,
+    pub upload_wait_ms: u64,
     /// API requests per minute per token (429 with `Retry-After` beyond it).
     pub requests_per_minute: u32,
     /// Serve `/metrics` without a token (a scraper on a private network).
@@ -275,9 +283,13 @@ impl Default for ServeConfig {
         ServeConfig {
             bind: "127.0.0.1:8080".into(),
             tokens: None,
+            tls_cert: None,
+            tls_key: None,
             max_running: 4,
             max_queued: 1000,
             max_upload_bytes: None,
+            max_concurrent_uploads: 16,
+            upload_wait_ms: 30_000,
             requests_per_minute: 600,
             metrics_public: false,
             cors_origins: Vec::new(),

@@ -114,6 +114,18 @@ pub async fn upload_document(
             return Ok(accepted(&state, &execution, StatusCode::OK));
         }
     }
+    // Wait a while for a place to read the body in (the client's bytes wait in the socket
+    // meanwhile); a server that stays this busy says so.
+    let _reading = tokio::time::timeout(state.upload_wait, state.uploads.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError::unavailable(
+                "too many uploads are being read at once (serve.max_concurrent_uploads); try again shortly",
+                state.upload_wait.as_secs().max(1),
+            )
+        })?;
     let multipart = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -56,6 +56,11 @@ pub struct AppState {
     pub alarms: Arc<Alarms>,
     pub webhooks: Arc<Webhooks>,
     pub max_upload_bytes: u64,
+    /// Places for uploads being read (`serve.max_concurrent_uploads`): each holds its body in
+    /// memory, so together they bound what uploads take.
+    pub uploads: Arc<tokio::sync::Semaphore>,
+    /// How long an upload waits for one of those places before it is turned away (503).
+    pub upload_wait: std::time::Duration,
     pub metrics_public: bool,
     /// Origins allowed to call from a browser (`serve.cors_origins`).
     pub cors_origins: Vec<String>,
@@ -85,6 +90,8 @@ pub enum ServeError {
     NoTokens(String),
     #[error("cannot open the server's state {path}: {reason}")]
     State { path: String, reason: String },
+    #[error("cannot use --tls-cert {cert} with --tls-key {key}: {reason}")]
+    Tls { cert: String, key: String, reason: String },
 }
 
 /// The OpenAPI document.
@@ -191,6 +198,8 @@ pub fn state(parts: Parts, bind: &str) -> Result<Arc<AppState>, ServeError> {
         alarms,
         webhooks,
         max_upload_bytes: config.serve.max_upload_bytes.unwrap_or(config.limits.max_file_bytes),
+        uploads: Arc::new(tokio::sync::Semaphore::new(config.serve.max_concurrent_uploads.max(1))),
+        upload_wait: std::time::Duration::from_millis(config.serve.upload_wait_ms),
         metrics_public: config.serve.metrics_public,
         cors_origins: config.serve.cors_origins.clone(),
         ready: AtomicBool::new(true),
@@ -349,12 +358,33 @@ async fn watch_alarms(state: Arc<AppState>) {
     }
 }
 
-/// Serve on `listener` until `shutdown` resolves; running executions stay journaled as
-/// `RUNNING` and resume when the server starts again.
+/// TLS for the API (`beacon serve --tls-cert FILE --tls-key FILE`): a PEM certificate chain and
+/// its private key, served with rustls (HTTP/1.1 and HTTP/2 by ALPN).
+#[derive(Clone)]
+pub struct Tls(axum_server::tls_rustls::RustlsConfig);
+
+impl Tls {
+    /// Reads and checks the two files; a missing file, a key that is not PEM or a certificate
+    /// that does not match it is an error here, before the server listens.
+    pub async fn from_pem_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, ServeError> {
+        axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.map(Tls).map_err(|e| ServeError::Tls {
+            cert: cert.display().to_string(),
+            key: key.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// How long open connections (event streams) get to finish once a TLS server is told to stop.
+const TLS_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serve on `listener` (over TLS when `tls` is given) until `shutdown` resolves; running
+/// executions stay journaled as `RUNNING` and resume when the server starts again.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    tls: Option<Tls>,
 ) -> std::io::Result<()> {
     let recovered = state.executor.recover().unwrap_or_else(|e| {
         tracing::warn!("cannot pick up earlier executions: {e}");
@@ -367,13 +397,21 @@ pub async fn serve(
     tokio::spawn(watch_alarms(state.clone()));
     let app = router(state.clone());
     let draining = state.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            draining.ready.store(false, Ordering::Relaxed);
-            draining.executor.shut_down();
-        })
-        .await
+    let stopped = async move {
+        shutdown.await;
+        draining.ready.store(false, Ordering::Relaxed);
+        draining.executor.shut_down();
+    };
+    let Some(Tls(config)) = tls else {
+        return axum::serve(listener, app).with_graceful_shutdown(stopped).await;
+    };
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        stopped.await;
+        stopper.graceful_shutdown(Some(TLS_DRAIN));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, config)?.handle(handle).serve(app.into_make_service()).await
 }
 
 /// Serve only `/metrics` (no token) on `listener`: `beacon run --metrics-bind` for a long run.
