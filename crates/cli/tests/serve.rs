@@ -959,3 +959,29 @@ async fn an_upload_beyond_the_concurrent_cap_is_turned_away_while_the_places_are
     assert_eq!(slow.await.unwrap().status(), 202, "the slow upload was read to its end");
     assert_eq!(upload(&server, None, "after.txt", paged_document(1)).await.status(), 202, "its place is free again");
 }
+
+#[tokio::test]
+async fn a_deleted_document_takes_only_its_own_executions_and_its_idempotency_keys_with_it() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &[]);
+    let keyed = |bytes: Vec<u8>| {
+        server.http.post(server.url("/v1/documents?name=a.txt")).header("Idempotency-Key", "upload-a").body(bytes)
+    };
+    let first: Value = keyed(paged_document(2)).send().await.unwrap().json().await.unwrap();
+    let other: Value = upload(&server, None, "b.txt", paged_document(3)).await.json().await.unwrap();
+    for accepted in [&first, &other] {
+        let events = follow(&server, None, accepted["execution"].as_str().unwrap(), None, ended).await;
+        assert_eq!(events.last().unwrap().data["status"], "SUCCEEDED");
+    }
+    let url = server.url(&format!("/v1/documents/{}", first["document"].as_str().unwrap()));
+    assert_eq!(server.http.delete(&url).send().await.unwrap().status(), 204);
+    let execution_path = |accepted: &Value| format!("/v1/executions/{}", accepted["execution"].as_str().unwrap());
+    assert_eq!(get_json(&server, None, &execution_path(&first)).await.0, 404);
+    assert_eq!(get_json(&server, None, &execution_path(&other)).await.0, 200, "another document's stays");
+    // The key named a deleted execution: the same upload again starts a new one.
+    let again = keyed(paged_document(2)).send().await.unwrap();
+    assert_eq!(again.status(), 202);
+    let again: Value = again.json().await.unwrap();
+    assert_ne!(again["execution"], first["execution"]);
+    assert_eq!(again["document"], first["document"]);
+}

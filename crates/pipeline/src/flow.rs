@@ -510,11 +510,18 @@ fn output_key(output: &Value, name: &str) -> Result<String, RunError> {
         .ok_or_else(|| RunError::Definition(format!("the state machine's output has no '{name}': {output}")))
 }
 
-/// `<first 12 hex of the document id>-<UTC time>-<random>`: unique, sortable, traceable.
+/// `<first 12 hex of the document id>-<UTC time>-<random>`: unique, sortable, traceable. Every
+/// execution of a document is found by [`execution_prefix`] (`beacon serve`'s document delete).
 pub fn execution_name(document_id: &str) -> String {
     let now = chrono::Utc::now();
     let nonce: u32 = rand::random::<u32>() & 0xffff;
-    format!("{}-{}-{nonce:04x}", &document_id[..12], now.format("%Y%m%dT%H%M%S%3f"))
+    format!("{}{}-{nonce:04x}", execution_prefix(document_id), now.format("%Y%m%dT%H%M%S%3f"))
+}
+
+/// What the names of a document's executions start with (other documents may share it: 12 hex
+/// digits are a prefix, not the id).
+pub fn execution_prefix(document_id: &str) -> String {
+    format!("{}-", document_id.get(..12).unwrap_or(document_id))
 }
 
 fn describe_io_error(e: &std::io::Error) -> String {

@@ -159,6 +159,7 @@ pub async fn upload_document(
     )
     .await?;
     let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
+    let _not_deleting = state.document_changes.read().await;
     let queued = state.executor.submit(&name, bytes, strategy, callback.as_deref()).await.map_err(|e| match e {
         crate::engine::SubmitError::QueueFull(_) => ApiError::unavailable(e.to_string(), 30),
         crate::engine::SubmitError::ShuttingDown => ApiError::unavailable(e.to_string(), 5),
@@ -225,17 +226,12 @@ pub async fn delete_document(
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
         return Err(ApiError::bad_request("a document id is 64 lowercase hex digits (its SHA-256)"));
     }
+    // No upload, resume or redrive of any document starts while this one goes.
+    let _deleting = state.document_changes.write().await;
     let store = &state.executor.services().store;
     let journal = state.executor.journal();
     let executions: Vec<ExecutionRecord> = journal
-        .in_states(&[
-            ExecutionState::Queued,
-            ExecutionState::Running,
-            ExecutionState::Succeeded,
-            ExecutionState::Failed,
-            ExecutionState::TimedOut,
-            ExecutionState::Aborted,
-        ])?
+        .named_with_prefix(&beacon_pipeline::flow::execution_prefix(&id))?
         .into_iter()
         .filter(|r| document_id(r) == id)
         .collect();
@@ -267,6 +263,8 @@ pub async fn delete_document(
     for record in &executions {
         journal.delete_execution(&record.name).await?;
     }
+    let names: Vec<String> = executions.into_iter().map(|r| r.name).collect();
+    state.db.forget_executions(&names)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -860,6 +858,7 @@ pub async fn resume_execution(
     ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, Json<ActionResult>), ApiError> {
     principal.require(Role::Submitter)?;
+    let _not_deleting = state.document_changes.read().await;
     execution_record(&state, &name)?;
     state.executor.resume(&name).map_err(|e| match e {
         beacon_pipeline::RunError::NotResumable(message) => ApiError::conflict(message),
@@ -898,6 +897,7 @@ pub async fn redrive_execution(
     ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Redriven>), ApiError> {
     principal.require(Role::Submitter)?;
+    let _not_deleting = state.document_changes.read().await;
     execution_record(&state, &name)?;
     let units = state.executor.redrive(&name).await.map_err(|e| match e {
         beacon_pipeline::RunError::NotResumable(message) => ApiError::conflict(message),

@@ -73,8 +73,20 @@ pub struct ServerDb {
     conn: Mutex<Connection>,
 }
 
+/// How long an `Idempotency-Key` names its execution (a retry comes within minutes; a day as
+/// Stripe and the IETF draft suggest).
+pub const IDEMPOTENCY_KEPT_HOURS: i64 = 24;
+
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    timestamp(chrono::Utc::now())
+}
+
+fn idempotency_horizon() -> String {
+    timestamp(chrono::Utc::now() - chrono::Duration::hours(IDEMPOTENCY_KEPT_HOURS))
 }
 
 fn db_error(what: &'static str) -> impl Fn(rusqlite::Error) -> ApiError {
@@ -96,26 +108,45 @@ impl ServerDb {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The execution an earlier upload with `key` started.
+    /// The execution an earlier upload with `key` started, in the last [`IDEMPOTENCY_KEPT_HOURS`].
     pub fn idempotent_execution(&self, token: &str, key: &str) -> Result<Option<String>, ApiError> {
         self.conn()
-            .query_row("SELECT execution FROM idempotency WHERE token = ?1 AND key = ?2", params![token, key], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT execution FROM idempotency WHERE token = ?1 AND key = ?2 AND created_at >= ?3",
+                params![token, key, idempotency_horizon()],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(db_error("the idempotency keys cannot be read"))
     }
 
     /// Remember `execution` for `key`; `Some(first)` when another upload took the key first.
+    /// Keys older than [`IDEMPOTENCY_KEPT_HOURS`] are forgotten on the way.
     pub fn remember_idempotent(&self, token: &str, key: &str, execution: &str) -> Result<Option<String>, ApiError> {
-        let inserted = self
-            .conn()
-            .execute(
+        let inserted = {
+            let conn = self.conn();
+            conn.execute("DELETE FROM idempotency WHERE created_at < ?1", params![idempotency_horizon()])
+                .map_err(db_error("old idempotency keys cannot be removed"))?;
+            conn.execute(
                 "INSERT OR IGNORE INTO idempotency (token, key, execution, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![token, key, execution, now()],
             )
-            .map_err(db_error("the idempotency key cannot be stored"))?;
+            .map_err(db_error("the idempotency key cannot be stored"))?
+        };
         if inserted == 1 { Ok(None) } else { self.idempotent_execution(token, key) }
+    }
+
+    /// Forget what the server kept about `executions` (deleted): their idempotency keys, so a
+    /// retried upload starts anew, and their callback URLs.
+    pub fn forget_executions(&self, executions: &[String]) -> Result<(), ApiError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db_error("deleted executions cannot be forgotten"))?;
+        for execution in executions {
+            tx.execute("DELETE FROM idempotency WHERE execution = ?1", params![execution])
+                .and_then(|_| tx.execute("DELETE FROM callbacks WHERE execution = ?1", params![execution]))
+                .map_err(db_error("deleted executions cannot be forgotten"))?;
+        }
+        tx.commit().map_err(db_error("deleted executions cannot be forgotten"))
     }
 
     pub fn set_callback(&self, execution: &str, url: &str) -> Result<(), ApiError> {
@@ -275,5 +306,21 @@ mod tests {
         assert_eq!(db.remember_idempotent("ci", "k", "e1").unwrap(), None);
         assert_eq!(db.remember_idempotent("ci", "k", "e2").unwrap(), Some("e1".into()));
         assert_eq!(db.idempotent_execution("other", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn idempotency_keys_expire_and_go_with_their_deleted_executions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ServerDb::open(&dir.path().join("s.sqlite")).unwrap();
+        let old = timestamp(chrono::Utc::now() - chrono::Duration::hours(IDEMPOTENCY_KEPT_HOURS + 1));
+        db.conn().execute("INSERT INTO idempotency VALUES ('ci', 'old', 'e0', ?1)", params![old]).unwrap();
+        assert_eq!(db.idempotent_execution("ci", "old").unwrap(), None, "expired");
+        assert_eq!(db.remember_idempotent("ci", "old", "e1").unwrap(), None, "the key may be used again");
+        db.set_callback("e1", "https://hooks.example/done").unwrap();
+        db.forget_executions(&["e1".to_string()]).unwrap();
+        assert_eq!(db.idempotent_execution("ci", "old").unwrap(), None);
+        assert_eq!(db.callback("e1").unwrap(), None);
+        let rows: i64 = db.conn().query_row("SELECT COUNT(*) FROM idempotency", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 0, "the expired row was removed, not only hidden");
     }
 }

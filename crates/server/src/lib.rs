@@ -64,6 +64,9 @@ pub struct AppState {
     pub metrics_public: bool,
     /// Origins allowed to call from a browser (`serve.cors_origins`).
     pub cors_origins: Vec<String>,
+    /// Held for reading while an upload, resume or redrive starts work on a document, and for
+    /// writing while a document is deleted: a delete never races an execution into being.
+    pub document_changes: tokio::sync::RwLock<()>,
     /// False once shutdown began (`/ready` says 503 then).
     pub ready: AtomicBool,
 }
@@ -200,6 +203,7 @@ pub fn state(parts: Parts, bind: &str) -> Result<Arc<AppState>, ServeError> {
         max_upload_bytes: config.serve.max_upload_bytes.unwrap_or(config.limits.max_file_bytes),
         uploads: Arc::new(tokio::sync::Semaphore::new(config.serve.max_concurrent_uploads.max(1))),
         upload_wait: std::time::Duration::from_millis(config.serve.upload_wait_ms),
+        document_changes: tokio::sync::RwLock::new(()),
         metrics_public: config.serve.metrics_public,
         cors_origins: config.serve.cors_origins.clone(),
         ready: AtomicBool::new(true),
