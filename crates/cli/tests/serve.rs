@@ -985,3 +985,70 @@ async fn a_deleted_document_takes_only_its_own_executions_and_its_idempotency_ke
     assert_ne!(again["execution"], first["execution"]);
     assert_eq!(again["document"], first["document"]);
 }
+
+#[tokio::test]
+async fn an_upload_brings_its_own_schema_and_model_parameters_as_far_as_the_config_allows() {
+    let s = Scratch::new();
+    let sim = Sim::start(&[]);
+    std::fs::write(
+        s.path("beacon.toml"),
+        "[serve]\nupload_options = [\"schema\", \"max_tokens\"]\nupload_max_tokens = 4096\n",
+    )
+    .unwrap();
+    let endpoint = sim.endpoint();
+    let args = ["--config", "beacon.toml", "--provider", "bedrock", "--model", MODEL, "--endpoint", &endpoint];
+    let server = Server::start_with(&s, &args, |cmd| {
+        with_fake_aws(cmd);
+    });
+    let form = |fields: &[(&str, &str)]| {
+        let mut form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(paged_document(2)).file_name("shipments.txt"));
+        for (name, value) in fields {
+            form = form.text(name.to_string(), value.to_string());
+        }
+        server.http.post(server.url("/v1/documents")).multipart(form)
+    };
+    let run = |request: reqwest::RequestBuilder| {
+        let server = &server;
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 202);
+            let execution = response.json::<Value>().await.unwrap()["execution"].as_str().unwrap().to_string();
+            let events = follow(server, None, &execution, None, ended).await;
+            assert_eq!(events.last().unwrap().data["status"], "SUCCEEDED");
+            get_json(server, None, &format!("/v1/executions/{execution}/units")).await.1
+        }
+    };
+    // A schema no answer follows: every unit fails, naming the field it asked for.
+    let strict = r#"{"type": "object", "required": ["shipment_register_id"], "properties": {"shipment_register_id": {"type": "string"}}}"#;
+    let units = run(form(&[("schema", strict)])).await;
+    for unit in units["units"].as_array().unwrap() {
+        assert_eq!(unit["status"], "failed", "{unit}");
+        assert!(unit["cause"].as_str().unwrap().contains("shipment_register_id"), "{unit}");
+    }
+    // A token limit too small for any answer: the units fail at that limit.
+    let units = run(form(&[("max_tokens", "3")])).await;
+    for unit in units["units"].as_array().unwrap() {
+        assert!(unit["cause"].as_str().unwrap().contains("limit of 3 tokens"), "{unit}");
+    }
+    // The same document without options follows the configured schema and limit.
+    let units = run(server.http.post(server.url("/v1/documents?name=plain.txt")).body(paged_document(2))).await;
+    assert!(units["units"].as_array().unwrap().iter().all(|u| u["status"] == "succeeded"), "{units}");
+
+    // What the configuration does not allow, or a value out of bounds, is refused up front.
+    let refused = |request: reqwest::RequestBuilder, needle: &'static str| async move {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 400);
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{needle}: {body}");
+    };
+    refused(form(&[("temperature", "0.2")]), "does not let an upload choose temperature").await;
+    refused(form(&[("max_tokens", "100000")]), "serve.upload_max_tokens").await;
+    refused(form(&[("max_tokens", "many")]), "not a number").await;
+    refused(form(&[("schema", "{not json")]), "schema is not JSON").await;
+    refused(form(&[("schema", r#"{"type": "array"}"#)]), "JSON object").await;
+    let raw = server.http.post(server.url("/v1/documents?name=a.txt&max_tokens=0")).body(paged_document(1));
+    refused(raw, "allows 1 to 4096").await;
+    let (_, page) = get_json(&server, None, "/v1/executions").await;
+    assert_eq!(page["executions"].as_array().unwrap().len(), 3, "nothing refused was queued");
+}

@@ -199,6 +199,11 @@ pub struct ServeConfig {
     /// up to `upload_wait_ms` for a place, then gets 503 with `Retry-After`.
     pub max_concurrent_uploads: usize,
     pub upload_wait_ms: u64,
+    /// What an upload may choose for its own execution beside the strategy: any of `schema`
+    /// (its unit JSON Schema), `max_tokens`, `temperature`; empty: only the configuration's.
+    pub upload_options: Vec<String>,
+    /// The largest `max_tokens` an upload may ask for (a cost bound).
+    pub upload_max_tokens: u32,
     /// API requests per minute per token (429 with `Retry-After` beyond it).
     pub requests_per_minute: u32,
     /// Serve `/metrics` without a token (a scraper on a private network).
@@ -219,6 +224,9 @@ pub struct ServeConfig {
     /// Delivery attempts before a webhook is given up (the default spans about a day).
     pub webhook_max_attempts: u32,
 }
+
+/// The options `serve.upload_options` may allow.
+pub const UPLOAD_OPTIONS: [&str; 3] = ["schema", "max_tokens", "temperature"];
 
 /// One webhook subscriber: events are POSTed to `url`, signed as Standard Webhooks says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -290,6 +298,8 @@ impl Default for ServeConfig {
             max_upload_bytes: None,
             max_concurrent_uploads: 16,
             upload_wait_ms: 30_000,
+            upload_options: UPLOAD_OPTIONS.iter().map(|o| (*o).to_string()).collect(),
+            upload_max_tokens: 8192,
             requests_per_minute: 600,
             metrics_public: false,
             cors_origins: Vec::new(),
@@ -722,6 +732,15 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "serve.max_running, serve.requests_per_minute and serve.max_upload_bytes must be at least 1".into(),
             ));
+        }
+        if let Some(unknown) = serve.upload_options.iter().find(|o| !UPLOAD_OPTIONS.contains(&o.as_str())) {
+            return Err(ConfigError::Invalid(format!(
+                "serve.upload_options has '{unknown}'; an upload may choose {}",
+                UPLOAD_OPTIONS.join(", ")
+            )));
+        }
+        if serve.upload_max_tokens == 0 {
+            return Err(ConfigError::Invalid("serve.upload_max_tokens must be at least 1".into()));
         }
         if self.alarms.period_secs == 0 || self.alarms.evaluation_periods == 0 {
             return Err(ConfigError::Invalid(

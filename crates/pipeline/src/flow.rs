@@ -158,6 +158,27 @@ pub struct RunOptions {
     /// unit count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
+    /// This execution's own unit schema and model parameters (an upload's options).
+    #[serde(default, skip_serializing_if = "UnitOptions::is_empty")]
+    pub unit: UnitOptions,
+}
+
+/// What one execution asks of the unit analysis instead of the configuration's `[llm]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnitOptions {
+    /// The JSON Schema unit results must follow (checked with [`crate::schema::check_unit_schema`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+}
+
+impl UnitOptions {
+    pub fn is_empty(&self) -> bool {
+        *self == UnitOptions::default()
+    }
 }
 
 /// Runs documents through the state machine, journaling every execution.
@@ -239,7 +260,7 @@ impl Runner {
         let (new, input) = self.prepare(name, bytes, options).await?;
         self.journal.start_execution(&new).await?;
         info!(execution = new.name, document = name, "starting execution");
-        self.execute(&new.name, &new.definition, input, 1, name).await
+        self.execute(&new.name, &new.definition, input, 1, name, &new.options).await
     }
 
     /// Upload `bytes` as document `name` and journal an execution for it as `QUEUED`, to be
@@ -270,7 +291,7 @@ impl Runner {
             .map_err(|e| RunError::Definition(format!("journaled input of {execution} is not JSON: {e}")))?;
         let attempt = self.journal.begin_attempt(execution).await?;
         info!(execution, "starting queued execution");
-        self.execute(execution, &record.definition, input, attempt, &record.label).await
+        self.execute(execution, &record.definition, input, attempt, &record.label, &record.options).await
     }
 
     /// Run the failed units of a finished execution again (Step Functions' redrive, for units):
@@ -290,7 +311,7 @@ impl Runner {
         let record = self.journal.get(execution)?;
         let input: Value = serde_json::from_str(&record.input)
             .map_err(|e| RunError::Definition(format!("journaled input of {execution} is not JSON: {e}")))?;
-        self.execute(execution, &record.definition, input, record.attempt, &record.label).await
+        self.execute(execution, &record.definition, input, record.attempt, &record.label, &record.options).await
     }
 
     /// What [`Runner::redrive`] does before it runs: checks, forgets, begins the attempt.
@@ -372,9 +393,11 @@ impl Runner {
             .map_err(|e| RunError::Definition(format!("journaled input of {execution} is not JSON: {e}")))?;
         let attempt = self.journal.begin_attempt(execution).await?;
         info!(execution, attempt, "resuming execution");
-        self.execute(execution, &record.definition, input, attempt, &record.label).await
+        self.execute(execution, &record.definition, input, attempt, &record.label, &record.options).await
     }
 
+    /// Runs attempt `attempt` of `execution`; `options` are its journaled [`RunOptions`], whose
+    /// unit choices (schema, model parameters) apply to every attempt alike.
     async fn execute(
         &self,
         execution: &str,
@@ -382,9 +405,12 @@ impl Runner {
         input: Value,
         attempt: u32,
         document: &str,
+        options: &str,
     ) -> Result<RunOutcome, RunError> {
         let machine = StateMachine::parse(definition)
             .map_err(|e| RunError::Definition(format!("state machine definition: {e}")))?;
+        let unit = serde_json::from_str::<RunOptions>(options).map(|o| o.unit).unwrap_or_default();
+        let services = self.services.with_unit_options(&unit);
         let tasks = Arc::new(JournaledTasks::load(&self.journal, execution)?);
         if attempt > 1 {
             info!(execution, recorded = tasks.recorded_count(), "task outcomes taken from the journal");
@@ -393,7 +419,7 @@ impl Runner {
             events: EventJournal { journal: self.journal.clone(), execution: execution.to_string(), attempt },
             progress: self.progress.clone(),
         });
-        let mut registry = tasks::registry(&self.services);
+        let mut registry = tasks::registry(&services);
         registry.register(resources::BATCH_POOL, Arc::new(JoinBatchPool(self.pool.clone())));
         for resource in self.extra_tasks.resources() {
             if let Some(handler) = self.extra_tasks.get(resource) {

@@ -21,6 +21,6 @@ pub mod schema;
 pub mod tasks;
 
 pub use config::{Config, ProviderKind, Secret};
-pub use flow::{Queued, RunError, RunOptions, RunOutcome, Runner};
+pub use flow::{Queued, RunError, RunOptions, RunOutcome, Runner, UnitOptions};
 pub use progress::{NoProgress, Progress, UnitEnd};
 pub use tasks::Services;

@@ -24,9 +24,15 @@ pub fn unit_schema(config: &crate::Config) -> Result<Value, crate::config::Confi
     let invalid = |reason: String| crate::config::ConfigError::Invalid(format!("schema {}: {reason}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
     let schema: Value = serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    check_unit_schema(&schema).map_err(invalid)?;
+    Ok(schema)
+}
+
+/// Whether `schema` can be a unit schema: unit results are JSON objects.
+pub fn check_unit_schema(schema: &Value) -> Result<(), String> {
     match schema.get("type").and_then(Value::as_str) {
-        Some("object") => Ok(schema),
-        _ => Err(invalid("a unit schema must describe a JSON object (\"type\": \"object\")".into())),
+        Some("object") => Ok(()),
+        _ => Err("a unit schema must describe a JSON object (\"type\": \"object\")".into()),
     }
 }
 

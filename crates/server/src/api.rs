@@ -10,6 +10,7 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use beacon_pipeline::UnitOptions;
 use beacon_pipeline::plan::Strategy;
 use beacon_pipeline::report::{Report, UnitStatus};
 use beacon_store::journal::{ExecutionRecord, ExecutionState, ListFilter};
@@ -46,6 +47,75 @@ pub struct UploadQuery {
     /// Where to POST `execution.*` events of this execution (signed as Standard Webhooks says);
     /// must start with one of `serve.callback_allow`.
     pub callback_url: Option<String>,
+    /// The JSON Schema (as JSON text, at most 64 KiB) this execution's unit results must follow
+    /// instead of the configured one; also a form field. If `serve.upload_options` allows it.
+    pub schema: Option<String>,
+    /// The model's output limit per unit request, at most `serve.upload_max_tokens`. If
+    /// `serve.upload_options` allows it.
+    #[param(minimum = 1)]
+    pub max_tokens: Option<u32>,
+    /// The sampling temperature, 0 to 1. If `serve.upload_options` allows it.
+    #[param(minimum = 0.0, maximum = 1.0)]
+    pub temperature: Option<f32>,
+}
+
+/// What the upload asked of its unit analysis, checked against what the configuration allows.
+fn unit_options(
+    serve: &beacon_pipeline::config::ServeConfig,
+    schema: Option<&str>,
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+) -> Result<UnitOptions, ApiError> {
+    let allowed = |option: &str, given: bool| {
+        if given && !serve.upload_options.iter().any(|o| o == option) {
+            Err(ApiError::bad_request(format!(
+                "this server does not let an upload choose {option} (serve.upload_options allows: {})",
+                if serve.upload_options.is_empty() { "nothing".to_string() } else { serve.upload_options.join(", ") }
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    allowed("schema", schema.is_some())?;
+    allowed("max_tokens", max_tokens.is_some())?;
+    allowed("temperature", temperature.is_some())?;
+    let schema = schema
+        .map(|text| {
+            if text.len() > upload::MAX_SCHEMA_BYTES {
+                return Err(ApiError::bad_request(format!("schema is longer than {} bytes", upload::MAX_SCHEMA_BYTES)));
+            }
+            let schema: Value =
+                serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("schema is not JSON: {e}")))?;
+            beacon_pipeline::schema::check_unit_schema(&schema)
+                .map_err(|e| ApiError::bad_request(format!("schema: {e}")))?;
+            Ok(schema)
+        })
+        .transpose()?;
+    if let Some(tokens) = max_tokens
+        && !(1..=serve.upload_max_tokens).contains(&tokens)
+    {
+        return Err(ApiError::bad_request(format!(
+            "max_tokens is {tokens}; this server allows 1 to {} (serve.upload_max_tokens)",
+            serve.upload_max_tokens
+        )));
+    }
+    if let Some(t) = temperature
+        && !(0.0..=1.0).contains(&t)
+    {
+        return Err(ApiError::bad_request(format!("temperature is {t}; use 0 to 1")));
+    }
+    Ok(UnitOptions { schema, max_tokens, temperature })
+}
+
+/// A form field parsed as a number.
+fn number_field<T: std::str::FromStr>(name: &str, value: Option<String>) -> Result<Option<T>, ApiError> {
+    value
+        .map(|v| {
+            v.trim()
+                .parse::<T>()
+                .map_err(|_| ApiError::bad_request(format!("{name} '{v}' is not a number of the right kind")))
+        })
+        .transpose()
 }
 
 /// An accepted upload.
@@ -68,7 +138,7 @@ pub struct Accepted {
     tag = "documents",
     params(UploadQuery, ("Idempotency-Key" = Option<String>, Header, description = "A retried upload with the same key returns the same execution")),
     request_body(
-        description = "The document: the raw bytes (with `?name=`), or `multipart/form-data` with the file in field `file`",
+        description = "The document: the raw bytes (with `?name=`), or `multipart/form-data` with the file in field `file` and the options (`name`, `strategy`, `callback_url`, `schema`, `max_tokens`, `temperature`) as text fields",
         content(
             (Vec<u8> = "application/octet-stream"),
             (Vec<u8> = "multipart/form-data")
@@ -130,17 +200,25 @@ pub async fn upload_document(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let (bytes, name, strategy, callback) = if multipart {
+    let serve = &state.executor.services().config.serve;
+    let (bytes, name, strategy, callback, unit) = if multipart {
         let form = Multipart::from_request(request, &()).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
         let form = upload::read_multipart(form, limit).await?;
         let field = |wanted: &str| form.fields.iter().find(|(n, _)| n == wanted).map(|(_, v)| v.clone());
         let name = query.name.clone().or_else(|| field("name")).or(form.file_name.clone());
         let strategy = query.strategy.clone().or_else(|| field("strategy"));
         let callback = query.callback_url.clone().or_else(|| field("callback_url"));
-        (form.bytes, name, strategy, callback)
+        let schema = query.schema.clone().or_else(|| field("schema"));
+        let max_tokens =
+            query.max_tokens.map_or_else(|| number_field("max_tokens", field("max_tokens")), |n| Ok(Some(n)))?;
+        let temperature =
+            query.temperature.map_or_else(|| number_field("temperature", field("temperature")), |t| Ok(Some(t)))?;
+        let unit = unit_options(serve, schema.as_deref(), max_tokens, temperature)?;
+        (form.bytes, name, strategy, callback, unit)
     } else {
+        let unit = unit_options(serve, query.schema.as_deref(), query.max_tokens, query.temperature)?;
         let bytes = upload::read_limited(request.into_body(), limit).await?;
-        (bytes, query.name.clone(), query.strategy.clone(), query.callback_url.clone())
+        (bytes, query.name.clone(), query.strategy.clone(), query.callback_url.clone(), unit)
     };
     if let Some(url) = &callback {
         state.webhooks.callback_allowed(url).map_err(ApiError::bad_request)?;
@@ -160,12 +238,15 @@ pub async fn upload_document(
     .await?;
     let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
     let _not_deleting = state.document_changes.read().await;
-    let queued = state.executor.submit(&name, bytes, strategy, callback.as_deref()).await.map_err(|e| match e {
-        crate::engine::SubmitError::QueueFull(_) => ApiError::unavailable(e.to_string(), 30),
-        crate::engine::SubmitError::ShuttingDown => ApiError::unavailable(e.to_string(), 5),
-        crate::engine::SubmitError::Run(beacon_pipeline::RunError::Options(message)) => ApiError::bad_request(message),
-        crate::engine::SubmitError::Run(other) => ApiError::internal("the execution could not be queued", other),
-    })?;
+    let queued =
+        state.executor.submit(&name, bytes, strategy, callback.as_deref(), unit).await.map_err(|e| match e {
+            crate::engine::SubmitError::QueueFull(_) => ApiError::unavailable(e.to_string(), 30),
+            crate::engine::SubmitError::ShuttingDown => ApiError::unavailable(e.to_string(), 5),
+            crate::engine::SubmitError::Run(beacon_pipeline::RunError::Options(message)) => {
+                ApiError::bad_request(message)
+            }
+            crate::engine::SubmitError::Run(other) => ApiError::internal("the execution could not be queued", other),
+        })?;
     if let Some(key) = &idempotency {
         // A concurrent retry with the same key may have won: answer with its execution.
         if let Some(first) = state.db.remember_idempotent(&principal.name, key, &queued.execution)? {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use beacon_asl::TaskRegistry;
 use beacon_pipeline::plan::Strategy;
 use beacon_pipeline::pool::BatchPool;
-use beacon_pipeline::{Progress, Queued, RunError, RunOptions, RunOutcome, Runner, Services, UnitEnd};
+use beacon_pipeline::{Progress, Queued, RunError, RunOptions, RunOutcome, Runner, Services, UnitEnd, UnitOptions};
 
 use beacon_store::journal::{ExecutionState, Journal};
 use tokio::sync::{Semaphore, watch};
@@ -180,6 +180,7 @@ impl Executor {
         bytes: Vec<u8>,
         strategy: Option<Strategy>,
         callback: Option<&str>,
+        unit: UnitOptions,
     ) -> Result<Queued, SubmitError> {
         // A place in the queue is taken before the upload is stored, so that concurrent uploads
         // cannot all pass the check.
@@ -196,7 +197,7 @@ impl Executor {
             self.alarms.record(Metric::ThrottledExecutions, 1.0);
         }
         let progress = Arc::new(LiveProgress::new());
-        let options = RunOptions { strategy, ..RunOptions::default() };
+        let options = RunOptions { strategy, unit, ..RunOptions::default() };
         let queued = self.runner(progress.clone()).enqueue(name, bytes, options).await?;
         if let Some(url) = callback
             && let Err(e) = self.db.set_callback(&queued.execution, url)

@@ -10,6 +10,10 @@ use crate::error::ApiError;
 /// Most text fields a form may carry beside the file.
 const MAX_FIELDS: usize = 32;
 
+/// Longest option field, bytes; and the longest unit schema (field or query `schema`).
+const MAX_FIELD_BYTES: usize = 4096;
+pub const MAX_SCHEMA_BYTES: usize = 65_536;
+
 /// Longest document name kept, in bytes.
 const MAX_NAME_BYTES: usize = 255;
 
@@ -58,11 +62,19 @@ pub async fn read_multipart(mut form: Multipart, limit: u64) -> Result<Multipart
             if upload.fields.len() >= MAX_FIELDS {
                 return Err(ApiError::bad_request(format!("the form has more than {MAX_FIELDS} fields")));
             }
-            // Option fields are short; a long one is not an option.
-            let text = field.text().await.map_err(|e| ApiError::bad_request(format!("field '{name}': {e}")))?;
-            if text.len() > 4096 {
-                return Err(ApiError::bad_request(format!("field '{name}' is longer than 4096 bytes")));
+            // Option fields are short (a schema less so); a long one is not an option.
+            let most = if name == "schema" { MAX_SCHEMA_BYTES } else { MAX_FIELD_BYTES };
+            let mut text = Vec::new();
+            while let Some(chunk) =
+                field.chunk().await.map_err(|e| ApiError::bad_request(format!("field '{name}': {e}")))?
+            {
+                if text.len() + chunk.len() > most {
+                    return Err(ApiError::bad_request(format!("field '{name}' is longer than {most} bytes")));
+                }
+                text.extend_from_slice(&chunk);
             }
+            let text = String::from_utf8(text)
+                .map_err(|_| ApiError::bad_request(format!("field '{name}' is not UTF-8 text")))?;
             upload.fields.push((name, text));
         }
     }

@@ -78,6 +78,23 @@ pub struct Services {
     pub unit_schema: Arc<Value>,
 }
 
+impl Services {
+    /// These services with one execution's own unit schema and model parameters.
+    pub fn with_unit_options(&self, unit: &crate::flow::UnitOptions) -> Services {
+        let mut services = self.clone();
+        if unit.max_tokens.is_some() || unit.temperature.is_some() {
+            let mut config = (*self.config).clone();
+            config.llm.max_tokens = unit.max_tokens.unwrap_or(config.llm.max_tokens);
+            config.llm.temperature = unit.temperature.unwrap_or(config.llm.temperature);
+            services.config = Arc::new(config);
+        }
+        if let Some(schema) = &unit.schema {
+            services.unit_schema = Arc::new(schema.clone());
+        }
+        services
+    }
+}
+
 fn failure(error: &str, cause: impl std::fmt::Display) -> TaskFailure {
     TaskFailure { error: error.to_string(), cause: cause.to_string() }
 }
