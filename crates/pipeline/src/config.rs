@@ -840,6 +840,33 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_configuration_parses_and_validates() {
+        // The README's `## Configuration` block, with its commented-out keys switched on.
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("## Configuration").expect("a configuration section")..];
+        let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let block = &section[start..start + section[start..].find("```").expect("the block ends")];
+        let uncommented: String = block
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                // A commented-out `key = value` or table header (not prose).
+                Some(rest)
+                    if rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(key, _)| !key.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config: Config = toml::from_str(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        config.validate().unwrap_or_else(|e| panic!("the README's configuration: {e}"));
+        // Every key it mentions, switched on, is a real one (secrets and paths need not exist).
+        let all: Config = toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(all.serve.webhooks.len(), 1, "{uncommented}");
+    }
+
+    #[test]
     fn toml_overrides_defaults_and_rejects_unknown_keys() {
         let c: Config = toml::from_str("[strategy]\ninline_max_concurrency = 4\n[limits]\nmax_units = 7\n").unwrap();
         assert_eq!(c.strategy.inline_max_concurrency, 4);
