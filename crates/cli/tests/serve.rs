@@ -524,13 +524,21 @@ struct Receiver {
     base: String,
     /// (the path it was sent to, headers, body)
     received: tokio::sync::mpsc::UnboundedReceiver<(String, axum::http::HeaderMap, String)>,
+    /// The `webhook-id` of every attempt it refused.
+    refused: tokio::sync::mpsc::UnboundedReceiver<String>,
     attempts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
     _server: tokio::task::JoinHandle<()>,
 }
 
 async fn receiver() -> Receiver {
+    receiver_refusing(std::sync::Arc::new(|attempt| attempt <= 2)).await
+}
+
+/// A webhook receiver that refuses (500) the attempts `refuse` says, by their number per message.
+async fn receiver_refusing(refuse: std::sync::Arc<dyn Fn(u32) -> bool + Send + Sync>) -> Receiver {
     use axum::http::StatusCode;
     let (send, received) = tokio::sync::mpsc::unbounded_channel();
+    let (tell_refused, refused) = tokio::sync::mpsc::unbounded_channel();
     let attempts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<String, u32>::new()));
     let seen = attempts.clone();
     let app = axum::Router::new().route(
@@ -539,17 +547,18 @@ async fn receiver() -> Receiver {
             move |axum::extract::Path(path): axum::extract::Path<String>,
                   headers: axum::http::HeaderMap,
                   body: String| {
-                let send = send.clone();
-                let seen = seen.clone();
+                let (send, tell_refused, seen, refuse) =
+                    (send.clone(), tell_refused.clone(), seen.clone(), refuse.clone());
                 async move {
                     let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
                     let n = {
                         let mut seen = seen.lock().unwrap();
-                        let n = seen.entry(id).or_insert(0);
+                        let n = seen.entry(id.clone()).or_insert(0);
                         *n += 1;
                         *n
                     };
-                    if n <= 2 {
+                    if refuse(n) {
+                        let _ = tell_refused.send(id);
                         return StatusCode::INTERNAL_SERVER_ERROR;
                     }
                     let _ = send.send((path, headers, body));
@@ -563,7 +572,7 @@ async fn receiver() -> Receiver {
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Receiver { base, received, attempts, _server: server }
+    Receiver { base, received, refused, attempts, _server: server }
 }
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -1051,4 +1060,41 @@ async fn an_upload_brings_its_own_schema_and_model_parameters_as_far_as_the_conf
     refused(raw, "allows 1 to 4096").await;
     let (_, page) = get_json(&server, None, "/v1/executions").await;
     assert_eq!(page["executions"].as_array().unwrap().len(), 3, "nothing refused was queued");
+}
+
+#[tokio::test]
+async fn kill_9_with_webhooks_pending_delivers_them_after_the_restart() {
+    let s = Scratch::new();
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = open.clone();
+    let mut hooks =
+        receiver_refusing(std::sync::Arc::new(move |_| !gate.load(std::sync::atomic::Ordering::SeqCst))).await;
+    let config = format!(
+        "[serve]\nwebhook_retry_base_ms = 10\n\n[[serve.webhooks]]\nname = \"ops\"\nurl = \"{}/hook\"\nsecret = \"{SECRET}\"\n\
+         events = [\"execution.succeeded\"]\n",
+        hooks.base
+    );
+    std::fs::write(s.path("beacon.toml"), config).unwrap();
+    let server = Server::start(&s, &["--config", "beacon.toml"]);
+    let response = upload(&server, None, "one.txt", paged_document(1)).await;
+    let execution = response.json::<Value>().await.unwrap()["execution"].as_str().unwrap().to_string();
+    let events = follow(&server, None, &execution, None, ended).await;
+    assert_eq!(events.last().unwrap().data["status"], "SUCCEEDED");
+    // The receiver is down: the delivery waits in the outbox, and the server dies with it there.
+    let refused =
+        tokio::time::timeout(std::time::Duration::from_secs(60), hooks.refused.recv()).await.unwrap().unwrap();
+    server.kill();
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let _server = Server::start(&s, &["--config", "beacon.toml"]);
+    let (_, headers, body) =
+        tokio::time::timeout(std::time::Duration::from_secs(60), hooks.received.recv()).await.unwrap().unwrap();
+    verify(&headers, &body);
+    assert_eq!(headers["webhook-id"].to_str().unwrap(), refused, "the same message, not a new one");
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (event["type"].as_str(), event["data"]["execution"].as_str()),
+        (Some("execution.succeeded"), Some(execution.as_str()))
+    );
+    assert!(hooks.attempts.lock().unwrap()[&refused] >= 2);
 }

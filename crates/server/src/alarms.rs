@@ -50,7 +50,7 @@ struct Rule {
 }
 
 /// An alarm's state, as CloudWatch names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AlarmState {
     Ok,
@@ -65,6 +65,10 @@ impl AlarmState {
             AlarmState::Alarm => "ALARM",
             AlarmState::InsufficientData => "INSUFFICIENT_DATA",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<AlarmState> {
+        [AlarmState::Ok, AlarmState::Alarm, AlarmState::InsufficientData].into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -108,6 +112,9 @@ struct AlarmStatus {
     reason: String,
     updated_at: String,
     history: VecDeque<Transition>,
+    /// The state subscribers were last told of (`alarm.state_changed`); a fresh alarm counts
+    /// as `OK`, so that a server starting up healthy sends nothing.
+    announced: AlarmState,
 }
 
 /// The alarms and the data points they are evaluated on.
@@ -175,6 +182,7 @@ impl Alarms {
                 reason: "not evaluated yet".into(),
                 updated_at: now_text(),
                 history: VecDeque::new(),
+                announced: AlarmState::Ok,
             })
             .collect();
         Alarms {
@@ -275,6 +283,59 @@ impl Alarms {
         transitions
     }
 
+    /// Takes up the history an earlier run of the server kept (newest first, any alarm): each
+    /// alarm's transitions come back, and a last one says it starts again from
+    /// `INSUFFICIENT_DATA` (its data points were in memory). Returns those restart transitions,
+    /// to be kept with the others.
+    pub fn restore(&self, kept: Vec<Transition>) -> Vec<Transition> {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut restarts = Vec::new();
+        for (rule, status) in self.rules.iter().zip(status.iter_mut()) {
+            status.history = kept.iter().filter(|t| t.alarm == rule.name).take(HISTORY).cloned().collect();
+            let Some(last) = status.history.front() else { continue };
+            // What subscribers last heard: the newest state an evaluation reached.
+            status.announced = status
+                .history
+                .iter()
+                .map(|t| t.to)
+                .find(|s| *s != AlarmState::InsufficientData)
+                .unwrap_or(AlarmState::Ok);
+            if last.to == AlarmState::InsufficientData {
+                continue;
+            }
+            let restart = Transition {
+                alarm: rule.name.into(),
+                from: last.to,
+                to: AlarmState::InsufficientData,
+                reason: "The server started again; the alarm is evaluated anew from new data points".into(),
+                at: now_text(),
+            };
+            status.reason.clone_from(&restart.reason);
+            status.updated_at.clone_from(&restart.at);
+            status.history.push_front(restart.clone());
+            status.history.truncate(HISTORY);
+            restarts.push(restart);
+        }
+        restarts
+    }
+
+    /// Whether subscribers should hear of `transition` (an `alarm.state_changed` webhook): it
+    /// reaches `OK` or `ALARM` and differs from what they were last told. Leaving
+    /// `INSUFFICIENT_DATA` for the state they know already is not news.
+    pub fn announce(&self, transition: &Transition) -> bool {
+        if transition.to == AlarmState::InsufficientData {
+            return false;
+        }
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(status) = self.rules.iter().position(|r| r.name == transition.alarm).and_then(|i| status.get_mut(i))
+        else {
+            return false;
+        };
+        let news = status.announced != transition.to;
+        status.announced = transition.to;
+        news
+    }
+
     /// Every alarm now.
     pub fn views(&self) -> Vec<AlarmView> {
         let status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
@@ -350,5 +411,32 @@ mod tests {
         one.record(Metric::LlmThrottles, 1.0);
         one.evaluate(Instant::now());
         assert_eq!(state(&one, "LlmThrottling"), AlarmState::Alarm, "10 in the period reach the threshold of 10");
+    }
+
+    #[test]
+    fn a_restarted_server_keeps_the_history_and_tells_only_what_changed() {
+        let config = AlarmsConfig { period_secs: 60, ..AlarmsConfig::default() };
+        let before = Alarms::new(&config);
+        let mut kept: Vec<Transition> = before.evaluate(Instant::now());
+        assert!(kept.iter().all(|t| !before.announce(t)), "starting up healthy is not news");
+        before.record(Metric::FailedExecutions, 1.0);
+        let raised = before.evaluate(Instant::now());
+        assert!(before.announce(&raised[0]), "OK to ALARM is news");
+        kept.extend(raised);
+        kept.reverse(); // newest first, as the database gives them
+
+        let after = Alarms::new(&config);
+        let restarts = after.restore(kept);
+        assert_eq!(restarts.len(), 5, "every alarm starts again from INSUFFICIENT_DATA");
+        let view = after.views().into_iter().find(|v| v.name == "ExecutionsFailed").unwrap();
+        assert_eq!(view.state, AlarmState::InsufficientData);
+        let path: Vec<AlarmState> = view.history.iter().map(|t| t.to).collect();
+        assert_eq!(path, [AlarmState::InsufficientData, AlarmState::Alarm, AlarmState::Ok]);
+        // With no failures since, it goes to OK: the subscribers heard ALARM last, so they hear it.
+        let evaluated = after.evaluate(Instant::now());
+        let failed = evaluated.iter().find(|t| t.alarm == "ExecutionsFailed").unwrap();
+        assert!(after.announce(failed));
+        let other = evaluated.iter().find(|t| t.alarm == "FailedUnits").unwrap();
+        assert!(!after.announce(other), "OK again after a restart is not news");
     }
 }

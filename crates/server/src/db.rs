@@ -7,7 +7,11 @@ use std::sync::{Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::alarms::{AlarmState, Transition};
 use crate::error::ApiError;
+
+/// Transitions kept per alarm.
+pub const ALARM_TRANSITIONS_KEPT: i64 = 1000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -34,6 +38,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error  TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_at_ms);
+CREATE TABLE IF NOT EXISTS alarm_transitions (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    alarm       TEXT NOT NULL,
+    from_state  TEXT NOT NULL,
+    to_state    TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    at          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alarm_transitions_by_alarm ON alarm_transitions (alarm, seq);
 CREATE TABLE IF NOT EXISTS delivery_attempts (
     delivery    TEXT NOT NULL,
     attempt     INTEGER NOT NULL,
@@ -161,6 +174,52 @@ impl ServerDb {
             .query_row("SELECT url FROM callbacks WHERE execution = ?1", params![execution], |r| r.get(0))
             .optional()
             .map_err(db_error("the callback URL cannot be read"))
+    }
+
+    /// Keep an alarm's transition; each alarm keeps its last [`ALARM_TRANSITIONS_KEPT`].
+    pub fn record_transition(&self, transition: &Transition) -> Result<(), ApiError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO alarm_transitions (alarm, from_state, to_state, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                transition.alarm,
+                transition.from.as_str(),
+                transition.to.as_str(),
+                transition.reason,
+                transition.at
+            ],
+        )
+        .and_then(|_| {
+            conn.execute(
+                "DELETE FROM alarm_transitions WHERE alarm = ?1 AND seq <= \
+                 (SELECT seq FROM alarm_transitions WHERE alarm = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                params![transition.alarm, ALARM_TRANSITIONS_KEPT],
+            )
+        })
+        .map_err(db_error("the alarm history cannot be stored"))?;
+        Ok(())
+    }
+
+    /// Every kept transition, newest first.
+    pub fn alarm_history(&self) -> Result<Vec<Transition>, ApiError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT alarm, from_state, to_state, reason, at FROM alarm_transitions ORDER BY seq DESC")
+            .map_err(db_error("the alarm history cannot be read"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let state = |text: String| AlarmState::parse(&text).unwrap_or(AlarmState::InsufficientData);
+                Ok(Transition {
+                    alarm: r.get(0)?,
+                    from: state(r.get(1)?),
+                    to: state(r.get(2)?),
+                    reason: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            })
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(db_error("the alarm history cannot be read"))?;
+        Ok(rows)
     }
 
     /// Put a delivery in the outbox, due now.
@@ -306,6 +365,29 @@ mod tests {
         assert_eq!(db.remember_idempotent("ci", "k", "e1").unwrap(), None);
         assert_eq!(db.remember_idempotent("ci", "k", "e2").unwrap(), Some("e1".into()));
         assert_eq!(db.idempotent_execution("other", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn alarm_history_is_kept_newest_first_and_bounded_per_alarm() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ServerDb::open(&dir.path().join("s.sqlite")).unwrap();
+        let transition = |alarm: &str, i: i64| Transition {
+            alarm: alarm.into(),
+            from: AlarmState::Ok,
+            to: AlarmState::Alarm,
+            reason: format!("#{i}"),
+            at: format!("2026-12-07T00:00:00.{i:03}Z"),
+        };
+        db.record_transition(&transition("Other", 0)).unwrap();
+        for i in 0..ALARM_TRANSITIONS_KEPT + 5 {
+            db.record_transition(&transition("ExecutionsFailed", i)).unwrap();
+        }
+        let kept = db.alarm_history().unwrap();
+        let failed: Vec<&Transition> = kept.iter().filter(|t| t.alarm == "ExecutionsFailed").collect();
+        assert_eq!(failed.len() as i64, ALARM_TRANSITIONS_KEPT);
+        assert_eq!(failed[0].reason, format!("#{}", ALARM_TRANSITIONS_KEPT + 4), "newest first");
+        assert_eq!(failed[0].to, AlarmState::Alarm);
+        assert_eq!(kept.iter().filter(|t| t.alarm == "Other").count(), 1, "another alarm's are its own");
     }
 
     #[test]

@@ -38,7 +38,7 @@ use beacon_pipeline::Services;
 use beacon_store::journal::Journal;
 use utoipa::OpenApi;
 
-use crate::alarms::{AlarmState, Alarms};
+use crate::alarms::Alarms;
 use crate::auth::{RateLimit, Tokens};
 use crate::db::ServerDb;
 use crate::engine::Executor;
@@ -186,6 +186,13 @@ pub fn state(parts: Parts, bind: &str) -> Result<Arc<AppState>, ServeError> {
     );
     let metrics = Arc::new(Metrics::new(parts.observed, config.provider.kind.name(), &config.model_name()));
     let alarms = Arc::new(Alarms::new(&config.alarms));
+    // The alarms' history outlives the process (CloudWatch keeps it too).
+    let kept =
+        db.alarm_history().map_err(|e| ServeError::State { path: path.display().to_string(), reason: e.message })?;
+    for restart in alarms.restore(kept) {
+        db.record_transition(&restart)
+            .map_err(|e| ServeError::State { path: path.display().to_string(), reason: e.message })?;
+    }
     let webhooks = Webhooks::new(db.clone(), config.serve.clone(), metrics.clone());
     let executor = Executor::new(
         parts.services,
@@ -349,8 +356,10 @@ async fn watch_alarms(state: Arc<AppState>) {
         throttles = now;
         for transition in state.alarms.evaluate(std::time::Instant::now()) {
             tracing::info!(alarm = transition.alarm, to = transition.to.as_str(), "{}", transition.reason);
-            // Leaving INSUFFICIENT_DATA at start-up is not news.
-            if transition.from != AlarmState::InsufficientData {
+            if let Err(e) = state.db.record_transition(&transition) {
+                tracing::warn!("the alarm history cannot be kept: {}", e.message);
+            }
+            if state.alarms.announce(&transition) {
                 let data = serde_json::to_value(&transition).unwrap_or_default();
                 state.webhooks.publish("alarm.state_changed", data, None);
             }
