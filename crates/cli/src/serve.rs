@@ -23,10 +23,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate (chain) [default: serve.tls_cert]; needs --tls-key.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(long, value_name = "FILE")]
     tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert [default: serve.tls_key].
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
     #[command(flatten)]
     flow: FlowArgs,
@@ -220,8 +220,12 @@ fn tls_files(config: &beacon_pipeline::Config, args: &ServeArgs) -> Result<Optio
     match (cert, key) {
         (Some(cert), Some(key)) => Ok(Some((cert, key))),
         (None, None) => Ok(None),
-        (Some(_), None) => Err("serve.tls_cert is set without serve.tls_key (a certificate needs its key)".into()),
-        (None, Some(_)) => Err("serve.tls_key is set without serve.tls_cert (a key needs its certificate)".into()),
+        (Some(_), None) => {
+            Err("a TLS certificate (--tls-cert, serve.tls_cert) needs its key: --tls-key or serve.tls_key".into())
+        }
+        (None, Some(_)) => {
+            Err("a TLS key (--tls-key, serve.tls_key) needs its certificate: --tls-cert or serve.tls_cert".into())
+        }
     }
 }
 

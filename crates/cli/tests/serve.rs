@@ -677,6 +677,13 @@ async fn webhooks_are_signed_and_retried_alarms_go_to_alarm_and_back_and_redrive
     server.kill();
     let answering = Sim::start(&[]);
     let server = start(&s, &answering);
+    // The alarm's history survived the restart, which starts it again from INSUFFICIENT_DATA.
+    let (_, alarms) = get_json(&server, None, "/v1/alarms").await;
+    let failed_units =
+        alarms["alarms"].as_array().unwrap().iter().find(|a| a["name"] == "FailedUnits").unwrap().clone();
+    let history: Vec<&str> =
+        failed_units["history"].as_array().unwrap().iter().map(|t| t["to"].as_str().unwrap()).collect();
+    assert_eq!(history[..3], ["INSUFFICIENT_DATA", "OK", "ALARM"], "{failed_units}");
     let response = client().post(server.url(&format!("/v1/executions/{execution}/redrive"))).send().await.unwrap();
     assert_eq!(response.status(), 202);
     assert_eq!(response.json::<Value>().await.unwrap()["units"], 3);
@@ -902,12 +909,17 @@ async fn tls_serves_the_api_over_https_with_the_given_certificate() {
     let cert_pem = certified.cert.pem();
     std::fs::write(s.path("cert.pem"), &cert_pem).unwrap();
     std::fs::write(s.path("key.pem"), certified.signing_key.serialize_pem()).unwrap();
-    let mut server = Server::start(&s, &["--tls-cert", "cert.pem", "--tls-key", "key.pem"]);
-    assert!(server.base.starts_with("https://127.0.0.1:"), "{}", server.base);
-    server.http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()])
-        .build()
-        .unwrap();
+    // A server on HTTPS, called by a client that trusts the certificate.
+    let https = |args: &[&str]| {
+        let mut server = Server::start(&s, args);
+        assert!(server.base.starts_with("https://127.0.0.1:"), "{}", server.base);
+        server.http = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap();
+        server
+    };
+    let server = https(&["--tls-cert", "cert.pem", "--tls-key", "key.pem"]);
     assert_eq!(server.http.get(server.url("/health")).send().await.unwrap().status(), 200);
     // The whole API is there: an upload runs to a report, its events streamed over TLS.
     let response = upload(&server, None, "tls.txt", paged_document(2)).await;
@@ -933,10 +945,16 @@ async fn tls_serves_the_api_over_https_with_the_given_certificate() {
             s.beacon().args(["serve", "--bind", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{cert} {key}: {stderr}");
-        assert!(stderr.contains(&format!("cannot use --tls-cert {cert} with --tls-key {key}")), "{stderr}");
+        assert!(stderr.contains(&format!("with the certificate {cert} and the key {key}")), "{stderr}");
     }
     let out = s.beacon().args(["serve", "--tls-cert", "cert.pem"]).output().unwrap();
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs its key: --tls-key or serve.tls_key"), "{stderr}");
+    // The flag and the configuration combine.
+    std::fs::write(s.path("tls.toml"), "[serve]\ntls_key = \"key.pem\"\n").unwrap();
+    let half = https(&["--config", "tls.toml", "--tls-cert", "cert.pem"]);
+    assert_eq!(half.http.get(half.url("/health")).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -1017,32 +1035,43 @@ async fn an_upload_brings_its_own_schema_and_model_parameters_as_far_as_the_conf
         }
         server.http.post(server.url("/v1/documents")).multipart(form)
     };
-    let run = |request: reqwest::RequestBuilder| {
+    let finished = |execution: String| {
         let server = &server;
         async move {
-            let response = request.send().await.unwrap();
-            assert_eq!(response.status(), 202);
-            let execution = response.json::<Value>().await.unwrap()["execution"].as_str().unwrap().to_string();
             let events = follow(server, None, &execution, None, ended).await;
             assert_eq!(events.last().unwrap().data["status"], "SUCCEEDED");
             get_json(server, None, &format!("/v1/executions/{execution}/units")).await.1
         }
     };
+    let run = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 202);
+        response.json::<Value>().await.unwrap()["execution"].as_str().unwrap().to_string()
+    };
+    // Without options, the configured schema and limit: every unit succeeds (and its answer is
+    // cached, so a later run that reused it would succeed too).
+    let plain = run(server.http.post(server.url("/v1/documents?name=plain.txt")).body(paged_document(2))).await;
+    let units = finished(plain).await;
+    assert!(units["units"].as_array().unwrap().iter().all(|u| u["status"] == "succeeded"), "{units}");
     // A schema no answer follows: every unit fails, naming the field it asked for.
     let strict = r#"{"type": "object", "required": ["shipment_register_id"], "properties": {"shipment_register_id": {"type": "string"}}}"#;
-    let units = run(form(&[("schema", strict)])).await;
-    for unit in units["units"].as_array().unwrap() {
-        assert_eq!(unit["status"], "failed", "{unit}");
-        assert!(unit["cause"].as_str().unwrap().contains("shipment_register_id"), "{unit}");
-    }
+    let strict_run = run(form(&[("schema", strict)])).await;
+    let fails_on_the_schema = |units: &Value| {
+        for unit in units["units"].as_array().unwrap() {
+            assert_eq!(unit["status"], "failed", "{unit}");
+            assert!(unit["cause"].as_str().unwrap().contains("shipment_register_id"), "{unit}");
+        }
+    };
+    fails_on_the_schema(&finished(strict_run.clone()).await);
+    // A redrive analyses with the execution's own schema again.
+    let redrive = server.http.post(server.url(&format!("/v1/executions/{strict_run}/redrive"))).send().await.unwrap();
+    assert_eq!(redrive.status(), 202);
+    fails_on_the_schema(&finished(strict_run).await);
     // A token limit too small for any answer: the units fail at that limit.
-    let units = run(form(&[("max_tokens", "3")])).await;
+    let units = finished(run(form(&[("max_tokens", "3")])).await).await;
     for unit in units["units"].as_array().unwrap() {
         assert!(unit["cause"].as_str().unwrap().contains("limit of 3 tokens"), "{unit}");
     }
-    // The same document without options follows the configured schema and limit.
-    let units = run(server.http.post(server.url("/v1/documents?name=plain.txt")).body(paged_document(2))).await;
-    assert!(units["units"].as_array().unwrap().iter().all(|u| u["status"] == "succeeded"), "{units}");
 
     // What the configuration does not allow, or a value out of bounds, is refused up front.
     let refused = |request: reqwest::RequestBuilder, needle: &'static str| async move {

@@ -347,17 +347,15 @@ impl Pacer {
     /// What the pacing would let go now without waiting: the unused part of the burst, in
     /// requests and (with a told token quota) tokens; nothing while throttled. (The told quota's
     /// 60 s limiter below may still hold an attempt back; this is the pacer's own view.)
+    /// Read-only: it does not move slow start or recovery on (a scrape must not change pacing).
     pub fn available(&self) -> crate::Available {
-        let mut state = self.lock();
+        let state = self.lock();
         let now = self.now();
-        self.grow(&mut state, now);
         let left = |tat: f64, rate: f64, tolerance: f64| {
             if state.blocked { 0.0 } else { ((now + tolerance - tat.max(now)) * rate).max(0.0) }
         };
-        let requests = request_rate(&state).map(|rate| {
-            let tolerance = state.burst.max(1.0 / rate);
-            left(state.tat_requests, rate, tolerance).floor()
-        });
+        let requests =
+            request_rate(&state).map(|rate| left(state.tat_requests, rate, request_tolerance(&state, rate)).floor());
         let tokens =
             state.ceiling_tokens.map(|ceiling| left(state.tat_tokens, ceiling * state.factor, state.burst).floor());
         crate::Available { requests, tokens }
@@ -555,9 +553,7 @@ impl Pacer {
         let mut ready = now;
         if let Some(rate) = request_rate(state) {
             // max(TAT, now) + T − now ≤ τ ⇔ now ≥ TAT + T − τ, with τ = burst seconds.
-            let interval = 1.0 / rate;
-            let tolerance = state.burst.max(interval);
-            ready = ready.max(state.tat_requests + interval - tolerance);
+            ready = ready.max(state.tat_requests + 1.0 / rate - request_tolerance(state, rate));
         }
         if let Some(ceiling) = state.ceiling_tokens {
             let rate = ceiling * state.factor;
@@ -774,6 +770,11 @@ enum Gate {
 
 /// The request rate the gate paces at: the told one scaled, or the learned one when nothing is
 /// told; `None` when only tokens are told.
+/// How far ahead of now the requests' GCRA may run: the burst, and at least one request.
+fn request_tolerance(state: &State, rate: f64) -> f64 {
+    state.burst.max(1.0 / rate)
+}
+
 fn request_rate(state: &State) -> Option<f64> {
     match (state.ceiling_requests, state.ceiling_tokens) {
         (Some(ceiling), _) => Some((ceiling * state.factor).max(MIN_RATE)),

@@ -200,10 +200,11 @@ pub struct ServeConfig {
     pub max_concurrent_uploads: usize,
     pub upload_wait_ms: u64,
     /// What an upload may choose for its own execution beside the strategy: any of `schema`
-    /// (its unit JSON Schema), `max_tokens`, `temperature`; empty: only the configuration's.
+    /// (its unit JSON Schema), `max_tokens`, `temperature`. Empty by default: each choice costs
+    /// (a schema goes into every unit's prompt), so the operator opts in.
     pub upload_options: Vec<String>,
-    /// The largest `max_tokens` an upload may ask for (a cost bound).
-    pub upload_max_tokens: u32,
+    /// The largest `max_tokens` an upload may ask for (a cost bound) [default: `llm.max_tokens`].
+    pub upload_max_tokens: Option<u32>,
     /// API requests per minute per token (429 with `Retry-After` beyond it).
     pub requests_per_minute: u32,
     /// Serve `/metrics` without a token (a scraper on a private network).
@@ -298,8 +299,8 @@ impl Default for ServeConfig {
             max_upload_bytes: None,
             max_concurrent_uploads: 16,
             upload_wait_ms: 30_000,
-            upload_options: UPLOAD_OPTIONS.iter().map(|o| (*o).to_string()).collect(),
-            upload_max_tokens: 8192,
+            upload_options: Vec::new(),
+            upload_max_tokens: None,
             requests_per_minute: 600,
             metrics_public: false,
             cors_origins: Vec::new(),
@@ -739,8 +740,10 @@ impl Config {
                 UPLOAD_OPTIONS.join(", ")
             )));
         }
-        if serve.upload_max_tokens == 0 {
-            return Err(ConfigError::Invalid("serve.upload_max_tokens must be at least 1".into()));
+        if serve.upload_max_tokens == Some(0) || serve.max_concurrent_uploads == 0 {
+            return Err(ConfigError::Invalid(
+                "serve.upload_max_tokens and serve.max_concurrent_uploads must be at least 1".into(),
+            ));
         }
         if self.alarms.period_secs == 0 || self.alarms.evaluation_periods == 0 {
             return Err(ConfigError::Invalid(
@@ -864,6 +867,7 @@ mod tests {
         // Every key it mentions, switched on, is a real one (secrets and paths need not exist).
         let all: Config = toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
         assert_eq!(all.serve.webhooks.len(), 1, "{uncommented}");
+        assert_eq!(all.serve.upload_options.len(), UPLOAD_OPTIONS.len(), "{uncommented}");
     }
 
     #[test]

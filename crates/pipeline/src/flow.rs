@@ -355,7 +355,7 @@ impl Runner {
                 "--strategy batch needs Bedrock batch inference: use --provider bedrock (with --endpoint for beacon sim), or --strategy inline or distributed".into(),
             ));
         }
-        let document_id = hex::encode(Sha256::digest(&bytes));
+        let document_id = document_id(&bytes);
         let source_key = keys::document_source(&document_id);
         self.services.store.put(&source_key, bytes).await?;
         let execution = execution_name(&document_id);
@@ -409,7 +409,10 @@ impl Runner {
     ) -> Result<RunOutcome, RunError> {
         let machine = StateMachine::parse(definition)
             .map_err(|e| RunError::Definition(format!("state machine definition: {e}")))?;
-        let unit = serde_json::from_str::<RunOptions>(options).map(|o| o.unit).unwrap_or_default();
+        // Its own schema and parameters, or it would silently run on the configuration's.
+        let unit = serde_json::from_str::<RunOptions>(options)
+            .map_err(|e| RunError::Definition(format!("journaled options of {execution} cannot be read: {e}")))?
+            .unit;
         let services = self.services.with_unit_options(&unit);
         let tasks = Arc::new(JournaledTasks::load(&self.journal, execution)?);
         if attempt > 1 {
@@ -542,6 +545,11 @@ pub fn execution_name(document_id: &str) -> String {
     let now = chrono::Utc::now();
     let nonce: u32 = rand::random::<u32>() & 0xffff;
     format!("{}{}-{nonce:04x}", execution_prefix(document_id), now.format("%Y%m%dT%H%M%S%3f"))
+}
+
+/// A document's id: the SHA-256 of its bytes, hex (so the same bytes are one document).
+pub fn document_id(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// What the names of a document's executions start with (other documents may share it: 12 hex

@@ -50,7 +50,7 @@ struct Rule {
 }
 
 /// An alarm's state, as CloudWatch names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AlarmState {
     Ok,
@@ -124,6 +124,10 @@ pub struct Alarms {
     evaluation_periods: u32,
     points: Mutex<HashMap<Metric, VecDeque<(Instant, f64)>>>,
     status: Mutex<Vec<AlarmStatus>>,
+    /// When an earlier run's history was taken up: for a whole evaluation window after it, the
+    /// periods before the restart are unknown, so an alarm may go to `ALARM` (new data breached)
+    /// but not to `OK`.
+    restored_at: Mutex<Option<Instant>>,
 }
 
 fn now_text() -> String {
@@ -191,6 +195,7 @@ impl Alarms {
             evaluation_periods: config.evaluation_periods.max(1),
             points: Mutex::new(HashMap::new()),
             status: Mutex::new(status),
+            restored_at: Mutex::new(None),
         }
     }
 
@@ -214,6 +219,8 @@ impl Alarms {
                 series.pop_front();
             }
         }
+        let restored_at = *self.restored_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let settling = restored_at.is_some_and(|at| now.saturating_duration_since(at) < window);
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         let mut transitions = Vec::new();
         for (rule, status) in self.rules.iter().zip(status.iter_mut()) {
@@ -248,7 +255,7 @@ impl Alarms {
                 breaching += u32::from(breach);
             }
             let state = if breaching == self.evaluation_periods { AlarmState::Alarm } else { AlarmState::Ok };
-            if state == status.state {
+            if state == status.state || (settling && state == AlarmState::Ok) {
                 continue;
             }
             let statistic = if rule.statistic == Statistic::Sum { "Sum" } else { "Average" };
@@ -288,6 +295,9 @@ impl Alarms {
     /// `INSUFFICIENT_DATA` (its data points were in memory). Returns those restart transitions,
     /// to be kept with the others.
     pub fn restore(&self, kept: Vec<Transition>) -> Vec<Transition> {
+        if !kept.is_empty() {
+            *self.restored_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        }
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         let mut restarts = Vec::new();
         for (rule, status) in self.rules.iter().zip(status.iter_mut()) {
@@ -432,11 +442,24 @@ mod tests {
         assert_eq!(view.state, AlarmState::InsufficientData);
         let path: Vec<AlarmState> = view.history.iter().map(|t| t.to).collect();
         assert_eq!(path, [AlarmState::InsufficientData, AlarmState::Alarm, AlarmState::Ok]);
-        // With no failures since, it goes to OK: the subscribers heard ALARM last, so they hear it.
-        let evaluated = after.evaluate(Instant::now());
+        // The periods before the restart are unknown: no OK within the first window.
+        assert!(after.evaluate(Instant::now()).is_empty(), "{:?}", after.views());
+        // A window later, with no failures since, it goes to OK: the subscribers heard ALARM
+        // last, so they hear it; the others were OK and stay unannounced.
+        let evaluated = after.evaluate(Instant::now() + Duration::from_secs(61));
         let failed = evaluated.iter().find(|t| t.alarm == "ExecutionsFailed").unwrap();
+        assert_eq!(failed.to, AlarmState::Ok);
         assert!(after.announce(failed));
         let other = evaluated.iter().find(|t| t.alarm == "FailedUnits").unwrap();
         assert!(!after.announce(other), "OK again after a restart is not news");
+
+        // New data that breaches raises the alarm at once, window or not.
+        let again = Alarms::new(&config);
+        again.restore(after.views().into_iter().flat_map(|v| v.history).collect());
+        again.record(Metric::FailedUnits, 3.0);
+        let raised = again.evaluate(Instant::now());
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!((raised[0].alarm.as_str(), raised[0].to), ("FailedUnits", AlarmState::Alarm));
+        assert!(again.announce(&raised[0]));
     }
 }

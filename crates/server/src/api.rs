@@ -13,7 +13,7 @@ use base64::Engine as _;
 use beacon_pipeline::UnitOptions;
 use beacon_pipeline::plan::Strategy;
 use beacon_pipeline::report::{Report, UnitStatus};
-use beacon_store::journal::{ExecutionRecord, ExecutionState, ListFilter};
+use beacon_store::journal::{ExecutionRecord, ExecutionState, Journal, ListFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -50,7 +50,8 @@ pub struct UploadQuery {
     /// The JSON Schema (as JSON text, at most 64 KiB) this execution's unit results must follow
     /// instead of the configured one; also a form field. If `serve.upload_options` allows it.
     pub schema: Option<String>,
-    /// The model's output limit per unit request, at most `serve.upload_max_tokens`. If
+    /// The model's output limit per unit request, at most `serve.upload_max_tokens` (default:
+    /// `llm.max_tokens`). If
     /// `serve.upload_options` allows it.
     #[param(minimum = 1)]
     pub max_tokens: Option<u32>,
@@ -61,11 +62,25 @@ pub struct UploadQuery {
 
 /// What the upload asked of its unit analysis, checked against what the configuration allows.
 fn unit_options(
-    serve: &beacon_pipeline::config::ServeConfig,
+    config: &beacon_pipeline::Config,
     schema: Option<&str>,
     max_tokens: Option<u32>,
     temperature: Option<f32>,
 ) -> Result<UnitOptions, ApiError> {
+    let serve = &config.serve;
+    let given = schema.is_some() || max_tokens.is_some() || temperature.is_some();
+    // Deployed functions analyse with their own configuration; the options would not reach them.
+    if given
+        && let Some(task) = ["llm-processor", "batch-prepare", "batch-collect"]
+            .into_iter()
+            .find(|task| config.lambda.functions.contains_key(*task))
+    {
+        return Err(ApiError::bad_request(format!(
+            "this server runs {task} on a Lambda function (lambda.functions), which analyses with its own \
+             schema and model parameters: an upload cannot choose them here"
+        )));
+    }
+    let max_tokens_limit = serve.upload_max_tokens.unwrap_or(config.llm.max_tokens);
     let allowed = |option: &str, given: bool| {
         if given && !serve.upload_options.iter().any(|o| o == option) {
             Err(ApiError::bad_request(format!(
@@ -92,11 +107,10 @@ fn unit_options(
         })
         .transpose()?;
     if let Some(tokens) = max_tokens
-        && !(1..=serve.upload_max_tokens).contains(&tokens)
+        && !(1..=max_tokens_limit).contains(&tokens)
     {
         return Err(ApiError::bad_request(format!(
-            "max_tokens is {tokens}; this server allows 1 to {} (serve.upload_max_tokens)",
-            serve.upload_max_tokens
+            "max_tokens is {tokens}; this server allows 1 to {max_tokens_limit} (serve.upload_max_tokens)"
         )));
     }
     if let Some(t) = temperature
@@ -149,10 +163,11 @@ pub struct Accepted {
         (status = 200, description = "An earlier upload with this Idempotency-Key", body = Accepted),
         (status = 400, description = "Bad request", body = ErrorBody),
         (status = 403, description = "The token's role may not upload", body = ErrorBody),
+        (status = 409, description = "The document is being deleted", body = ErrorBody),
         (status = 413, description = "Over the upload limit", body = ErrorBody),
         (status = 415, description = "Not a format BEACON reads", body = ErrorBody),
         (status = 422, description = "A document BEACON cannot read (corrupt, encrypted, a decompression bomb)", body = ErrorBody),
-        (status = 503, description = "The queue is full", body = ErrorBody),
+        (status = 503, description = "The queue is full, or too many uploads are being read at once", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -181,7 +196,11 @@ pub async fn upload_document(
             return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 characters"));
         }
         if let Some(execution) = state.db.idempotent_execution(&principal.name, key)? {
-            return Ok(accepted(&state, &execution, StatusCode::OK));
+            if state.executor.journal().get(&execution).is_ok() {
+                return Ok(accepted(&state, &execution, StatusCode::OK));
+            }
+            // Its execution was deleted meanwhile: the key names nothing any more.
+            state.db.forget_executions(&[execution])?;
         }
     }
     // Wait a while for a place to read the body in (the client's bytes wait in the socket
@@ -200,7 +219,7 @@ pub async fn upload_document(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let serve = &state.executor.services().config.serve;
+    let config = state.executor.services().config.clone();
     let (bytes, name, strategy, callback, unit) = if multipart {
         let form = Multipart::from_request(request, &()).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
         let form = upload::read_multipart(form, limit).await?;
@@ -213,10 +232,10 @@ pub async fn upload_document(
             query.max_tokens.map_or_else(|| number_field("max_tokens", field("max_tokens")), |n| Ok(Some(n)))?;
         let temperature =
             query.temperature.map_or_else(|| number_field("temperature", field("temperature")), |t| Ok(Some(t)))?;
-        let unit = unit_options(serve, schema.as_deref(), max_tokens, temperature)?;
+        let unit = unit_options(&config, schema.as_deref(), max_tokens, temperature)?;
         (form.bytes, name, strategy, callback, unit)
     } else {
-        let unit = unit_options(serve, query.schema.as_deref(), query.max_tokens, query.temperature)?;
+        let unit = unit_options(&config, query.schema.as_deref(), query.max_tokens, query.temperature)?;
         let bytes = upload::read_limited(request.into_body(), limit).await?;
         (bytes, query.name.clone(), query.strategy.clone(), query.callback_url.clone(), unit)
     };
@@ -237,7 +256,7 @@ pub async fn upload_document(
     )
     .await?;
     let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
-    let _not_deleting = state.document_changes.read().await;
+    let _starting = state.documents.start(&beacon_pipeline::flow::document_id(&bytes))?;
     let queued =
         state.executor.submit(&name, bytes, strategy, callback.as_deref(), unit).await.map_err(|e| match e {
             crate::engine::SubmitError::QueueFull(_) => ApiError::unavailable(e.to_string(), 30),
@@ -270,6 +289,16 @@ fn accepted(state: &AppState, execution: &str, status: StatusCode) -> Response {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
+}
+
+/// Every execution of document `id`: those named with its prefix (a key range of the journal)
+/// whose input is that document (another document may share the prefix).
+fn executions_of_document(journal: &Journal, id: &str) -> Result<Vec<ExecutionRecord>, ApiError> {
+    Ok(journal
+        .named_with_prefix(&beacon_pipeline::flow::execution_prefix(id))?
+        .into_iter()
+        .filter(|r| document_id(r) == id)
+        .collect())
 }
 
 /// The document id of an execution, from its input (`documents/<id>/source`).
@@ -307,15 +336,11 @@ pub async fn delete_document(
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
         return Err(ApiError::bad_request("a document id is 64 lowercase hex digits (its SHA-256)"));
     }
-    // No upload, resume or redrive of any document starts while this one goes.
-    let _deleting = state.document_changes.write().await;
+    // No upload, resume or redrive of this document starts while it goes.
+    let _deleting = state.documents.delete(&id)?;
     let store = &state.executor.services().store;
     let journal = state.executor.journal();
-    let executions: Vec<ExecutionRecord> = journal
-        .named_with_prefix(&beacon_pipeline::flow::execution_prefix(&id))?
-        .into_iter()
-        .filter(|r| document_id(r) == id)
-        .collect();
+    let executions = executions_of_document(journal, &id)?;
     if let Some(busy) = executions.iter().find(|r| matches!(r.status, ExecutionState::Queued | ExecutionState::Running))
     {
         return Err(ApiError::conflict(format!(
@@ -341,11 +366,12 @@ pub async fn delete_document(
     if !found {
         return Err(ApiError::not_found(format!("no document {id}")));
     }
-    for record in &executions {
-        journal.delete_execution(&record.name).await?;
-    }
-    let names: Vec<String> = executions.into_iter().map(|r| r.name).collect();
+    // Keys first: a key must never name an execution that is gone.
+    let names: Vec<String> = executions.iter().map(|r| r.name.clone()).collect();
     state.db.forget_executions(&names)?;
+    for name in &names {
+        journal.delete_execution(name).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -939,8 +965,8 @@ pub async fn resume_execution(
     ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, Json<ActionResult>), ApiError> {
     principal.require(Role::Submitter)?;
-    let _not_deleting = state.document_changes.read().await;
-    execution_record(&state, &name)?;
+    let record = execution_record(&state, &name)?;
+    let _starting = state.documents.start(&document_id(&record))?;
     state.executor.resume(&name).map_err(|e| match e {
         beacon_pipeline::RunError::NotResumable(message) => ApiError::conflict(message),
         other => ApiError::internal("the execution could not be resumed", other),
@@ -978,8 +1004,8 @@ pub async fn redrive_execution(
     ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Redriven>), ApiError> {
     principal.require(Role::Submitter)?;
-    let _not_deleting = state.document_changes.read().await;
-    execution_record(&state, &name)?;
+    let record = execution_record(&state, &name)?;
+    let _starting = state.documents.start(&document_id(&record))?;
     let units = state.executor.redrive(&name).await.map_err(|e| match e {
         beacon_pipeline::RunError::NotResumable(message) => ApiError::conflict(message),
         other => ApiError::internal("the execution could not be redriven", other),
@@ -1003,4 +1029,48 @@ pub struct AlarmList {
 )]
 pub async fn list_alarms(State(state): State<Arc<AppState>>) -> Json<AlarmList> {
     Json(AlarmList { alarms: state.alarms.views() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beacon_store::journal::NewExecution;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_document_s_executions_are_its_own_even_when_another_shares_the_name_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let (mine, theirs) =
+            (format!("{}{}", "ab".repeat(6), "1".repeat(52)), format!("{}{}", "ab".repeat(6), "2".repeat(52)));
+        for (name, id) in [("abababababab-1", &mine), ("abababababab-2", &theirs), ("cdcdcdcdcdcd-1", &mine)] {
+            let input = json!({"document": {"key": format!("documents/{id}/source"), "name": "x"}});
+            let new = NewExecution {
+                name: name.into(),
+                definition: "{}".into(),
+                input: input.to_string(),
+                label: "x".into(),
+                options: "{}".into(),
+                started_at: "2026-12-07T00:00:00Z".into(),
+            };
+            journal.start_execution(&new).await.unwrap();
+        }
+        let found: Vec<String> = executions_of_document(&journal, &mine).unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(found, ["abababababab-1"], "not the other document's, and only under its own prefix");
+    }
+
+    #[test]
+    fn upload_options_are_refused_unless_allowed_and_when_lambda_functions_analyse() {
+        let mut config = beacon_pipeline::Config::default();
+        let refused = |config: &beacon_pipeline::Config, max_tokens| {
+            unit_options(config, None, max_tokens, None).err().map(|e| e.message).unwrap_or_default()
+        };
+        assert!(refused(&config, Some(100)).contains("does not let an upload choose max_tokens"));
+        assert_eq!(unit_options(&config, None, None, None).unwrap(), UnitOptions::default(), "none asked, none needed");
+        config.serve.upload_options = vec!["max_tokens".into()];
+        assert_eq!(unit_options(&config, None, Some(100), None).unwrap().max_tokens, Some(100));
+        assert!(refused(&config, Some(config.llm.max_tokens + 1)).contains("allows 1 to"), "bounded by llm.max_tokens");
+        config.lambda.functions.insert("llm-processor".into(), "beacon-llm".into());
+        assert!(refused(&config, Some(100)).contains("Lambda function"));
+    }
 }

@@ -21,6 +21,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created_at TEXT NOT NULL,
     PRIMARY KEY (token, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_by_time ON idempotency (created_at);
+CREATE INDEX IF NOT EXISTS idempotency_by_execution ON idempotency (execution);
 CREATE TABLE IF NOT EXISTS callbacks (
     execution  TEXT PRIMARY KEY,
     url        TEXT NOT NULL

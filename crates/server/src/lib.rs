@@ -16,6 +16,7 @@ pub mod alarms;
 pub mod api;
 pub mod auth;
 pub mod db;
+pub mod documents;
 pub mod engine;
 pub mod error;
 pub mod extract;
@@ -64,9 +65,8 @@ pub struct AppState {
     pub metrics_public: bool,
     /// Origins allowed to call from a browser (`serve.cors_origins`).
     pub cors_origins: Vec<String>,
-    /// Held for reading while an upload, resume or redrive starts work on a document, and for
-    /// writing while a document is deleted: a delete never races an execution into being.
-    pub document_changes: tokio::sync::RwLock<()>,
+    /// Documents being started on or deleted: a delete never races an execution into being.
+    pub documents: documents::DocumentGate,
     /// False once shutdown began (`/ready` says 503 then).
     pub ready: AtomicBool,
 }
@@ -93,7 +93,7 @@ pub enum ServeError {
     NoTokens(String),
     #[error("cannot open the server's state {path}: {reason}")]
     State { path: String, reason: String },
-    #[error("cannot use --tls-cert {cert} with --tls-key {key}: {reason}")]
+    #[error("cannot serve TLS with the certificate {cert} and the key {key}: {reason}")]
     Tls { cert: String, key: String, reason: String },
 }
 
@@ -210,7 +210,7 @@ pub fn state(parts: Parts, bind: &str) -> Result<Arc<AppState>, ServeError> {
         max_upload_bytes: config.serve.max_upload_bytes.unwrap_or(config.limits.max_file_bytes),
         uploads: Arc::new(tokio::sync::Semaphore::new(config.serve.max_concurrent_uploads.max(1))),
         upload_wait: std::time::Duration::from_millis(config.serve.upload_wait_ms),
-        document_changes: tokio::sync::RwLock::new(()),
+        documents: documents::DocumentGate::default(),
         metrics_public: config.serve.metrics_public,
         cors_origins: config.serve.cors_origins.clone(),
         ready: AtomicBool::new(true),
