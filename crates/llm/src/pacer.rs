@@ -28,6 +28,11 @@
 //!   without being throttled (no news is good news: a throttle comes back within a round trip),
 //!   the gate opens again at the lowered rate. A long block means the quota is counted in
 //!   windows, which do take bursts: slow start begins again.
+//! - **A cap on attempts in flight**, learned: a throttle of an attempt sent beside more
+//!   attempts than nearly every recent success had (twice, at about the same count, outside slow
+//!   start) is a cap's, not a rate's. The gate then holds attempts while that many are out,
+//!   lowers no rate for it, and tries one more after a minute of holding without a throttle
+//!   (waiting twice as long each time the provider refuses it).
 //!
 //! The retry layer above sends a throttled call straight back here; the waiting happens in the
 //! gate, where it is paced with everything else instead of coming back as a wave.
@@ -144,6 +149,22 @@ const QUIET_ROUND_TRIPS: f64 = 4.0;
 const MIN_QUIET: Duration = Duration::from_millis(10);
 const MAX_QUIET: Duration = Duration::from_secs(1);
 
+/// A learned cap on attempts in flight grows by one after holding attempts back this long without
+/// a throttle (seconds); each grown cap the provider refuses doubles it.
+const CAP_PROBE_AFTER: f64 = 60.0;
+
+/// How many successful attempts' in-flight counts are remembered, and how many it takes before
+/// a throttle is judged by them.
+const SUCCEEDED_BESIDE: usize = 64;
+const CAP_EVIDENCE: usize = 8;
+
+/// The smallest cap learned: a bucket that holds one request at a time refuses a second one
+/// sent beside the first just as a cap of one would, and is far more common.
+const MIN_CAP: u32 = 2;
+
+/// A throttle beside more attempts than all but one in this many successes had is a cap's.
+const CAP_RARE: usize = 10;
+
 /// The shortest wait of the gate, and the shortest probe interval (a `Retry-After` of nothing).
 const MIN_WAIT: Duration = Duration::from_micros(1);
 const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(5);
@@ -200,6 +221,19 @@ struct State {
     /// Attempts out now, by when they were sent (microseconds since the origin): one out longer
     /// than a probe's quiet time without a throttle was admitted.
     out: std::collections::BTreeMap<u64, u32>,
+    /// A cap on attempts in flight, learned from throttles that only more attempts in flight
+    /// than ever succeeded explain (see [`Pacer::finish`]); `None` until one came.
+    cap: Option<u32>,
+    /// When the cap last grew (or was learned), and how long it must hold attempts back
+    /// without a throttle before it grows by one (doubling each time a grown cap is refused).
+    cap_grown_at: f64,
+    cap_probe_after: f64,
+    /// Whether the cap held an attempt back since it last grew.
+    cap_limited: bool,
+    /// A throttle that looked like a cap's, not yet confirmed: (attempts beside it, when).
+    cap_candidate: Option<(u32, f64)>,
+    /// How many were in flight when recent successful attempts were sent, newest last.
+    succeeded_beside: VecDeque<u32>,
 }
 
 /// One admitted attempt, to [`Pacer::finish`].
@@ -213,6 +247,8 @@ pub struct Ticket {
     probe: bool,
     /// Whether slow start was on when the attempt was admitted.
     slow_start: bool,
+    /// Attempts in flight when it was sent (itself not counted).
+    beside: u32,
 }
 
 impl Ticket {
@@ -304,6 +340,12 @@ impl Pacer {
             learned: None,
             first_admitted: None,
             out: std::collections::BTreeMap::new(),
+            cap: None,
+            cap_grown_at: 0.0,
+            cap_probe_after: CAP_PROBE_AFTER,
+            cap_limited: false,
+            cap_candidate: None,
+            succeeded_beside: VecDeque::new(),
         };
         let origin = clock.now();
         Pacer {
@@ -398,6 +440,10 @@ impl Pacer {
                         Some(self.instant(at).max(self.clock.now() + MIN_WAIT))
                     }
                     Gate::Notified => None,
+                    Gate::Capped => {
+                        state.cap_limited = true;
+                        None
+                    }
                 }
             };
             let changed = self.changed.notified();
@@ -425,11 +471,17 @@ impl Pacer {
             },
             None => None,
         };
-        drop(turn);
-        // Timed from when it went: the limiter may have held it.
+        // Timed from when it went: the limiter may have held it. Counted out before the next
+        // attempt's turn, so that a cap on attempts in flight holds.
         let sent_at = self.now().max(sent_at);
-        *self.lock().out.entry(micros(Duration::from_secs_f64(sent_at))).or_insert(0) += 1;
-        Ok(Ticket { permit, reserved, input_estimate, sent_at, probe, slow_start })
+        let beside = {
+            let mut state = self.lock();
+            let beside = in_flight(&state);
+            *state.out.entry(micros(Duration::from_secs_f64(sent_at))).or_insert(0) += 1;
+            beside
+        };
+        drop(turn);
+        Ok(Ticket { permit, reserved, input_estimate, sent_at, probe, slow_start, beside })
     }
 
     /// The probe has been out for `quiet` without a throttle: the provider took it.
@@ -468,17 +520,18 @@ impl Pacer {
                 state.input_scale = scale.clamp(0.5, 3.0);
             }
             state.first_admitted.get_or_insert(ticket.sent_at);
-            let key = micros(Duration::from_secs_f64(ticket.sent_at));
-            if let Some(count) = state.out.get_mut(&key) {
-                *count -= 1;
-                if *count == 0 {
-                    state.out.remove(&key);
-                }
-            }
+            release_out(&mut state, ticket.sent_at);
             if ticket.probe {
                 state.probe_out = false;
             }
             match result {
+                Err(LlmError::Throttled { .. }) if self.capped(&mut state, now, &ticket) => {
+                    // Too many in flight, not too fast: nothing to learn about the rate, and the
+                    // attempt goes back to wait for one of them to end.
+                    if !ticket.probe {
+                        refund(&mut state, now, ticket.reserved);
+                    }
+                }
                 Err(LlmError::Throttled { retry_after, .. }) => {
                     self.throttled(&mut state, now, &ticket, *retry_after);
                     if !ticket.probe {
@@ -493,6 +546,12 @@ impl Pacer {
                 _ => {
                     if !ticket.probe {
                         refund(&mut state, now, ticket.reserved.saturating_sub(used));
+                    }
+                    if result.is_ok() {
+                        if state.succeeded_beside.len() == SUCCEEDED_BESIDE {
+                            state.succeeded_beside.pop_front();
+                        }
+                        state.succeeded_beside.push_back(ticket.beside);
                     }
                     state.admitted.push_back((ticket.sent_at, used.max(1)));
                     if ticket.probe {
@@ -515,6 +574,15 @@ impl Pacer {
 
     /// Slow start's growth and additive increase, up to `now`.
     fn grow(&self, state: &mut State, now: f64) {
+        if let Some(cap) = state.cap
+            && state.cap_limited
+            && now - state.cap_grown_at >= state.cap_probe_after
+        {
+            // Held attempts back for a while without a throttle: perhaps the provider allows more.
+            state.cap = Some(cap.saturating_add(1));
+            state.cap_grown_at = now;
+            state.cap_limited = false;
+        }
         let doubling = self.growth_period(state);
         if state.slow_start {
             let steps = ((now - state.grown_at) / doubling).floor();
@@ -540,6 +608,10 @@ impl Pacer {
 
     /// Whether an attempt reserving `reserved` tokens may go at `now`.
     fn wait(&self, state: &State, now: f64, reserved: u64) -> Gate {
+        if state.cap.is_some_and(|cap| in_flight(state) >= cap) {
+            // One of them ending wakes the gate (finish notifies).
+            return Gate::Capped;
+        }
         if state.blocked {
             if state.probe_out {
                 return Gate::Notified;
@@ -580,6 +652,65 @@ impl Pacer {
             Gate::Until(ready.min(state.grown_at + self.growth_period(state)))
         } else {
             Gate::Until(ready)
+        }
+    }
+
+    /// Whether a throttle of `ticket` says the provider caps attempts in flight: more were out
+    /// when it was sent than beside nearly every recent success. Then the cap is learned (or, for a
+    /// grown cap the provider refused, taken back with a longer wait before the next growth),
+    /// and it says nothing about the rate. A rate limit throttles with as many in flight as it
+    /// admits at other times, so it does not look like this.
+    fn capped(&self, state: &mut State, now: f64, ticket: &Ticket) -> bool {
+        // Judged only once enough attempts succeeded to say how many in flight the provider takes.
+        if ticket.probe || ticket.beside == 0 || state.succeeded_beside.len() < CAP_EVIDENCE {
+            return false;
+        }
+        // A rate limit throttles attempts sent beside as many others as it admits at other
+        // times; a cap on attempts in flight only those beside more than nearly all successes.
+        // (Not more than all: an attempt sent beside N may arrive after one of them ended.)
+        let as_crowded = state.succeeded_beside.iter().filter(|beside| **beside >= ticket.beside).count();
+        if as_crowded * CAP_RARE > state.succeeded_beside.len() {
+            return false;
+        }
+        match state.cap {
+            Some(cap) => {
+                if ticket.beside + 1 == cap {
+                    // The cap grew by one and the provider refused the extra attempt: wait
+                    // longer before the next try.
+                    state.cap_probe_after = (state.cap_probe_after * 2.0).min(3600.0);
+                }
+                if ticket.beside < cap {
+                    state.cap = Some(ticket.beside);
+                    state.cap_grown_at = now;
+                    state.cap_limited = false;
+                }
+                true
+            }
+            // A cap is learned from a second such throttle at about the same count (at least
+            // MIN_CAP), outside slow start (whose bursts explore a window and look alike once):
+            // one alone may be a window or a bucket met at a crowded moment, and is taken as a
+            // rate's.
+            None => match state.cap_candidate {
+                Some((beside, at))
+                    if !ticket.slow_start
+                        && beside.min(ticket.beside) >= MIN_CAP
+                        && beside.abs_diff(ticket.beside) <= 1
+                        && now - at < 60.0 =>
+                {
+                    let cap = beside.min(ticket.beside);
+                    tracing::debug!(cap, "a cap on attempts in flight learned");
+                    state.cap = Some(cap);
+                    state.cap_grown_at = now;
+                    state.cap_limited = false;
+                    true
+                }
+                _ => {
+                    if !ticket.slow_start {
+                        state.cap_candidate = Some((ticket.beside, now));
+                    }
+                    false
+                }
+            },
         }
     }
 
@@ -763,18 +894,22 @@ impl Pacer {
 }
 
 enum Gate {
-    Go { probe: bool },
+    Go {
+        probe: bool,
+    },
     Until(f64),
     Notified,
+    /// As many attempts in flight as the learned cap allows.
+    Capped,
 }
 
-/// The request rate the gate paces at: the told one scaled, or the learned one when nothing is
-/// told; `None` when only tokens are told.
 /// How far ahead of now the requests' GCRA may run: the burst, and at least one request.
 fn request_tolerance(state: &State, rate: f64) -> f64 {
     state.burst.max(1.0 / rate)
 }
 
+/// The request rate the gate paces at: the told one scaled, or the learned one when nothing is
+/// told; `None` when only tokens are told.
 fn request_rate(state: &State) -> Option<f64> {
     match (state.ceiling_requests, state.ceiling_tokens) {
         (Some(ceiling), _) => Some((ceiling * state.factor).max(MIN_RATE)),
@@ -796,6 +931,22 @@ fn charge(state: &mut State, now: f64, reserved: u64) {
         #[allow(clippy::cast_precision_loss)]
         let cost = reserved as f64 / (ceiling * state.factor);
         state.tat_tokens = state.tat_tokens.max(now) + cost;
+    }
+}
+
+/// Attempts out now.
+fn in_flight(state: &State) -> u32 {
+    state.out.values().sum()
+}
+
+/// The attempt sent at `sent_at` is no longer out.
+fn release_out(state: &mut State, sent_at: f64) {
+    let key = micros(Duration::from_secs_f64(sent_at));
+    if let Some(count) = state.out.get_mut(&key) {
+        *count -= 1;
+        if *count == 0 {
+            state.out.remove(&key);
+        }
     }
 }
 
@@ -840,18 +991,25 @@ impl<C> std::fmt::Debug for Paced<C> {
     }
 }
 
-/// Gives the probe role back if a call is dropped before it finished (a hedge that lost).
+/// Gives the probe role and the place in flight back if a call is dropped before it finished
+/// (a hedge that lost).
 struct Outstanding<'a> {
     pacer: &'a Pacer,
     probe: bool,
+    sent_at: f64,
     /// Still to be given back (not finished).
     armed: bool,
 }
 
 impl Drop for Outstanding<'_> {
     fn drop(&mut self) {
-        if self.armed && self.probe {
-            self.pacer.lock().probe_out = false;
+        if self.armed {
+            let mut state = self.pacer.lock();
+            release_out(&mut state, self.sent_at);
+            if self.probe {
+                state.probe_out = false;
+            }
+            drop(state);
             self.pacer.changed.notify_one();
         }
     }
@@ -866,7 +1024,8 @@ impl<C: LlmClient> LlmClient for Paced<C> {
     async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError> {
         let ticket = self.pacer.admit(estimate_input_tokens(request), u64::from(request.max_tokens)).await?;
         crate::retry::departed();
-        let mut outstanding = Outstanding { pacer: &self.pacer, probe: ticket.is_probe(), armed: true };
+        let mut outstanding =
+            Outstanding { pacer: &self.pacer, probe: ticket.is_probe(), sent_at: ticket.sent_at, armed: true };
         let call = self.inner.complete(request);
         let result = if ticket.is_probe() {
             tokio::pin!(call);
@@ -884,5 +1043,53 @@ impl<C: LlmClient> LlmClient for Paced<C> {
         outstanding.armed = false;
         self.pacer.finish(ticket, &result).await;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::ManualClock;
+
+    fn ticket(beside: u32, slow_start: bool) -> Ticket {
+        Ticket { permit: None, reserved: 10, input_estimate: 5, sent_at: 0.0, probe: false, slow_start, beside }
+    }
+
+    #[test]
+    fn a_cap_on_attempts_in_flight_is_learned_from_repeated_crowded_throttles_only() {
+        let quota = Quota { rpm: Some(600), tpm: None, tpd: None };
+        let pacer = Pacer::with_clock(quota, None, PacerConfig::default(), Arc::new(ManualClock::new()));
+        let mut state = pacer.lock();
+        assert!(!pacer.capped(&mut state, 1.0, &ticket(3, false)), "no successes to compare with yet");
+        state.succeeded_beside.extend([0, 1, 1, 0, 1, 0, 1, 1, 0, 1]);
+        assert!(!pacer.capped(&mut state, 1.0, &ticket(1, false)), "as crowded as successes often are: a rate's");
+        assert!(!pacer.capped(&mut state, 1.2, &ticket(2, true)), "in slow start: a window's burst");
+        assert!(!pacer.capped(&mut state, 1.5, &ticket(2, false)), "once: only a candidate");
+        assert_eq!(state.cap, None);
+        assert!(pacer.capped(&mut state, 2.0, &ticket(2, false)), "twice at that count: a cap");
+        assert_eq!(state.cap, Some(2));
+        // The gate holds a third attempt while two are out.
+        state.out.insert(1, 2);
+        assert!(matches!(pacer.wait(&state, 2.0, 10), Gate::Capped));
+        state.out.clear();
+        assert!(matches!(pacer.wait(&state, 2.0, 10), Gate::Go { .. }));
+        // A grown cap the provider refuses is taken back, and the next growth waits longer.
+        state.cap = Some(3);
+        state.cap_grown_at = 2.5;
+        assert!(pacer.capped(&mut state, 3.0, &ticket(2, false)));
+        assert_eq!(state.cap, Some(2));
+        assert!((state.cap_probe_after - 2.0 * CAP_PROBE_AFTER).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_bucket_that_takes_one_at_a_time_is_not_mistaken_for_a_cap_of_one() {
+        let quota = Quota { rpm: None, tpm: Some(120_000), tpd: None };
+        let pacer = Pacer::with_clock(quota, None, PacerConfig::default(), Arc::new(ManualClock::new()));
+        let mut state = pacer.lock();
+        state.succeeded_beside.extend([0; 12]);
+        for at in [1.0, 2.0, 3.0] {
+            assert!(!pacer.capped(&mut state, at, &ticket(1, false)));
+        }
+        assert_eq!(state.cap, None);
     }
 }
