@@ -22,7 +22,9 @@
 //!   rate) by [`PacerConfig::decrease`], at most once per round of requests, never below a share
 //!   of what the provider admitted over the last minute — so a burst of throttles from one spent
 //!   window does not collapse the rate to nothing. **Additive increase** brings it back towards
-//!   the told quota by [`PacerConfig::recovery`] per second without throttles.
+//!   the told quota by [`PacerConfig::recovery`] per second without throttles, slowing near the
+//!   rate that was throttled and probing past it slowly at first (CUBIC's plateau, RFC 9438), so
+//!   that hidden traffic or a smoothing bucket is met rarely rather than every few seconds.
 //! - **One probe while throttled**: after a throttle nothing is sent but one probe, at the
 //!   provider's `Retry-After` or on a jittered backoff; once the probe has been out for a while
 //!   without being throttled (no news is good news: a throttle comes back within a round trip),
@@ -165,6 +167,16 @@ const MIN_CAP: u32 = 2;
 /// A throttle beside more attempts than all but one in this many successes had is a cap's.
 const CAP_RARE: usize = 10;
 
+/// Recovery is at full speed this share of the throttled rate away from it, and never slower
+/// than this share of full speed.
+const PLATEAU_WIDTH: f64 = 0.2;
+const PLATEAU_SLOWEST: f64 = 0.05;
+
+/// Recovery is applied in steps of at most this many seconds, at most this many at a time (a
+/// gate idle for longer recovers no further than that: ten minutes).
+const RECOVERY_STEP: f64 = 0.5;
+const RECOVERY_STEPS: usize = 1200;
+
 /// The shortest wait of the gate, and the shortest probe interval (a `Retry-After` of nothing).
 const MIN_WAIT: Duration = Duration::from_micros(1);
 const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(5);
@@ -205,6 +217,10 @@ struct State {
     hold_until: f64,
     /// When the last throttle came or recovery was last applied.
     recovered_at: f64,
+    /// The factor and learned rate a decrease last started from (0: none yet): recovery slows
+    /// near them (see [`plateau`]).
+    throttled_factor: f64,
+    throttled_rate: f64,
     /// Attempts the provider admitted in the last minute: (admitted at, tokens counted).
     admitted: VecDeque<(f64, u64)>,
     /// Smoothed time from sending to a throttle, seconds.
@@ -334,6 +350,8 @@ impl Pacer {
             probes: 0,
             hold_until: 0.0,
             recovered_at: 0.0,
+            throttled_factor: 0.0,
+            throttled_rate: 0.0,
             admitted: VecDeque::new(),
             throttle_rtt: 0.0,
             input_scale: 1.0,
@@ -599,9 +617,19 @@ impl Pacer {
                 }
             }
         } else if !state.blocked && now > state.recovered_at {
-            let gained = self.config.recovery * (now - state.recovered_at);
-            state.factor = (state.factor + gained).min(1.0);
-            state.free_rate *= 1.0 + gained * UNTOLD_RECOVERY;
+            // In steps of at most RECOVERY_STEP, so that the plateau's speed follows the value
+            // however rarely this runs (an idle gate grows only when asked).
+            let mut left = now - state.recovered_at;
+            for _ in 0..RECOVERY_STEPS {
+                if left <= 0.0 || state.factor >= 1.0 && state.ceiling_requests.or(state.ceiling_tokens).is_some() {
+                    break;
+                }
+                let step = left.min(RECOVERY_STEP);
+                let gained = self.config.recovery * step;
+                state.factor = (state.factor + gained * plateau(state.factor, state.throttled_factor)).min(1.0);
+                state.free_rate *= 1.0 + gained * UNTOLD_RECOVERY * plateau(state.free_rate, state.throttled_rate);
+                left -= step;
+            }
             state.recovered_at = now;
         }
     }
@@ -735,6 +763,9 @@ impl Pacer {
             } else if now >= state.hold_until {
                 state.slow_start = false;
                 state.burst = self.config.burst_secs;
+                // Where it was throttled: recovery slows down as it comes back there.
+                state.throttled_factor = state.factor;
+                state.throttled_rate = state.free_rate;
                 let floor = self.floor(state, now);
                 state.factor = (state.factor * self.config.decrease).max(floor.0).min(state.factor).max(MIN_FACTOR);
                 state.free_rate =
@@ -934,6 +965,17 @@ fn charge(state: &mut State, now: f64, reserved: u64) {
     }
 }
 
+/// How fast recovery goes at `value` after a throttle at `throttled`, as a share of its full
+/// speed: full far from it, slowest close to it on either side (CUBIC's plateau, RFC 9438): the
+/// rate comes back quickly to where it was throttled, lingers there, and probes beyond slowly
+/// at first. Full speed before any throttle.
+fn plateau(value: f64, throttled: f64) -> f64 {
+    if throttled <= 0.0 {
+        return 1.0;
+    }
+    ((value - throttled).abs() / (PLATEAU_WIDTH * throttled)).clamp(PLATEAU_SLOWEST, 1.0)
+}
+
 /// Attempts out now.
 fn in_flight(state: &State) -> u32 {
     state.out.values().sum()
@@ -1079,6 +1121,34 @@ mod tests {
         assert!(pacer.capped(&mut state, 3.0, &ticket(2, false)));
         assert_eq!(state.cap, Some(2));
         assert!((state.cap_probe_after - 2.0 * CAP_PROBE_AFTER).abs() < 1e-9);
+    }
+
+    #[test]
+    fn recovery_slows_near_where_it_was_throttled_on_both_sides() {
+        assert!((plateau(0.5, 0.0) - 1.0).abs() < 1e-12, "full speed before any throttle");
+        assert!((plateau(0.4, 0.6) - 1.0).abs() < 1e-12, "a third below: full speed back");
+        assert!((plateau(0.6, 0.6) - PLATEAU_SLOWEST).abs() < 1e-12, "at it: slowest");
+        let (below, above) = (plateau(0.57, 0.6), plateau(0.63, 0.6));
+        assert!((below - above).abs() < 1e-9 && below < 0.5, "{below} {above}: slow on either side");
+        assert!(plateau(0.9, 0.6) > plateau(0.7, 0.6), "probing beyond speeds up with distance");
+    }
+
+    #[tokio::test]
+    async fn after_a_decrease_the_factor_comes_back_fast_then_lingers_below_the_throttled_one() {
+        let quota = Quota { rpm: Some(600), tpm: None, tpd: None };
+        let clock = Arc::new(ManualClock::new());
+        let pacer = Pacer::with_clock(quota, None, PacerConfig::default(), clock.clone());
+        let mut state = pacer.lock();
+        state.slow_start = false;
+        state.factor = 0.40;
+        state.throttled_factor = 0.6;
+        state.recovered_at = 0.0;
+        pacer.grow(&mut state, 5.0);
+        assert!((state.factor - 0.45).abs() < 1e-9, "five seconds at full speed (1 %/s): {}", state.factor);
+        // Twenty more seconds: at full speed that would be 0.65; near 0.6 it slows, however
+        // the time comes (one call or many).
+        pacer.grow(&mut state, 25.0);
+        assert!(state.factor < 0.6 && state.factor > 0.55, "{}", state.factor);
     }
 
     #[test]
