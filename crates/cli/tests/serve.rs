@@ -1127,3 +1127,191 @@ async fn kill_9_with_webhooks_pending_delivers_them_after_the_restart() {
     );
     assert!(hooks.attempts.lock().unwrap()[&refused] >= 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The web console, in a real headless Chromium (Debian's chromium and chromedriver, which the
+// test command installs).
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver on a free port, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Driver {
+    /// None (with a message) when Chromium is not installed and the test command did not ask
+    /// for it.
+    fn start() -> Option<Driver> {
+        if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
+            assert!(
+                std::env::var_os("BEACON_REQUIRE_CHROMIUM").is_none(),
+                "{CHROMIUM} and {CHROMEDRIVER} are needed (Debian's chromium and chromium-driver; ./scripts/test installs them)"
+            );
+            eprintln!("skipping: no {CHROMIUM} / {CHROMEDRIVER} (./scripts/test installs them)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chromedriver");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        // It says it started (or why not) before it listens.
+        while !line.contains("started successfully") {
+            line.clear();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "chromedriver stopped: {line}");
+        }
+        Some(Driver { child, url: format!("http://127.0.0.1:{port}"), _stdout: stdout })
+    }
+
+    async fn browser(&self, profile: &std::path::Path) -> fantoccini::Client {
+        let mut capabilities = serde_json::Map::new();
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+            "--lang=en-US",
+        ]
+        .iter()
+        .map(|a| Value::from(*a))
+        .chain([Value::from(format!("--user-data-dir={}", profile.display()))])
+        .collect::<Vec<_>>();
+        capabilities.insert("goog:chromeOptions".into(), serde_json::json!({"binary": CHROMIUM, "args": args}));
+        capabilities.insert("goog:loggingPrefs".into(), serde_json::json!({"browser": "ALL"}));
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session")
+    }
+
+    /// The browser console's messages so far (chromedriver's log endpoint).
+    async fn console_messages(&self, browser: &fantoccini::Client) -> Vec<Value> {
+        let session = browser.session_id().await.unwrap().unwrap();
+        let url = format!("{}/session/{session}/se/log", self.url);
+        let answer: Value = client()
+            .post(url)
+            .json(&serde_json::json!({"type": "browser"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the console's screenshots go (looked at in review).
+fn screenshot_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shoot(browser: &fantoccini::Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+#[tokio::test]
+async fn the_console_signs_in_uploads_follows_an_execution_and_speaks_japanese() {
+    use fantoccini::Locator::Css;
+    let Some(driver) = Driver::start() else { return };
+    let s = Scratch::new();
+    let admin = token(&s, "admin", "ops");
+    let viewer = token(&s, "viewer", "dashboard");
+    let server = Server::start(&s, &[]);
+    let browser = driver.browser(&s.path("chromium-profile")).await;
+    fn wait(b: &fantoccini::Client) -> fantoccini::wait::Wait<'_> {
+        b.wait().at_most(std::time::Duration::from_secs(60))
+    }
+
+    // Sign in with a bad token, then the admin's.
+    browser.goto(&server.url("/#/signin")).await.unwrap();
+    shoot(&browser, "01-signin").await;
+    wait(&browser).for_element(Css("#token")).await.unwrap().send_keys("bkn_wrong").await.unwrap();
+    browser.find(Css("#signin")).await.unwrap().click().await.unwrap();
+    let alert = wait(&browser).for_element(Css("p.error")).await.unwrap();
+    assert!(alert.text().await.unwrap().contains("not accepted"));
+    let input = browser.find(Css("#token")).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(&admin).await.unwrap();
+    browser.find(Css("#signin")).await.unwrap().click().await.unwrap();
+
+    // Upload a Japanese document through the file input; it runs to SUCCEEDED in the list.
+    let document = s.path("出荷記録.txt");
+    let text: String = (0..3)
+        .map(|i| format!("第{i}ページ\n\n出荷{i}は2026年5月{}日に倉庫を出た。\n", i + 1))
+        .collect::<Vec<_>>()
+        .join("\x0c");
+    std::fs::write(&document, text).unwrap();
+    let files = wait(&browser).for_element(Css("#files")).await.unwrap();
+    files.send_keys(document.to_str().unwrap()).await.unwrap();
+    let done = wait(&browser).for_element(Css("#executions tr .status.SUCCEEDED")).await.unwrap();
+    assert_eq!(done.text().await.unwrap(), "SUCCEEDED");
+    let link = browser.find(Css("#executions tr a")).await.unwrap();
+    assert_eq!(link.text().await.unwrap(), "出荷記録.txt", "the name as given");
+    shoot(&browser, "02-executions").await;
+
+    // The execution: its units, each succeeded, and the report.
+    link.click().await.unwrap();
+    wait(&browser).for_element(Css("#execution .status.SUCCEEDED")).await.unwrap();
+    wait(&browser).for_element(Css("#units tr[data-unit='2']")).await.unwrap();
+    let statuses = browser.find_all(Css("#units tr .status")).await.unwrap();
+    assert_eq!(statuses.len(), 3);
+    for status in statuses {
+        assert_eq!(status.text().await.unwrap(), "succeeded");
+    }
+    for cell in browser.find_all(Css("#units tr td:nth-child(6)")).await.unwrap() {
+        let tokens = cell.text().await.unwrap();
+        assert!(tokens.split(" / ").all(|n| n.parse::<u64>().is_ok()), "tokens shown: {tokens}");
+    }
+    let started = browser.find(Css("#execution .kv span:nth-child(8)")).await.unwrap().text().await.unwrap();
+    assert!(started.contains("2026") || started.contains(':'), "the start time is shown: {started:?}");
+    wait(&browser).for_element(Css("#report")).await.unwrap();
+    shoot(&browser, "03-execution").await;
+
+    // The Japanese interface.
+    browser.find(Css("#lang option[value='ja']")).await.unwrap().click().await.unwrap();
+    let heading = wait(&browser).for_element(Css("section.card h2")).await.unwrap();
+    assert_eq!(heading.text().await.unwrap(), "ユニット");
+    shoot(&browser, "04-execution-ja").await;
+
+    // A viewer sees no upload and no actions.
+    browser.find(Css("#signout")).await.unwrap().click().await.unwrap();
+    let input = wait(&browser).for_element(Css("#token")).await.unwrap();
+    input.send_keys(&viewer).await.unwrap();
+    browser.find(Css("#signin")).await.unwrap().click().await.unwrap();
+    wait(&browser).for_element(Css("#executions tr .status.SUCCEEDED")).await.unwrap();
+    assert!(browser.find(Css("#files")).await.is_err(), "a viewer may not upload");
+    shoot(&browser, "05-viewer").await;
+
+    let messages = driver.console_messages(&browser).await;
+    let errors: Vec<&Value> = messages.iter().filter(|m| m["level"] == "SEVERE").collect();
+    // The bad token's 401 is the page's own doing, logged by the browser as a failed resource.
+    let unexpected: Vec<&&Value> =
+        errors.iter().filter(|m| !m["message"].as_str().unwrap_or_default().contains("401")).collect();
+    assert!(unexpected.is_empty(), "console errors: {unexpected:?}");
+    browser.close().await.unwrap();
+}

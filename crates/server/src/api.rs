@@ -1019,6 +1019,26 @@ pub struct AlarmList {
     pub alarms: Vec<crate::alarms::AlarmView>,
 }
 
+/// Who the caller is: the token's name and role (what the console shows and offers).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub name: String,
+    /// `viewer`, `submitter` or `admin`.
+    pub role: String,
+}
+
+/// The caller's token: its name and role.
+#[utoipa::path(
+    get,
+    path = "/v1/session",
+    tag = "system",
+    responses((status = 200, description = "The token's name and role", body = SessionView)),
+    security(("bearer" = []))
+)]
+pub async fn get_session(Extension(principal): Extension<Principal>) -> Json<SessionView> {
+    Json(SessionView { name: principal.name.clone(), role: principal.role.to_string() })
+}
+
 /// Every alarm: its state, rule and recent transitions.
 #[utoipa::path(
     get,

@@ -15,6 +15,7 @@
 pub mod alarms;
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod db;
 pub mod documents;
 pub mod engine;
@@ -115,6 +116,7 @@ pub enum ServeError {
         api::resume_execution,
         api::redrive_execution,
         api::list_alarms,
+        api::get_session,
         health,
         ready,
         metrics_text,
@@ -235,6 +237,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/executions/{name}/resume", post(api::resume_execution))
         .route("/executions/{name}/redrive", post(api::redrive_execution))
         .route("/alarms", get(api::list_alarms))
+        .route("/session", get(api::get_session))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     let cors = state.cors_origins.clone();
@@ -244,6 +247,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
+        .route("/", get(console::index))
+        .route("/console/{file}", get(console::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(move |request: Request, next: axum::middleware::Next| {

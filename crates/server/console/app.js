@@ -1,0 +1,289 @@
+// BEACON's console: a token-signed client of the /v1 API. Every element is built with the DOM
+// API (never from HTML strings), so names and causes from documents are shown, not run.
+import { initialLanguage, translate } from "/console/i18n.js";
+
+const state = { lang: initialLanguage(), token: sessionStorage.getItem("beacon.token"), role: null, timer: null };
+const t = (key, values) => translate(state.lang, key, values);
+const main = document.getElementById("main");
+
+// --- The API --------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (state.token) headers.set("Authorization", `Bearer ${state.token}`);
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers });
+  } catch {
+    throw new ApiError(0, t("error.network"));
+  }
+  const type = response.headers.get("content-type") || "";
+  const body = type.includes("json") ? await response.json() : await response.text();
+  if (!response.ok) {
+    const message = (body && body.error && body.error.message) || `HTTP ${response.status}`;
+    throw new ApiError(response.status, message);
+  }
+  return body;
+}
+
+// --- Small DOM helpers ----------------------------------------------------------------------
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+function toast(text) {
+  const box = document.getElementById("toast");
+  box.textContent = text;
+  setTimeout(() => { if (box.textContent === text) box.textContent = ""; }, 6000);
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString(state.lang === "ja" ? "ja-JP" : "en-GB") : "";
+}
+
+function duration(startIso, endIso) {
+  if (!startIso) return "";
+  const seconds = Math.max(0, ((endIso ? new Date(endIso) : new Date()) - new Date(startIso)) / 1000);
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes} min ${Math.round(seconds % 60)} s`;
+}
+
+function status(text) {
+  return el("span", { class: `status ${text}`, text });
+}
+
+function translateStatic() {
+  document.documentElement.lang = state.lang;
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  document.getElementById("lang").value = state.lang;
+}
+
+function stopPolling() {
+  if (state.timer) clearTimeout(state.timer);
+  state.timer = null;
+}
+
+// Calls `refresh` now and every `ms` while the page stays the same.
+function poll(refresh, ms) {
+  stopPolling();
+  const page = location.hash;
+  const tick = async () => {
+    if (location.hash !== page) return;
+    try { await refresh(); } catch (error) { if (error.status === 401) return signOut(); }
+    if (location.hash === page) state.timer = setTimeout(tick, ms);
+  };
+  tick();
+}
+
+// --- Sign-in --------------------------------------------------------------------------------
+
+async function signIn(token) {
+  state.token = token || null;
+  const session = await api("/v1/session");
+  state.role = session.role;
+  if (token) sessionStorage.setItem("beacon.token", token);
+  document.getElementById("who").textContent = `${session.name} (${session.role})`;
+  document.getElementById("signout").hidden = !token;
+}
+
+function signOut() {
+  sessionStorage.removeItem("beacon.token");
+  state.token = null;
+  state.role = null;
+  document.getElementById("who").textContent = "";
+  location.hash = "#/signin";
+}
+
+async function renderSignIn() {
+  const input = el("input", { type: "password", id: "token", autocomplete: "off", "aria-label": t("signin.token") });
+  const message = el("p", { class: "error", role: "alert" });
+  const form = el("form", { class: "card", onsubmit: async (event) => {
+    event.preventDefault();
+    try {
+      await signIn(input.value.trim());
+      location.hash = "#/";
+    } catch (error) {
+      message.textContent = error.status === 401 ? t("signin.bad") : error.message;
+    }
+  } },
+  el("h1", { text: t("signin.title") }),
+  el("label", { for: "token", text: t("signin.token") }), " ", input, " ",
+  el("button", { type: "submit", id: "signin", text: t("signin.submit") }),
+  el("p", { class: "muted", text: t("signin.help") }), message);
+  main.replaceChildren(form);
+  // A loopback server without tokens lets the browser in as it is.
+  try {
+    state.token = null;
+    await api("/v1/session");
+    form.append(el("p", { text: t("signin.open") }),
+      el("button", { type: "button", class: "secondary", id: "open", onclick: async () => {
+        await signIn(null);
+        location.hash = "#/";
+      }, text: t("signin.continue") }));
+  } catch { /* tokens are needed */ }
+  input.focus();
+}
+
+// --- Executions -----------------------------------------------------------------------------
+
+function uploadCard() {
+  const strategy = el("select", { id: "strategy", "aria-label": t("upload.strategy") },
+    ...["auto", "inline", "distributed", "batch"].map((s) => el("option", { value: s, text: s })));
+  const files = el("input", { type: "file", id: "files", multiple: true, "aria-label": t("upload.choose") });
+  const progress = el("div", { id: "uploads" });
+  const send = async (list) => {
+    for (const file of list) {
+      const line = el("p", { text: t("upload.sending", { name: file.name }) });
+      progress.append(line);
+      const form = new FormData();
+      form.append("file", file, file.name);
+      form.append("strategy", strategy.value);
+      try {
+        const accepted = await api("/v1/documents", { method: "POST", body: form });
+        line.replaceChildren(t("upload.done", { name: file.name, execution: "" }),
+          el("a", { href: `#/e/${encodeURIComponent(accepted.execution)}`, text: accepted.execution }));
+      } catch (error) {
+        line.className = "error";
+        line.textContent = t("upload.failed", { name: file.name, message: error.message });
+      }
+    }
+  };
+  files.addEventListener("change", () => send([...files.files]));
+  const drop = el("div", { class: "drop", id: "drop",
+    ondragover: (event) => { event.preventDefault(); drop.classList.add("over"); },
+    ondragleave: () => drop.classList.remove("over"),
+    ondrop: (event) => { event.preventDefault(); drop.classList.remove("over"); send([...event.dataTransfer.files]); },
+  }, el("p", { text: t("upload.drop") }), el("div", { class: "row" }, files, el("label", { text: t("upload.strategy") }), strategy));
+  return el("section", { class: "card" }, el("h2", { text: t("upload.title") }), drop, progress);
+}
+
+async function renderExecutions() {
+  const filter = el("select", { id: "status-filter", "aria-label": t("list.filter") },
+    el("option", { value: "", text: t("list.all") }),
+    ...["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"].map((s) => el("option", { value: s, text: s })));
+  const search = el("input", { type: "text", id: "search", placeholder: t("list.search"), "aria-label": t("list.search") });
+  const body = el("tbody", { id: "executions" });
+  const table = el("div", { class: "table-wrap" }, el("table", {},
+    el("thead", {}, el("tr", {}, ...["col.status", "col.document", "col.started", "col.duration"].map((k) => el("th", { text: t(k) })))),
+    body));
+  const empty = el("p", { class: "muted", text: t("list.empty"), hidden: true });
+  const canUpload = state.role === "submitter" || state.role === "admin";
+  main.replaceChildren(el("h1", { text: t("list.title") }), canUpload ? uploadCard() : "",
+    el("div", { class: "row card" }, el("label", { text: t("list.filter") }), filter, search), table, empty);
+  const refresh = async () => {
+    const query = new URLSearchParams({ limit: "50" });
+    if (filter.value) query.set("status", filter.value);
+    if (search.value.trim()) query.set("document", search.value.trim());
+    const page = await api(`/v1/executions?${query}`);
+    body.replaceChildren(...page.executions.map((e) => el("tr", { "data-execution": e.name },
+      el("td", {}, status(e.status)),
+      el("td", {}, el("a", { href: `#/e/${encodeURIComponent(e.name)}`, text: e.document.name })),
+      el("td", { text: when(e.startedAt) }),
+      el("td", { text: duration(e.startedAt, e.finishedAt) }))));
+    empty.hidden = page.executions.length > 0;
+  };
+  filter.addEventListener("change", refresh);
+  search.addEventListener("input", refresh);
+  poll(refresh, 2000);
+}
+
+// --- One execution --------------------------------------------------------------------------
+
+async function renderExecution(name) {
+  const path = `/v1/executions/${encodeURIComponent(name)}`;
+  const head = el("div", { class: "card", id: "execution" });
+  const units = el("tbody", { id: "units" });
+  const onlyFailed = el("input", { type: "checkbox", id: "only-failed" });
+  const actions = el("div", { class: "row", id: "actions" });
+  main.replaceChildren(el("h1", { text: name }), head, actions,
+    el("section", { class: "card" }, el("h2", { text: t("exec.units") }),
+      el("label", {}, onlyFailed, " ", t("exec.onlyFailed")),
+      el("div", { class: "table-wrap" }, el("table", {},
+        el("thead", {}, el("tr", {}, ...["unit.index", "unit.title", "unit.status", "unit.path", "unit.attempts", "unit.tokens", "unit.cause"].map((k) => el("th", { text: t(k) })))),
+        units))));
+  const act = (label, verb) => el("button", { type: "button", id: verb, onclick: async () => {
+    try { await api(`${path}/${verb}`, { method: "POST" }); toast(`${label}: OK`); } catch (error) { toast(error.message); }
+  }, text: label });
+  const refresh = async () => {
+    const view = await api(path);
+    const u = view.units;
+    head.replaceChildren(el("div", { class: "kv" },
+      el("span", { text: t("col.status") }), status(view.status),
+      el("span", { text: t("col.document") }), el("span", { text: view.document.name }),
+      el("span", { text: t("exec.strategy") }), el("span", { text: view.strategy }),
+      el("span", { text: t("col.started") }), el("span", { text: when(view.startedAt) }),
+      el("span", { text: t("col.duration") }), el("span", { text: duration(view.startedAt, view.finishedAt) }),
+      el("span", { text: t("exec.attempts") }), el("span", { text: view.attempts }),
+      el("span", { text: t("exec.units") }), el("span", {},
+        el("progress", { max: Math.max(u.total, 1), value: u.succeeded + u.failed, "aria-label": t("exec.units") }),
+        ` ${u.succeeded} ✓ · ${u.failed} ✗ · ${u.pending} … / ${u.total}`),
+      el("span", { text: t("exec.tokens") }), el("span", { text: `${view.usage.inputTokens} / ${view.usage.outputTokens}` }),
+      el("span", { text: t("exec.requests") }), el("span", { text: `${view.usage.requests} (${view.usage.throttles})` }),
+      el("span", { text: t("exec.cost") }), el("span", { text: view.usage.costUsd == null ? "—" : `$${view.usage.costUsd.toFixed(4)}` }),
+      view.error ? el("span", { text: t("exec.error") }) : "", view.error ? el("span", { class: "error", text: `${view.error}: ${view.cause || ""}` }) : ""));
+    const may = state.role === "submitter" || state.role === "admin";
+    const running = view.status === "RUNNING" || view.status === "QUEUED";
+    actions.replaceChildren(
+      may && running ? act(t("exec.stop"), "stop") : "",
+      may && !running && u.failed > 0 ? act(t("exec.redrive"), "redrive") : "",
+      view.report ? el("a", { class: "button secondary", id: "report", href: "#", onclick: async (event) => {
+        event.preventDefault();
+        const markdown = await api(`${path}/report.md`);
+        const blob = new Blob([markdown], { type: "text/markdown" });
+        const link = el("a", { href: URL.createObjectURL(blob), download: `${view.document.name}.report.md` });
+        link.click();
+      }, text: t("exec.report") }) : "");
+    const list = await api(`${path}/units${onlyFailed.checked ? "?status=failed" : ""}`);
+    units.replaceChildren(...list.units.map((unit) => el("tr", { "data-unit": unit.index },
+      el("td", { text: unit.index }), el("td", { text: unit.title }), el("td", {}, status(unit.status)),
+      el("td", { text: unit.path }), el("td", { text: unit.attempts }),
+      el("td", { text: `${unit.inputTokens} / ${unit.outputTokens}` }),
+      el("td", { class: unit.error ? "error" : "", text: unit.error ? `${unit.error}: ${unit.cause || ""}` : "" }))));
+    return running;
+  };
+  onlyFailed.addEventListener("change", refresh);
+  poll(refresh, 1500);
+}
+
+// --- Routing --------------------------------------------------------------------------------
+
+async function route() {
+  stopPolling();
+  translateStatic();
+  const hash = location.hash || "#/";
+  if (hash === "#/signin") return renderSignIn();
+  if (!state.role) {
+    try { await signIn(state.token); } catch { location.hash = "#/signin"; return; }
+  }
+  const execution = hash.match(/^#\/e\/(.+)$/);
+  if (execution) return renderExecution(decodeURIComponent(execution[1]));
+  return renderExecutions();
+}
+
+document.getElementById("lang").addEventListener("change", (event) => {
+  state.lang = event.target.value;
+  sessionStorage.setItem("beacon.lang", state.lang);
+  route();
+});
+document.getElementById("signout").addEventListener("click", signOut);
+window.addEventListener("hashchange", route);
+route();
