@@ -1291,12 +1291,29 @@ async fn the_console_signs_in_uploads_follows_an_execution_and_speaks_japanese()
     assert!(started.contains("2026") || started.contains(':'), "the start time is shown: {started:?}");
     wait(&browser).for_element(Css("#report")).await.unwrap();
     shoot(&browser, "03-execution").await;
+    // Its event history, AWS-shaped, filtered by type.
+    browser.find(Css("#history-load")).await.unwrap().click().await.unwrap();
+    wait(&browser).for_element(Css("#history tr[data-event='1']")).await.unwrap();
+    let all = browser.find_all(Css("#history tr")).await.unwrap().len();
+    browser.find(Css("#history-filter")).await.unwrap().send_keys("ExecutionSucceeded").await.unwrap();
+    let last = wait(&browser).for_element(Css("#history tr td:nth-child(3)")).await.unwrap();
+    assert_eq!(last.text().await.unwrap(), "ExecutionSucceeded");
+    assert!(all > 10, "{all} events");
+    assert_eq!(browser.find_all(Css("#history tr")).await.unwrap().len(), 1);
+    shoot(&browser, "03b-history").await;
 
     // The Japanese interface.
     browser.find(Css("#lang option[value='ja']")).await.unwrap().click().await.unwrap();
     let heading = wait(&browser).for_element(Css("section.card h2")).await.unwrap();
     assert_eq!(heading.text().await.unwrap(), "ユニット");
     shoot(&browser, "04-execution-ja").await;
+
+    // The alarms, in Japanese too.
+    browser.goto(&server.url("/#/alarms")).await.unwrap();
+    wait(&browser).for_element(Css("#alarms tr[data-alarm='FailedUnits']")).await.unwrap();
+    assert_eq!(browser.find_all(Css("#alarms tr")).await.unwrap().len(), 5);
+    assert_eq!(browser.find(Css("main h1")).await.unwrap().text().await.unwrap(), "アラーム");
+    shoot(&browser, "04b-alarms-ja").await;
 
     // A viewer sees no upload and no actions.
     browser.find(Css("#signout")).await.unwrap().click().await.unwrap();

@@ -214,12 +214,41 @@ async function renderExecution(name) {
   const units = el("tbody", { id: "units" });
   const onlyFailed = el("input", { type: "checkbox", id: "only-failed" });
   const actions = el("div", { class: "row", id: "actions" });
+  const history = el("tbody", { id: "history" });
+  const typeFilter = el("input", { type: "text", id: "history-filter", placeholder: t("history.filter"), "aria-label": t("history.filter") });
+  let events = [];
+  const showHistory = () => {
+    const wanted = typeFilter.value.trim().toLowerCase();
+    history.replaceChildren(...events.filter((e) => !wanted || e.type.toLowerCase().includes(wanted)).map((e) => {
+      const details = Object.entries(e).find(([key]) => key.endsWith("EventDetails"));
+      const summary = details ? (details[1].name || details[1].resource || details[1].error || "") : "";
+      return el("tr", { "data-event": e.id }, el("td", { text: e.id }), el("td", { text: when(e.timestamp) }),
+        el("td", { text: e.type }), el("td", { text: summary }));
+    }));
+  };
+  typeFilter.addEventListener("input", showHistory);
+  const loadHistory = el("button", { type: "button", class: "secondary", id: "history-load", onclick: async () => {
+    const all = [];
+    let cursor = null;
+    do {
+      const page = await api(`${path}/history?limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+      all.push(...page.events);
+      cursor = page.next;
+    } while (cursor);
+    events = all;
+    showHistory();
+  }, text: t("history.load") });
+  const historySection = el("section", { class: "card" }, el("h2", { text: t("history.title") }),
+    el("div", { class: "row" }, loadHistory, typeFilter),
+    el("div", { class: "table-wrap" }, el("table", {},
+      el("thead", {}, el("tr", {}, ...["history.id", "history.time", "history.type", "history.detail"].map((k) => el("th", { text: t(k) })))),
+      history)));
   main.replaceChildren(el("h1", { text: name }), head, actions,
     el("section", { class: "card" }, el("h2", { text: t("exec.units") }),
       el("label", {}, onlyFailed, " ", t("exec.onlyFailed")),
       el("div", { class: "table-wrap" }, el("table", {},
         el("thead", {}, el("tr", {}, ...["unit.index", "unit.title", "unit.status", "unit.path", "unit.attempts", "unit.tokens", "unit.cause"].map((k) => el("th", { text: t(k) })))),
-        units))));
+        units))), historySection);
   const act = (label, verb) => el("button", { type: "button", id: verb, onclick: async () => {
     try { await api(`${path}/${verb}`, { method: "POST" }); toast(`${label}: OK`); } catch (error) { toast(error.message); }
   }, text: label });
@@ -264,6 +293,30 @@ async function renderExecution(name) {
   poll(refresh, 1500);
 }
 
+// --- Alarms ---------------------------------------------------------------------------------
+
+async function renderAlarms() {
+  const body = el("tbody", { id: "alarms" });
+  const transitions = el("div", { id: "transitions" });
+  main.replaceChildren(el("h1", { text: t("alarms.title") }),
+    el("div", { class: "table-wrap card" }, el("table", {},
+      el("thead", {}, el("tr", {}, ...["alarms.name", "alarms.state", "alarms.rule", "alarms.reason"].map((k) => el("th", { text: t(k) })))),
+      body)),
+    el("section", { class: "card" }, el("h2", { text: t("alarms.history") }), transitions));
+  const refresh = async () => {
+    const { alarms } = await api("/v1/alarms");
+    body.replaceChildren(...alarms.map((a) => el("tr", { "data-alarm": a.name },
+      el("td", {}, el("strong", { text: a.name }), el("br"), el("span", { class: "muted", text: a.description })),
+      el("td", {}, el("span", { class: `status ${a.state === "ALARM" ? "FAILED" : a.state === "OK" ? "SUCCEEDED" : "QUEUED"}`, text: a.state })),
+      el("td", { text: `${a.statistic} ${a.comparison === "GreaterThanThreshold" ? ">" : "≥"} ${a.threshold} / ${a.periodSeconds} s × ${a.evaluationPeriods}` }),
+      el("td", { text: a.reason }))));
+    const all = alarms.flatMap((a) => a.history).sort((x, y) => (x.at < y.at ? 1 : -1)).slice(0, 50);
+    transitions.replaceChildren(el("ul", {}, ...all.map((tr) =>
+      el("li", {}, `${when(tr.at)} · `, el("strong", { text: tr.alarm }), ` ${tr.from} → ${tr.to}: ${tr.reason}`))));
+  };
+  poll(refresh, 5000);
+}
+
 // --- Routing --------------------------------------------------------------------------------
 
 async function route() {
@@ -274,6 +327,7 @@ async function route() {
   if (!state.role) {
     try { await signIn(state.token); } catch { location.hash = "#/signin"; return; }
   }
+  if (hash === "#/alarms") return renderAlarms();
   const execution = hash.match(/^#\/e\/(.+)$/);
   if (execution) return renderExecution(decodeURIComponent(execution[1]));
   return renderExecutions();
