@@ -1315,6 +1315,19 @@ async fn the_console_signs_in_uploads_follows_an_execution_and_speaks_japanese()
     assert_eq!(browser.find(Css("main h1")).await.unwrap().text().await.unwrap(), "アラーム");
     shoot(&browser, "04b-alarms-ja").await;
 
+    // On a phone's width nothing runs off the side of the page.
+    browser.set_window_size(390, 844).await.unwrap();
+    for page in ["/#/", "/#/alarms"] {
+        browser.goto(&server.url(page)).await.unwrap();
+        wait(&browser).for_element(Css("main h1")).await.unwrap();
+        let widths =
+            browser.execute("return [document.documentElement.scrollWidth, window.innerWidth];", vec![]).await.unwrap();
+        let (content, window) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+        assert!(content <= window, "{page}: {content} px of content in a {window} px window");
+    }
+    shoot(&browser, "04c-phone-alarms").await;
+    browser.set_window_size(1280, 900).await.unwrap();
+
     // A viewer sees no upload and no actions.
     browser.find(Css("#signout")).await.unwrap().click().await.unwrap();
     let input = wait(&browser).for_element(Css("#token")).await.unwrap();
