@@ -1252,7 +1252,8 @@ async fn the_console_signs_in_uploads_follows_an_execution_and_speaks_japanese()
     shoot(&browser, "01-signin").await;
     wait(&browser).for_element(Css("#token")).await.unwrap().send_keys("bkn_wrong").await.unwrap();
     browser.find(Css("#signin")).await.unwrap().click().await.unwrap();
-    let alert = wait(&browser).for_element(Css("p.error")).await.unwrap();
+    // The message element is on the page, empty, before the answer comes: wait for its text.
+    let alert = wait(&browser).for_element(Css("p.error:not(:empty)")).await.unwrap();
     assert!(alert.text().await.unwrap().contains("not accepted"));
     let input = browser.find(Css("#token")).await.unwrap();
     input.clear().await.unwrap();
@@ -1296,7 +1297,7 @@ async fn the_console_signs_in_uploads_follows_an_execution_and_speaks_japanese()
     wait(&browser).for_element(Css("#history tr[data-event='1']")).await.unwrap();
     let all = browser.find_all(Css("#history tr")).await.unwrap().len();
     browser.find(Css("#history-filter")).await.unwrap().send_keys("ExecutionSucceeded").await.unwrap();
-    let last = wait(&browser).for_element(Css("#history tr td:nth-child(3)")).await.unwrap();
+    let last = wait(&browser).for_element(Css("#history tr:only-child td:nth-child(3)")).await.unwrap();
     assert_eq!(last.text().await.unwrap(), "ExecutionSucceeded");
     assert!(all > 10, "{all} events");
     assert_eq!(browser.find_all(Css("#history tr")).await.unwrap().len(), 1);
@@ -1304,8 +1305,11 @@ async fn the_console_signs_in_uploads_follows_an_execution_and_speaks_japanese()
 
     // The Japanese interface.
     browser.find(Css("#lang option[value='ja']")).await.unwrap().click().await.unwrap();
-    let heading = wait(&browser).for_element(Css("section.card h2")).await.unwrap();
-    assert_eq!(heading.text().await.unwrap(), "ユニット");
+    // The page is drawn again after the language changes: wait for the Japanese heading itself.
+    wait(&browser)
+        .for_element(fantoccini::Locator::XPath("//section[contains(@class,'card')]/h2[text()='ユニット']"))
+        .await
+        .unwrap();
     shoot(&browser, "04-execution-ja").await;
 
     // The alarms, in Japanese too.
@@ -1317,9 +1321,10 @@ async fn the_console_signs_in_uploads_follows_an_execution_and_speaks_japanese()
 
     // On a phone's width nothing runs off the side of the page.
     browser.set_window_size(390, 844).await.unwrap();
-    for page in ["/#/", "/#/alarms"] {
+    // Each page waits for an element only it has, not a heading the page before had too.
+    for (page, own) in [("/#/", "#executions tr"), ("/#/alarms", "#alarms tr")] {
         browser.goto(&server.url(page)).await.unwrap();
-        wait(&browser).for_element(Css("main h1")).await.unwrap();
+        wait(&browser).for_element(Css(own)).await.unwrap();
         let widths =
             browser.execute("return [document.documentElement.scrollWidth, window.innerWidth];", vec![]).await.unwrap();
         let (content, window) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
