@@ -1350,3 +1350,192 @@ async fn the_console_signs_in_uploads_follows_an_execution_and_speaks_japanese()
     assert!(unexpected.is_empty(), "console errors: {unexpected:?}");
     browser.close().await.unwrap();
 }
+
+/// Signs the browser in with `token` and waits for the executions page.
+async fn sign_in(browser: &fantoccini::Client, server: &Server, token: &str) {
+    use fantoccini::Locator::Css;
+    browser.goto(&server.url("/#/signin")).await.unwrap();
+    console_wait(browser).for_element(Css("#token")).await.unwrap().send_keys(token).await.unwrap();
+    browser.find(Css("#signin")).await.unwrap().click().await.unwrap();
+    console_wait(browser).for_element(Css("#executions")).await.unwrap();
+}
+
+fn console_wait(browser: &fantoccini::Client) -> fantoccini::wait::Wait<'_> {
+    browser.wait().at_most(std::time::Duration::from_secs(90))
+}
+
+/// The classes of the drawing's box for `state`.
+async fn state_class(browser: &fantoccini::Client, state: &str) -> String {
+    let node = browser.find(fantoccini::Locator::Css(&format!("#graph [data-state='{state}']"))).await.unwrap();
+    node.attr("class").await.unwrap().unwrap_or_default()
+}
+
+/// Scrolls the drawing's box for `state` to the middle of the screen (for the screenshot).
+async fn scroll_to_state(browser: &fantoccini::Client, state: &str) {
+    let script = "document.querySelector(`#graph [data-state='${arguments[0]}']`).scrollIntoView({block: 'center', inline: 'center'})";
+    browser.execute(script, vec![Value::from(state)]).await.unwrap();
+}
+
+async fn no_console_errors(driver: &Driver, browser: &fantoccini::Client) {
+    let messages = driver.console_messages(browser).await;
+    let errors: Vec<&Value> = messages.iter().filter(|m| m["level"] == "SEVERE").collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
+
+#[tokio::test]
+async fn the_console_draws_the_state_machine_and_links_a_corpus_report_to_its_units() {
+    use fantoccini::Locator::Css;
+    let Some(pdf) = corpus("ja/beacon-design-ja.pdf") else { return };
+    // The browser takes a file's path only without `..` in it.
+    let pdf = pdf.canonicalize().unwrap();
+    let Some(driver) = Driver::start() else { return };
+    let s = Scratch::new();
+    let admin = token(&s, "admin", "ops");
+    let server = Server::start(&s, &[]);
+    let browser = driver.browser(&s.path("chromium-profile")).await;
+    sign_in(&browser, &server, &admin).await;
+
+    // Upload a Japanese PDF from the corpus and open its execution.
+    let files = console_wait(&browser).for_element(Css("#files")).await.unwrap();
+    files.send_keys(pdf.to_str().unwrap()).await.unwrap();
+    console_wait(&browser).for_element(Css("#executions tr a")).await.unwrap().click().await.unwrap();
+
+    // The drawing reaches the end: every state on the inline path green, the others not run.
+    console_wait(&browser).for_element(Css("#graph[data-status='SUCCEEDED']")).await.unwrap();
+    for state in [
+        "#start",
+        "ProcessDocument",
+        "ChooseStrategy",
+        "InlineWork",
+        "AnalyseUnits",
+        "ProcessUnit",
+        "IntegrateResults",
+        "#end",
+    ] {
+        let class = state_class(&browser, state).await;
+        assert!(class.split(' ').any(|c| c == "succeeded"), "{state}: {class}");
+    }
+    for state in ["PrepareBatch", "AnalyseUnitsDistributed", "UnitFailed"] {
+        assert!(state_class(&browser, state).await.contains("notRun"), "{state} did not run");
+    }
+    assert!(browser.find_all(Css("#graph .failed, #graph .running")).await.unwrap().is_empty());
+    let name = browser.find(Css("main h1")).await.unwrap().text().await.unwrap();
+    let (_, view) = get_json(&server, Some(&admin), &format!("/v1/executions/{name}")).await;
+    let units = view["units"]["succeeded"].as_u64().unwrap();
+    assert!(units > 1, "{view}");
+    let progress =
+        browser.find(Css("#graph [data-state='AnalyseUnits'] .progress-text")).await.unwrap().text().await.unwrap();
+    assert!(progress.starts_with(&format!("{units} ✓")), "the Map's bar counts its iterations: {progress}");
+    // A state chosen with the keyboard says how it stands.
+    let chosen = browser.find(Css("#graph [data-state='ProcessDocument']")).await.unwrap();
+    chosen.send_keys(&fantoccini::key::Key::Enter.to_string()).await.unwrap();
+    let said = console_wait(&browser).for_element(Css("#graph-chosen:not(:empty)")).await.unwrap();
+    assert!(said.text().await.unwrap().starts_with("ProcessDocument: Succeeded"));
+    scroll_to_state(&browser, "AnalyseUnits").await;
+    shoot(&browser, "06-graph").await;
+
+    // The report: the document's Japanese title, its fields, each linked to its unit.
+    browser.find(Css("#open-report")).await.unwrap().click().await.unwrap();
+    let title = console_wait(&browser).for_element(Css("#report-view h1")).await.unwrap();
+    let (_, report) = get_json(&server, Some(&admin), &format!("/v1/executions/{name}/report")).await;
+    assert_eq!(title.text().await.unwrap(), report["document"]["title"].as_str().unwrap());
+    assert_eq!(title.attr("lang").await.unwrap().as_deref(), Some("ja"));
+    let links = browser.find_all(Css("#fields .unit-link")).await.unwrap();
+    assert!(!links.is_empty(), "the report has fields");
+    let link = links.last().unwrap();
+    let unit: usize = link.attr("data-unit").await.unwrap().unwrap().parse().unwrap();
+    assert!(unit > 0, "a field of a later unit than the one shown first");
+    link.click().await.unwrap();
+    let viewer = console_wait(&browser).for_element(Css(&format!("#unit[data-unit='{unit}']"))).await.unwrap();
+    let shown = viewer.find(Css(".unit-text")).await.unwrap().text().await.unwrap();
+    let text = report["units"][unit]["text"].as_str().unwrap();
+    let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap().trim();
+    assert!(shown.contains(first_line), "unit {unit}'s own text is shown: {first_line:?} in {shown:?}");
+    shoot(&browser, "07-report").await;
+    no_console_errors(&driver, &browser).await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_console_shows_failed_units_redrives_them_and_draws_a_distributed_run() {
+    use fantoccini::Locator::Css;
+    let Some(driver) = Driver::start() else { return };
+    let s = Scratch::new();
+    let admin = token(&s, "admin", "ops");
+    std::fs::write(s.path("beacon.toml"), "[retry]\nbase_delay_ms = 1\nmax_delay_ms = 2\nmax_attempts = 1\n").unwrap();
+    let start = |s: &Scratch, sim: &Sim| {
+        let endpoint = sim.endpoint();
+        let args = ["--config", "beacon.toml", "--provider", "bedrock", "--model", MODEL, "--endpoint", &endpoint];
+        Server::start_with(s, &args, |cmd| {
+            with_fake_aws(cmd);
+        })
+    };
+    // Half the requests fail (the seed decides which, the same every run) and none is retried.
+    let failing = Sim::start(&["--fault-503", "0.5", "--seed", "7"]);
+    let server = start(&s, &failing);
+    let response = upload(&server, Some(&admin), "six.txt", paged_document(6)).await;
+    let execution = response.json::<Value>().await.unwrap()["execution"].as_str().unwrap().to_string();
+    let events = follow(&server, Some(&admin), &execution, None, ended).await;
+    assert_eq!(events.last().unwrap().data["status"], "SUCCEEDED");
+    let (_, view) = get_json(&server, Some(&admin), &format!("/v1/executions/{execution}")).await;
+    let failed = view["units"]["failed"].as_u64().unwrap();
+    assert!((1..6).contains(&failed), "some units failed: {view}");
+
+    // The failed units show with their reason; the drawing shows the errors caught.
+    let browser = driver.browser(&s.path("chromium-profile")).await;
+    sign_in(&browser, &server, &admin).await;
+    browser.goto(&server.url(&format!("/#/e/{execution}"))).await.unwrap();
+    console_wait(&browser).for_element(Css("#execution[data-status='SUCCEEDED']")).await.unwrap();
+    console_wait(&browser).for_element(Css("#graph[data-status='SUCCEEDED']")).await.unwrap();
+    assert!(state_class(&browser, "ProcessUnit").await.contains("caught"));
+    assert!(state_class(&browser, "UnitFailed").await.contains("succeeded"), "the failure recorder ran");
+    browser.find(Css("#only-failed")).await.unwrap().click().await.unwrap();
+    console_wait(&browser).for_element(Css("#units tr:not(:has(.succeeded))")).await.unwrap();
+    let rows = console_wait(&browser)
+        .for_element(Css(&format!("#units:has(> tr:nth-child({failed}):last-child)")))
+        .await
+        .unwrap()
+        .find_all(Css("tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len() as u64, failed);
+    for row in rows {
+        assert!(row.text().await.unwrap().contains("ServiceUnavailable"), "the reason is shown");
+    }
+    shoot(&browser, "08-failed-units").await;
+
+    // Against a provider that answers, redrive from the console: the failed units succeed.
+    server.kill();
+    let answering = Sim::start(&[]);
+    let server = start(&s, &answering);
+    sign_in(&browser, &server, &admin).await;
+    browser.goto(&server.url(&format!("/#/e/{execution}"))).await.unwrap();
+    console_wait(&browser).for_element(Css("#redrive")).await.unwrap().click().await.unwrap();
+    console_wait(&browser).for_element(Css("#execution[data-status='SUCCEEDED'][data-failed='0']")).await.unwrap();
+    assert_eq!(answering.stats()["requests"].as_u64(), Some(failed), "only the failed units were sent");
+    shoot(&browser, "08b-redriven").await;
+
+    // A 60-unit document takes the distributed path, and the drawing shows its child executions.
+    let response = upload(&server, Some(&admin), "sixty.txt", paged_document(60)).await;
+    let execution = response.json::<Value>().await.unwrap()["execution"].as_str().unwrap().to_string();
+    browser.goto(&server.url(&format!("/#/e/{execution}"))).await.unwrap();
+    console_wait(&browser).for_element(Css("#graph[data-status='SUCCEEDED']")).await.unwrap();
+    let (_, view) = get_json(&server, Some(&admin), &format!("/v1/executions/{execution}")).await;
+    assert_eq!(view["units"]["paths"]["distributed"], 60, "{view}");
+    for state in ["AnalyseUnitsDistributed", "AnalyseBatchOfUnits", "ProcessUnitInChild", "IntegrateResults"] {
+        assert!(state_class(&browser, state).await.contains("succeeded"), "{state}");
+    }
+    assert!(state_class(&browser, "InlineWork").await.contains("notRun"));
+    let progress = browser
+        .find(Css("#graph [data-state='AnalyseUnitsDistributed'] .progress-text"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(progress.starts_with("child executions:") && progress.contains("0 running · 0 ✗"), "{progress}");
+    scroll_to_state(&browser, "AnalyseBatchOfUnits").await;
+    shoot(&browser, "09-distributed").await;
+    no_console_errors(&driver, &browser).await;
+    browser.close().await.unwrap();
+}

@@ -1,6 +1,9 @@
 // BEACON's console: a token-signed client of the /v1 API. Every element is built with the DOM
 // API (never from HTML strings), so names and causes from documents are shown, not run.
 import { initialLanguage, translate } from "/console/i18n.js";
+import { el } from "/console/dom.js";
+import { describe, drawGraph, legend } from "/console/graph.js";
+import { renderReport } from "/console/report.js";
 
 const state = { lang: initialLanguage(), token: sessionStorage.getItem("beacon.token"), role: null, timer: null };
 const t = (key, values) => translate(state.lang, key, values);
@@ -34,20 +37,6 @@ async function api(path, options = {}) {
 }
 
 // --- Small DOM helpers ----------------------------------------------------------------------
-
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else if (name === "text") node.textContent = value;
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
-}
 
 function toast(text) {
   const box = document.getElementById("toast");
@@ -133,7 +122,8 @@ async function renderSignIn() {
   // A loopback server without tokens lets the browser in as it is.
   try {
     state.token = null;
-    await api("/v1/session");
+    const access = await (await fetch("/console/access.json")).json();
+    if (access.tokens) return input.focus();
     form.append(el("p", { text: t("signin.open") }),
       el("button", { type: "button", class: "secondary", id: "open", onclick: async () => {
         await signIn(null);
@@ -243,7 +233,10 @@ async function renderExecution(name) {
     el("div", { class: "table-wrap" }, el("table", {},
       el("thead", {}, el("tr", {}, ...["history.id", "history.time", "history.type", "history.detail"].map((k) => el("th", { text: t(k) })))),
       history)));
-  main.replaceChildren(el("h1", { text: name }), head, actions,
+  const graphBox = el("div", { class: "graph-wrap", id: "graph-wrap" });
+  const chosen = el("p", { id: "graph-chosen", class: "muted", "aria-live": "polite" });
+  const graphSection = el("section", { class: "card" }, el("h2", { text: t("graph.title") }), graphBox, legend(t), chosen);
+  main.replaceChildren(el("h1", { text: name }), head, actions, graphSection,
     el("section", { class: "card" }, el("h2", { text: t("exec.units") }),
       el("label", {}, onlyFailed, " ", t("exec.onlyFailed")),
       el("div", { class: "table-wrap" }, el("table", {},
@@ -255,6 +248,9 @@ async function renderExecution(name) {
   const refresh = async () => {
     const view = await api(path);
     const u = view.units;
+    // For scripts and tests: where the execution stands, without reading the words.
+    head.dataset.status = view.status;
+    head.dataset.failed = String(u.failed);
     head.replaceChildren(el("div", { class: "kv" },
       el("span", { text: t("col.status") }), status(view.status),
       el("span", { text: t("col.document") }), el("span", { text: view.document.name }),
@@ -274,13 +270,23 @@ async function renderExecution(name) {
     actions.replaceChildren(
       may && running ? act(t("exec.stop"), "stop") : "",
       may && !running && u.failed > 0 ? act(t("exec.redrive"), "redrive") : "",
-      view.report ? el("a", { class: "button secondary", id: "report", href: "#", onclick: async (event) => {
+      view.report ? el("a", { class: "button", id: "open-report", href: `#/e/${encodeURIComponent(name)}/report`, text: t("exec.openReport") }) : "",
+    view.report ? el("a", { class: "button secondary", id: "report", href: "#", onclick: async (event) => {
         event.preventDefault();
         const markdown = await api(`${path}/report.md`);
         const blob = new Blob([markdown], { type: "text/markdown" });
         const link = el("a", { href: URL.createObjectURL(blob), download: `${view.document.name}.report.md` });
         link.click();
       }, text: t("exec.report") }) : "");
+    // The drawing again, keeping the keyboard where it was.
+    const graph = await api(`${path}/graph`);
+    const focused = document.activeElement && document.activeElement.closest ? document.activeElement.closest("[data-state]") : null;
+    const focusId = focused && graphBox.contains(focused) ? focused.dataset.state : null;
+    graphBox.replaceChildren(drawGraph(graph, t, (node) => { chosen.textContent = describe(node, t); }));
+    if (focusId) {
+      const again = graphBox.querySelector(`[data-state="${CSS.escape(focusId)}"]`);
+      if (again) again.focus();
+    }
     const list = await api(`${path}/units${onlyFailed.checked ? "?status=failed" : ""}`);
     units.replaceChildren(...list.units.map((unit) => el("tr", { "data-unit": unit.index },
       el("td", { text: unit.index }), el("td", { text: unit.title }), el("td", {}, status(unit.status)),
@@ -291,6 +297,21 @@ async function renderExecution(name) {
   };
   onlyFailed.addEventListener("change", refresh);
   poll(refresh, 1500);
+}
+
+// --- A report -------------------------------------------------------------------------------
+
+async function renderReportPage(name) {
+  const path = `/v1/executions/${encodeURIComponent(name)}`;
+  const back = el("a", { href: `#/e/${encodeURIComponent(name)}`, text: `← ${name}` });
+  const body = el("div", { id: "report-view" });
+  main.replaceChildren(el("p", {}, back), body);
+  main.classList.add("wide");
+  try {
+    renderReport(body, await api(`${path}/report`), t);
+  } catch (error) {
+    body.replaceChildren(el("p", { class: "error", role: "alert", text: error.message }));
+  }
 }
 
 // --- Alarms ---------------------------------------------------------------------------------
@@ -321,6 +342,7 @@ async function renderAlarms() {
 
 async function route() {
   stopPolling();
+  main.classList.remove("wide");
   translateStatic();
   const hash = location.hash || "#/";
   if (hash === "#/signin") return renderSignIn();
@@ -328,6 +350,8 @@ async function route() {
     try { await signIn(state.token); } catch { location.hash = "#/signin"; return; }
   }
   if (hash === "#/alarms") return renderAlarms();
+  const report = hash.match(/^#\/e\/(.+)\/report$/);
+  if (report) return renderReportPage(decodeURIComponent(report[1]));
   const execution = hash.match(/^#\/e\/(.+)$/);
   if (execution) return renderExecution(decodeURIComponent(execution[1]));
   return renderExecutions();

@@ -13,6 +13,9 @@ use axum::response::{IntoResponse, Response};
 const FILES: &[(&str, &str, &str)] = &[
     ("app.js", "text/javascript; charset=utf-8", include_str!("../console/app.js")),
     ("i18n.js", "text/javascript; charset=utf-8", include_str!("../console/i18n.js")),
+    ("dom.js", "text/javascript; charset=utf-8", include_str!("../console/dom.js")),
+    ("graph.js", "text/javascript; charset=utf-8", include_str!("../console/graph.js")),
+    ("report.js", "text/javascript; charset=utf-8", include_str!("../console/report.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../console/app.css")),
     ("icon.svg", "image/svg+xml", include_str!("../console/icon.svg")),
 ];
@@ -23,7 +26,7 @@ const INDEX: &str = include_str!("../console/index.html");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
                    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-fn page(content_type: &'static str, body: &'static str) -> Response {
+fn page(content_type: &'static str, body: impl IntoResponse) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -42,9 +45,15 @@ pub async fn index() -> Response {
 /// `GET /console/{file}`: one of its assets.
 pub async fn asset(Path(file): Path<String>) -> Response {
     match FILES.iter().find(|(name, _, _)| *name == file) {
-        Some((_, content_type, body)) => page(content_type, body),
+        Some((_, content_type, body)) => page(content_type, *body),
         None => crate::error::ApiError::not_found(format!("no console file '{file}'")).into_response(),
     }
+}
+
+/// `GET /console/access.json`: whether this server wants a token (a loopback server without
+/// tokens does not), so the sign-in page can say so without a request that is refused.
+pub async fn access(axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>) -> Response {
+    page("application/json", serde_json::json!({"tokens": !state.tokens.is_open()}).to_string())
 }
 
 #[cfg(test)]
@@ -54,6 +63,12 @@ mod tests {
         for reference in ["/console/app.js", "/console/app.css", "/console/icon.svg"] {
             assert!(super::INDEX.contains(reference), "{reference}");
         }
-        assert!(super::FILES.iter().any(|(name, _, _)| *name == "i18n.js"));
+        // And every module a module imports.
+        for (_, _, body) in super::FILES {
+            for import in body.split("from \"/console/").skip(1) {
+                let file = &import[..import.find('"').unwrap()];
+                assert!(super::FILES.iter().any(|(name, _, _)| *name == file), "{file} is imported and not served");
+            }
+        }
     }
 }

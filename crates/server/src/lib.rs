@@ -21,6 +21,7 @@ pub mod documents;
 pub mod engine;
 pub mod error;
 pub mod extract;
+pub mod graph;
 pub mod metrics;
 pub mod sse;
 pub mod tokens;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// Documents being started on or deleted: a delete never races an execution into being.
     pub documents: documents::DocumentGate,
+    /// Drawings and history tallies of the executions last looked at (`/graph`).
+    pub graphs: graph::Graphs,
     /// False once shutdown began (`/ready` says 503 then).
     pub ready: AtomicBool,
 }
@@ -109,6 +112,7 @@ pub enum ServeError {
         api::get_execution,
         api::list_units,
         api::get_history,
+        graph::get_graph,
         api::get_report,
         api::get_report_markdown,
         sse::events,
@@ -213,6 +217,7 @@ pub fn state(parts: Parts, bind: &str) -> Result<Arc<AppState>, ServeError> {
         uploads: Arc::new(tokio::sync::Semaphore::new(config.serve.max_concurrent_uploads.max(1))),
         upload_wait: std::time::Duration::from_millis(config.serve.upload_wait_ms),
         documents: documents::DocumentGate::default(),
+        graphs: graph::Graphs::default(),
         metrics_public: config.serve.metrics_public,
         cors_origins: config.serve.cors_origins.clone(),
         ready: AtomicBool::new(true),
@@ -230,6 +235,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/executions/{name}", get(api::get_execution))
         .route("/executions/{name}/units", get(api::list_units))
         .route("/executions/{name}/history", get(api::get_history))
+        .route("/executions/{name}/graph", get(graph::get_graph))
         .route("/executions/{name}/report", get(api::get_report))
         .route("/executions/{name}/report.md", get(api::get_report_markdown))
         .route("/executions/{name}/events", get(sse::events))
@@ -248,6 +254,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
         .route("/", get(console::index))
+        .route("/console/access.json", get(console::access))
         .route("/console/{file}", get(console::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
