@@ -1317,6 +1317,12 @@ async fn the_console_signs_in_uploads_follows_an_execution_and_speaks_japanese()
     wait(&browser).for_element(Css("#alarms tr[data-alarm='FailedUnits']")).await.unwrap();
     assert_eq!(browser.find_all(Css("#alarms tr")).await.unwrap().len(), 5);
     assert_eq!(browser.find(Css("main h1")).await.unwrap().text().await.unwrap(), "アラーム");
+    // Their descriptions, states and reasons too, not only the labels.
+    let row = browser.find(Css("#alarms tr[data-alarm='FailedUnits']")).await.unwrap().text().await.unwrap();
+    let japanese = |text: &str| text.chars().any(|c| ('\u{3040}'..='\u{30ff}').contains(&c));
+    let reason = browser.find(Css("#alarms tr[data-alarm='FailedUnits'] .reason")).await.unwrap().text().await.unwrap();
+    assert!(japanese(&reason), "the reason in Japanese: {reason}");
+    assert!(row.contains("すべての再試行の後もユニットが失敗した"), "{row}");
     shoot(&browser, "04b-alarms-ja").await;
 
     // On a phone's width nothing runs off the side of the page.
@@ -1452,6 +1458,15 @@ async fn the_console_draws_the_state_machine_and_links_a_corpus_report_to_its_un
     let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap().trim();
     assert!(shown.contains(first_line), "unit {unit}'s own text is shown: {first_line:?} in {shown:?}");
     shoot(&browser, "07-report").await;
+
+    // The overview counts what the hour and the day did: this one document's units.
+    browser.goto(&server.url("/#/overview")).await.unwrap();
+    let counted = console_wait(&browser).for_element(Css("#last-hour .units")).await.unwrap();
+    assert_eq!(counted.text().await.unwrap(), format!("{units} ✓ · 0 ✗"));
+    let day = browser.find(Css("#last-day .units")).await.unwrap().text().await.unwrap();
+    assert_eq!(day, format!("{units} ✓ · 0 ✗"));
+    assert_eq!(browser.find_all(Css("#last-hour-requests rect.bar")).await.unwrap().len(), 60, "a bar a minute");
+    shoot(&browser, "07b-overview").await;
     no_console_errors(&driver, &browser).await;
     browser.close().await.unwrap();
 }

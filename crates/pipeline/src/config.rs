@@ -224,6 +224,9 @@ pub struct ServeConfig {
     pub webhook_retry_base_ms: u64,
     /// Delivery attempts before a webhook is given up (the default spans about a day).
     pub webhook_max_attempts: u32,
+    /// How often the console's overview keeps a sample of the totals, seconds (two days of
+    /// them are kept in `server.sqlite`).
+    pub overview_sample_secs: u64,
 }
 
 /// The options `serve.upload_options` may allow.
@@ -310,6 +313,7 @@ impl Default for ServeConfig {
             callback_secret_env: None,
             webhook_retry_base_ms: 5000,
             webhook_max_attempts: 30,
+            overview_sample_secs: 60,
         }
     }
 }
@@ -740,9 +744,10 @@ impl Config {
                 UPLOAD_OPTIONS.join(", ")
             )));
         }
-        if serve.upload_max_tokens == Some(0) || serve.max_concurrent_uploads == 0 {
+        if serve.upload_max_tokens == Some(0) || serve.max_concurrent_uploads == 0 || serve.overview_sample_secs == 0 {
             return Err(ConfigError::Invalid(
-                "serve.upload_max_tokens and serve.max_concurrent_uploads must be at least 1".into(),
+                "serve.upload_max_tokens, serve.max_concurrent_uploads and serve.overview_sample_secs must be at least 1"
+                    .into(),
             ));
         }
         if self.alarms.period_secs == 0 || self.alarms.evaluation_periods == 0 {

@@ -4,6 +4,7 @@ import { initialLanguage, translate } from "/console/i18n.js";
 import { el } from "/console/dom.js";
 import { describe, drawGraph, legend } from "/console/graph.js";
 import { renderReport } from "/console/report.js";
+import { windowCard } from "/console/overview.js";
 
 const state = { lang: initialLanguage(), token: sessionStorage.getItem("beacon.token"), role: null, timer: null };
 const t = (key, values) => translate(state.lang, key, values);
@@ -89,6 +90,7 @@ async function signIn(token) {
   state.token = token || null;
   const session = await api("/v1/session");
   state.role = session.role;
+  state.session = session;
   if (token) sessionStorage.setItem("beacon.token", token);
   document.getElementById("who").textContent = `${session.name} (${session.role})`;
   document.getElementById("signout").hidden = !token;
@@ -140,6 +142,13 @@ function uploadCard() {
     ...["auto", "inline", "distributed", "batch"].map((s) => el("option", { value: s, text: s })));
   const files = el("input", { type: "file", id: "files", multiple: true, "aria-label": t("upload.choose") });
   const progress = el("div", { id: "uploads" });
+  // The options this server lets an upload choose (serve.upload_options).
+  const allowed = new Set((state.session && state.session.uploadOptions) || []);
+  const schema = allowed.has("schema") ? el("input", { type: "file", id: "schema", accept: ".json,application/json", "aria-label": t("upload.schema") }) : null;
+  const maxTokens = allowed.has("max_tokens")
+    ? el("input", { type: "number", id: "max-tokens", min: 1, max: state.session.uploadMaxTokens, "aria-label": t("upload.maxTokens") }) : null;
+  const temperature = allowed.has("temperature")
+    ? el("input", { type: "number", id: "temperature", min: 0, max: 1, step: 0.1, "aria-label": t("upload.temperature") }) : null;
   const send = async (list) => {
     for (const file of list) {
       const line = el("p", { text: t("upload.sending", { name: file.name }) });
@@ -147,6 +156,9 @@ function uploadCard() {
       const form = new FormData();
       form.append("file", file, file.name);
       form.append("strategy", strategy.value);
+      if (schema && schema.files.length) form.append("schema", await schema.files[0].text());
+      if (maxTokens && maxTokens.value) form.append("max_tokens", maxTokens.value);
+      if (temperature && temperature.value) form.append("temperature", temperature.value);
       try {
         const accepted = await api("/v1/documents", { method: "POST", body: form });
         line.replaceChildren(t("upload.done", { name: file.name, execution: "" }),
@@ -162,7 +174,11 @@ function uploadCard() {
     ondragover: (event) => { event.preventDefault(); drop.classList.add("over"); },
     ondragleave: () => drop.classList.remove("over"),
     ondrop: (event) => { event.preventDefault(); drop.classList.remove("over"); send([...event.dataTransfer.files]); },
-  }, el("p", { text: t("upload.drop") }), el("div", { class: "row" }, files, el("label", { text: t("upload.strategy") }), strategy));
+  }, el("p", { text: t("upload.drop") }), el("div", { class: "row" }, files, el("label", { text: t("upload.strategy") }), strategy),
+  schema || maxTokens || temperature ? el("div", { class: "row options" },
+    schema ? el("label", {}, t("upload.schema"), " ", schema) : "",
+    maxTokens ? el("label", {}, t("upload.maxTokens"), " ", maxTokens) : "",
+    temperature ? el("label", {}, t("upload.temperature"), " ", temperature) : "") : "");
   return el("section", { class: "card" }, el("h2", { text: t("upload.title") }), drop, progress);
 }
 
@@ -171,28 +187,59 @@ async function renderExecutions() {
     el("option", { value: "", text: t("list.all") }),
     ...["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"].map((s) => el("option", { value: s, text: s })));
   const search = el("input", { type: "text", id: "search", placeholder: t("list.search"), "aria-label": t("list.search") });
+  const since = el("input", { type: "date", id: "since", "aria-label": t("list.since") });
+  const until = el("input", { type: "date", id: "until", "aria-label": t("list.until") });
   const body = el("tbody", { id: "executions" });
+  const columns = ["col.status", "col.document", "exec.strategy", "exec.units", "col.throttles", "exec.cost", "col.started", "col.duration"];
   const table = el("div", { class: "table-wrap" }, el("table", {},
-    el("thead", {}, el("tr", {}, ...["col.status", "col.document", "col.started", "col.duration"].map((k) => el("th", { text: t(k) })))),
+    el("thead", {}, el("tr", {}, ...columns.map((k) => el("th", { text: t(k) })))),
     body));
   const empty = el("p", { class: "muted", text: t("list.empty"), hidden: true });
+  // Pages by cursor: the first is the newest; "older" follows `next`, "newer" goes back.
+  const cursors = [null];
+  const newer = el("button", { type: "button", class: "secondary", id: "newer", text: t("list.newer") });
+  const older = el("button", { type: "button", class: "secondary", id: "older", text: t("list.older") });
+  const where = el("span", { class: "muted", id: "page-number" });
   const canUpload = state.role === "submitter" || state.role === "admin";
   main.replaceChildren(el("h1", { text: t("list.title") }), canUpload ? uploadCard() : "",
-    el("div", { class: "row card" }, el("label", { text: t("list.filter") }), filter, search), table, empty);
+    el("div", { class: "row card" }, el("label", { text: t("list.filter") }), filter, search,
+      el("label", { for: "since", text: t("list.since") }), since, el("label", { for: "until", text: t("list.until") }), until),
+    table, empty, el("div", { class: "row pager" }, newer, where, older));
+  let next = null;
   const refresh = async () => {
     const query = new URLSearchParams({ limit: "50" });
     if (filter.value) query.set("status", filter.value);
     if (search.value.trim()) query.set("document", search.value.trim());
+    // Dates are the browser's days: from the first day's midnight to the end of the last.
+    if (since.value) query.set("since", new Date(`${since.value}T00:00`).toISOString());
+    if (until.value) {
+      const end = new Date(`${until.value}T00:00`);
+      end.setDate(end.getDate() + 1);
+      query.set("until", end.toISOString());
+    }
+    const cursor = cursors[cursors.length - 1];
+    if (cursor) query.set("cursor", cursor);
     const page = await api(`/v1/executions?${query}`);
     body.replaceChildren(...page.executions.map((e) => el("tr", { "data-execution": e.name },
       el("td", {}, status(e.status)),
       el("td", {}, el("a", { href: `#/e/${encodeURIComponent(e.name)}`, text: e.document.name })),
+      el("td", { text: e.strategy }),
+      el("td", { class: "units", text: e.unitsTotal ? `${e.unitsDone} / ${e.unitsTotal}${e.unitsFailed ? ` (${e.unitsFailed} ✗)` : ""}` : "—" }),
+      el("td", { text: e.throttles == null ? "—" : String(e.throttles) }),
+      el("td", { text: e.costUsd == null ? "—" : `$${e.costUsd.toFixed(4)}` }),
       el("td", { text: when(e.startedAt) }),
       el("td", { text: duration(e.startedAt, e.finishedAt) }))));
     empty.hidden = page.executions.length > 0;
+    next = page.next;
+    older.disabled = !next;
+    newer.disabled = cursors.length === 1;
+    where.textContent = t("list.page", { n: cursors.length });
   };
-  filter.addEventListener("change", refresh);
-  search.addEventListener("input", refresh);
+  const again = () => { cursors.length = 1; refresh(); };
+  older.addEventListener("click", () => { if (next) { cursors.push(next); refresh(); } });
+  newer.addEventListener("click", () => { if (cursors.length > 1) { cursors.pop(); refresh(); } });
+  for (const input of [filter, since, until]) input.addEventListener("change", again);
+  search.addEventListener("input", again);
   poll(refresh, 2000);
 }
 
@@ -314,7 +361,35 @@ async function renderReportPage(name) {
   }
 }
 
+// --- Overview -------------------------------------------------------------------------------
+
+async function renderOverview() {
+  const body = el("div", { id: "overview" });
+  main.replaceChildren(el("h1", { text: t("overview.title") }), body);
+  poll(async () => {
+    const overview = await api("/v1/overview");
+    body.replaceChildren(
+      windowCard("last-hour", t("overview.hour"), overview.hour, t),
+      windowCard("last-day", t("overview.day"), overview.day, t));
+    return true;
+  }, 10000);
+}
+
 // --- Alarms ---------------------------------------------------------------------------------
+
+// An alarm's words in the reader's language, or the server's English when there are none.
+function alarmText(key, english) {
+  const text = t(key);
+  return text === key ? english : text;
+}
+
+// Why an alarm is in its state, from the data the server gives beside its English reason.
+function why(data, english) {
+  if (!data) return english;
+  const values = { ...data, statistic: data.statistic ? t(`alarms.statistic.${data.statistic}`) : "",
+    op: data.strictlyAbove ? ">" : "≥" };
+  return alarmText(`why.${data.kind}`, english).replace(/\{(\w+)\}/g, (_, name) => (name in values ? String(values[name]) : ""));
+}
 
 async function renderAlarms() {
   const body = el("tbody", { id: "alarms" });
@@ -327,13 +402,16 @@ async function renderAlarms() {
   const refresh = async () => {
     const { alarms } = await api("/v1/alarms");
     body.replaceChildren(...alarms.map((a) => el("tr", { "data-alarm": a.name },
-      el("td", {}, el("strong", { text: a.name }), el("br"), el("span", { class: "muted", text: a.description })),
-      el("td", {}, el("span", { class: `status ${a.state === "ALARM" ? "FAILED" : a.state === "OK" ? "SUCCEEDED" : "QUEUED"}`, text: a.state })),
-      el("td", { text: `${a.statistic} ${a.comparison === "GreaterThanThreshold" ? ">" : "≥"} ${a.threshold} / ${a.periodSeconds} s × ${a.evaluationPeriods}` }),
-      el("td", { text: a.reason }))));
+      el("td", {}, el("strong", { text: a.name }), el("br"), el("span", { class: "muted", text: alarmText(`alarm.${a.name}`, a.description) })),
+      el("td", {}, el("span", { class: `status ${a.state === "ALARM" ? "FAILED" : a.state === "OK" ? "SUCCEEDED" : "QUEUED"}`, text: t(`alarms.state.${a.state}`) })),
+      el("td", { text: t("alarms.ruleText", {
+        statistic: t(`alarms.statistic.${a.statistic}`), op: a.comparison === "GreaterThanThreshold" ? ">" : "≥",
+        threshold: a.threshold, seconds: a.periodSeconds, periods: a.evaluationPeriods }) }),
+      el("td", { class: "reason", text: why(a.why, a.reason) }))));
     const all = alarms.flatMap((a) => a.history).sort((x, y) => (x.at < y.at ? 1 : -1)).slice(0, 50);
     transitions.replaceChildren(el("ul", {}, ...all.map((tr) =>
-      el("li", {}, `${when(tr.at)} · `, el("strong", { text: tr.alarm }), ` ${tr.from} → ${tr.to}: ${tr.reason}`))));
+      el("li", {}, `${when(tr.at)} · `, el("strong", { text: tr.alarm }),
+        ` ${t(`alarms.state.${tr.from}`)} → ${t(`alarms.state.${tr.to}`)}: ${why(tr.why, tr.reason)}`))));
   };
   poll(refresh, 5000);
 }
@@ -350,6 +428,7 @@ async function route() {
     try { await signIn(state.token); } catch { location.hash = "#/signin"; return; }
   }
   if (hash === "#/alarms") return renderAlarms();
+  if (hash === "#/overview") return renderOverview();
   const report = hash.match(/^#\/e\/(.+)\/report$/);
   if (report) return renderReportPage(decodeURIComponent(report[1]));
   const execution = hash.match(/^#\/e\/(.+)$/);

@@ -15,3 +15,15 @@ export function el(tag, attributes = {}, ...children) {
   }
   return node;
 }
+
+const SVG = "http://www.w3.org/2000/svg";
+
+// An SVG element with attributes and children.
+export function svg(tag, attributes = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== undefined && value !== null) node.setAttribute(name, String(value));
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}

@@ -2,16 +2,7 @@
 // DOM calls. Each state is coloured by its status; a Map carries a bar of its iterations (or
 // child executions); an AWS SDK task shows the status it last read (a batch job's).
 
-const SVG = "http://www.w3.org/2000/svg";
-
-function svg(tag, attributes = {}, ...children) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value !== undefined && value !== null) node.setAttribute(name, String(value));
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
+import { svg } from "/console/dom.js";
 
 function text(x, y, content, attributes = {}) {
   const node = svg("text", { x, y, ...attributes });

@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use beacon_pipeline::config::AlarmsConfig;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// What an alarm watches.
@@ -72,6 +72,52 @@ impl AlarmState {
     }
 }
 
+/// Why an alarm is in its state, as data (the console says it in the reader's language);
+/// `reason` says the same in English.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Why {
+    NotEvaluated,
+    /// The server started again: evaluated anew from new data points.
+    Restarted,
+    /// `breaching` of the last `periods` periods crossed the threshold; `value` is the last.
+    #[serde(rename_all = "camelCase")]
+    Breached {
+        statistic: String,
+        value: f64,
+        period_seconds: u64,
+        strictly_above: bool,
+        threshold: f64,
+        breaching: u32,
+        periods: u32,
+    },
+    /// None of the last `periods` periods crossed it.
+    Clear {
+        periods: u32,
+        threshold: f64,
+    },
+}
+
+impl Why {
+    /// The English words for it.
+    pub fn reason(&self) -> String {
+        match self {
+            Why::NotEvaluated => "not evaluated yet".into(),
+            Why::Restarted => "The server started again; the alarm is evaluated anew from new data points".into(),
+            Why::Breached { statistic, value, period_seconds, strictly_above, threshold, breaching, periods } => {
+                format!(
+                    "Threshold crossed: {statistic} {value} over the last {period_seconds} s {} the threshold {threshold} \
+                 ({breaching} of {periods} periods)",
+                    if *strictly_above { "above" } else { "at or above" },
+                )
+            }
+            Why::Clear { periods, threshold } => {
+                format!("No period of the last {periods} breached the threshold {threshold}")
+            }
+        }
+    }
+}
+
 /// A change of state.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -80,6 +126,8 @@ pub struct Transition {
     pub from: AlarmState,
     pub to: AlarmState,
     pub reason: String,
+    /// The reason as data (absent in transitions kept by an older server).
+    pub why: Option<Why>,
     pub at: String,
 }
 
@@ -91,6 +139,7 @@ pub struct AlarmView {
     pub description: String,
     pub state: AlarmState,
     pub reason: String,
+    pub why: Option<Why>,
     /// `Sum` or `Average`.
     pub statistic: String,
     /// `GreaterThanOrEqualToThreshold` or `GreaterThanThreshold`.
@@ -109,7 +158,7 @@ const HISTORY: usize = 50;
 
 struct AlarmStatus {
     state: AlarmState,
-    reason: String,
+    why: Option<Why>,
     updated_at: String,
     history: VecDeque<Transition>,
     /// The state subscribers were last told of (`alarm.state_changed`); a fresh alarm counts
@@ -183,7 +232,7 @@ impl Alarms {
             .iter()
             .map(|_| AlarmStatus {
                 state: AlarmState::InsufficientData,
-                reason: "not evaluated yet".into(),
+                why: Some(Why::NotEvaluated),
                 updated_at: now_text(),
                 history: VecDeque::new(),
                 announced: AlarmState::Ok,
@@ -259,29 +308,28 @@ impl Alarms {
                 continue;
             }
             let statistic = if rule.statistic == Statistic::Sum { "Sum" } else { "Average" };
-            let reason = match (state, last_value) {
-                (AlarmState::Alarm, Some(value)) => format!(
-                    "Threshold crossed: {statistic} {value} over the last {} s {} the threshold {} ({} of {} periods)",
-                    self.period.as_secs(),
-                    if rule.comparison == Comparison::GreaterThanThreshold { "above" } else { "at or above" },
-                    rule.threshold,
+            let why = match (state, last_value) {
+                (AlarmState::Alarm, Some(value)) => Why::Breached {
+                    statistic: statistic.into(),
+                    value,
+                    period_seconds: self.period.as_secs(),
+                    strictly_above: rule.comparison == Comparison::GreaterThanThreshold,
+                    threshold: rule.threshold,
                     breaching,
-                    self.evaluation_periods
-                ),
-                _ => format!(
-                    "No period of the last {} breached the threshold {}",
-                    self.evaluation_periods, rule.threshold
-                ),
+                    periods: self.evaluation_periods,
+                },
+                _ => Why::Clear { periods: self.evaluation_periods, threshold: rule.threshold },
             };
             let transition = Transition {
                 alarm: rule.name.into(),
                 from: status.state,
                 to: state,
-                reason: reason.clone(),
+                reason: why.reason(),
+                why: Some(why.clone()),
                 at: now_text(),
             };
             status.state = state;
-            status.reason = reason;
+            status.why = Some(why);
             status.updated_at = transition.at.clone();
             status.history.push_front(transition.clone());
             status.history.truncate(HISTORY);
@@ -317,10 +365,11 @@ impl Alarms {
                 alarm: rule.name.into(),
                 from: last.to,
                 to: AlarmState::InsufficientData,
-                reason: "The server started again; the alarm is evaluated anew from new data points".into(),
+                reason: Why::Restarted.reason(),
+                why: Some(Why::Restarted),
                 at: now_text(),
             };
-            status.reason.clone_from(&restart.reason);
+            status.why = Some(Why::Restarted);
             status.updated_at.clone_from(&restart.at);
             status.history.push_front(restart.clone());
             status.history.truncate(HISTORY);
@@ -356,7 +405,8 @@ impl Alarms {
                 name: rule.name.into(),
                 description: rule.description.into(),
                 state: status.state,
-                reason: status.reason.clone(),
+                reason: status.why.as_ref().map(Why::reason).unwrap_or_default(),
+                why: status.why.clone(),
                 statistic: if rule.statistic == Statistic::Sum { "Sum" } else { "Average" }.into(),
                 comparison: format!("{:?}", rule.comparison),
                 threshold: rule.threshold,

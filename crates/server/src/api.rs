@@ -60,6 +60,19 @@ pub struct UploadQuery {
     pub temperature: Option<f32>,
 }
 
+/// The task a Lambda function runs that analyses units, if one does (`lambda.functions`).
+fn lambda_analyses(config: &beacon_pipeline::Config) -> Option<&'static str> {
+    ["llm-processor", "batch-prepare", "batch-collect"]
+        .into_iter()
+        .find(|task| config.lambda.functions.contains_key(*task))
+}
+
+/// What an upload may choose here beside the strategy (`serve.upload_options`, unless Lambda
+/// functions analyse).
+fn upload_choices(config: &beacon_pipeline::Config) -> Vec<String> {
+    if lambda_analyses(config).is_some() { Vec::new() } else { config.serve.upload_options.clone() }
+}
+
 /// What the upload asked of its unit analysis, checked against what the configuration allows.
 fn unit_options(
     config: &beacon_pipeline::Config,
@@ -70,11 +83,7 @@ fn unit_options(
     let serve = &config.serve;
     let given = schema.is_some() || max_tokens.is_some() || temperature.is_some();
     // Deployed functions analyse with their own configuration; the options would not reach them.
-    if given
-        && let Some(task) = ["llm-processor", "batch-prepare", "batch-collect"]
-            .into_iter()
-            .find(|task| config.lambda.functions.contains_key(*task))
-    {
+    if given && let Some(task) = lambda_analyses(config) {
         return Err(ApiError::bad_request(format!(
             "this server runs {task} on a Lambda function (lambda.functions), which analyses with its own \
              schema and model parameters: an upload cannot choose them here"
@@ -410,6 +419,15 @@ pub struct ExecutionSummary {
     pub status: String,
     pub started_at: String,
     pub finished_at: Option<String>,
+    /// The strategy the state machine took (once known), else the one asked for (`auto`).
+    pub strategy: String,
+    /// Units finished (succeeded or failed) and planned; failed among them.
+    pub units_done: usize,
+    pub units_total: usize,
+    pub units_failed: usize,
+    /// Throttled requests and cost, once the execution has a report.
+    pub throttles: Option<u64>,
+    pub cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -464,13 +482,32 @@ fn decode_cursor(cursor: &str, parts: usize) -> Result<Vec<String>, ApiError> {
     if fields.len() == parts { Ok(fields) } else { Err(bad()) }
 }
 
-fn summary(record: &ExecutionRecord) -> ExecutionSummary {
+/// An execution in a listing: from its journal record (the integrator's output says what the
+/// report does) and, while it runs, the live unit counts. Nothing here reads the store, so a
+/// page of a listing costs one journal query.
+fn summary(state: &AppState, record: &ExecutionRecord) -> ExecutionSummary {
+    let output: Value = record.output.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(Value::Null);
+    let count = |key: &str| output.get(key).and_then(Value::as_u64).map(|n| n as usize);
+    let (done, total, failed) = match (count("unitsSucceeded"), count("unitsFailed")) {
+        (Some(succeeded), Some(failed)) => (succeeded + failed, succeeded + failed, failed),
+        _ => state.executor.progress(&record.name).map_or((0, 0, 0), |p| {
+            let load = |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::Relaxed);
+            let (succeeded, failed) = (load(&p.succeeded), load(&p.failed));
+            (succeeded + failed, load(&p.planned).max(succeeded + failed), failed)
+        }),
+    };
     ExecutionSummary {
         name: record.name.clone(),
         document: DocumentRef { id: document_id(record), name: record.label.clone() },
         status: record.status.as_str().to_string(),
         started_at: record.started_at.clone(),
         finished_at: record.finished_at.clone(),
+        strategy: output.get("strategy").and_then(Value::as_str).map_or_else(|| strategy_asked(record), str::to_string),
+        units_done: done,
+        units_total: total,
+        units_failed: failed,
+        throttles: output.get("throttles").and_then(Value::as_u64),
+        cost_usd: output.get("costUsd").and_then(Value::as_f64),
     }
 }
 
@@ -513,7 +550,7 @@ pub async fn list_executions(
     } else {
         None
     };
-    Ok(Json(ExecutionPage { executions: records.iter().map(summary).collect(), next }))
+    Ok(Json(ExecutionPage { executions: records.iter().map(|r| summary(&state, r)).collect(), next }))
 }
 
 /// Unit counts of an execution.
@@ -1021,10 +1058,15 @@ pub struct AlarmList {
 
 /// Who the caller is: the token's name and role (what the console shows and offers).
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct SessionView {
     pub name: String,
     /// `viewer`, `submitter` or `admin`.
     pub role: String,
+    /// What an upload may choose beside the strategy: `schema`, `max_tokens`, `temperature`.
+    pub upload_options: Vec<String>,
+    /// The largest `max_tokens` an upload may ask for.
+    pub upload_max_tokens: u32,
 }
 
 /// The caller's token: its name and role.
@@ -1035,8 +1077,17 @@ pub struct SessionView {
     responses((status = 200, description = "The token's name and role", body = SessionView)),
     security(("bearer" = []))
 )]
-pub async fn get_session(Extension(principal): Extension<Principal>) -> Json<SessionView> {
-    Json(SessionView { name: principal.name.clone(), role: principal.role.to_string() })
+pub async fn get_session(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+) -> Json<SessionView> {
+    let config = &state.executor.services().config;
+    Json(SessionView {
+        name: principal.name.clone(),
+        role: principal.role.to_string(),
+        upload_options: upload_choices(config),
+        upload_max_tokens: config.serve.upload_max_tokens.unwrap_or(config.llm.max_tokens),
+    })
 }
 
 /// Every alarm: its state, rule and recent transitions.

@@ -16,6 +16,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("dom.js", "text/javascript; charset=utf-8", include_str!("../console/dom.js")),
     ("graph.js", "text/javascript; charset=utf-8", include_str!("../console/graph.js")),
     ("report.js", "text/javascript; charset=utf-8", include_str!("../console/report.js")),
+    ("overview.js", "text/javascript; charset=utf-8", include_str!("../console/overview.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../console/app.css")),
     ("icon.svg", "image/svg+xml", include_str!("../console/icon.svg")),
 ];

@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS alarm_transitions (
     at          TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alarm_transitions_by_alarm ON alarm_transitions (alarm, seq);
+CREATE TABLE IF NOT EXISTS overview_samples (
+    at_ms       INTEGER PRIMARY KEY,
+    boot        TEXT NOT NULL,
+    totals      TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS delivery_attempts (
     delivery    TEXT NOT NULL,
     attempt     INTEGER NOT NULL,
@@ -116,6 +121,12 @@ impl ServerDb {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // A server before alarm reasons were kept as data: the column comes now, empty in old rows.
+        let has_why: bool =
+            conn.prepare("SELECT 1 FROM pragma_table_info('alarm_transitions') WHERE name = 'why'")?.exists([])?;
+        if !has_why {
+            conn.execute_batch("ALTER TABLE alarm_transitions ADD COLUMN why TEXT")?;
+        }
         Ok(ServerDb { conn: Mutex::new(conn) })
     }
 
@@ -182,13 +193,14 @@ impl ServerDb {
     pub fn record_transition(&self, transition: &Transition) -> Result<(), ApiError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO alarm_transitions (alarm, from_state, to_state, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO alarm_transitions (alarm, from_state, to_state, reason, at, why) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 transition.alarm,
                 transition.from.as_str(),
                 transition.to.as_str(),
                 transition.reason,
-                transition.at
+                transition.at,
+                transition.why.as_ref().and_then(|w| serde_json::to_string(w).ok()),
             ],
         )
         .and_then(|_| {
@@ -206,7 +218,7 @@ impl ServerDb {
     pub fn alarm_history(&self) -> Result<Vec<Transition>, ApiError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT alarm, from_state, to_state, reason, at FROM alarm_transitions ORDER BY seq DESC")
+            .prepare("SELECT alarm, from_state, to_state, reason, at, why FROM alarm_transitions ORDER BY seq DESC")
             .map_err(db_error("the alarm history cannot be read"))?;
         let rows = stmt
             .query_map([], |r| {
@@ -217,6 +229,7 @@ impl ServerDb {
                     to: state(r.get(2)?),
                     reason: r.get(3)?,
                     at: r.get(4)?,
+                    why: r.get::<_, Option<String>>(5)?.and_then(|w| serde_json::from_str(&w).ok()),
                 })
             })
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
@@ -225,6 +238,44 @@ impl ServerDb {
     }
 
     /// Put a delivery in the outbox, due now.
+    /// Keeps a sample of the overview's totals and forgets those before `forget_before_ms`.
+    pub fn keep_sample(&self, sample: &crate::overview::Sample, forget_before_ms: i64) -> Result<(), ApiError> {
+        let totals = serde_json::to_string(&sample.totals).unwrap_or_default();
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR REPLACE INTO overview_samples (at_ms, boot, totals) VALUES (?1, ?2, ?3)",
+            params![sample.at_ms, sample.boot, totals],
+        )
+        .map_err(db_error("keep an overview sample"))?;
+        conn.execute("DELETE FROM overview_samples WHERE at_ms < ?1", params![forget_before_ms])
+            .map_err(db_error("forget old overview samples"))?;
+        Ok(())
+    }
+
+    /// The samples from `since_ms` on, in time order, after the last one before it (what the
+    /// first of them is counted from).
+    pub fn samples_since(&self, since_ms: i64) -> Result<Vec<crate::overview::Sample>, ApiError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT at_ms, boot, totals FROM overview_samples
+                 WHERE at_ms >= COALESCE((SELECT MAX(at_ms) FROM overview_samples WHERE at_ms < ?1), ?1)
+                 ORDER BY at_ms",
+            )
+            .map_err(db_error("read the overview samples"))?;
+        let rows = stmt
+            .query_map(params![since_ms], |r| {
+                let totals: String = r.get(2)?;
+                Ok(crate::overview::Sample {
+                    at_ms: r.get(0)?,
+                    boot: r.get(1)?,
+                    totals: serde_json::from_str(&totals).unwrap_or_default(),
+                })
+            })
+            .map_err(db_error("read the overview samples"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_error("read the overview samples"))
+    }
+
     pub fn enqueue(&self, delivery: &Delivery) -> Result<(), ApiError> {
         self.conn()
             .execute(
@@ -361,6 +412,21 @@ mod tests {
     }
 
     #[test]
+    fn overview_samples_come_in_time_order_after_the_last_before_and_old_ones_go() {
+        use crate::overview::{Sample, Totals};
+        let dir = tempfile::tempdir().unwrap();
+        let db = ServerDb::open(&dir.path().join("server.sqlite")).unwrap();
+        for at in [10, 20, 30, 40] {
+            let totals = Totals { requests: at as u64, ..Totals::default() };
+            db.keep_sample(&Sample { at_ms: at, boot: "a".into(), totals }, 15).unwrap();
+        }
+        let since: Vec<i64> = db.samples_since(25).unwrap().iter().map(|s| s.at_ms).collect();
+        assert_eq!(since, [20, 30, 40], "the one before 25 is the base");
+        assert_eq!(db.samples_since(0).unwrap()[0].at_ms, 20, "10 was forgotten");
+        assert_eq!(db.samples_since(25).unwrap()[2].totals.requests, 40);
+    }
+
+    #[test]
     fn idempotency_keys_are_per_token() {
         let dir = tempfile::tempdir().unwrap();
         let db = ServerDb::open(&dir.path().join("s.sqlite")).unwrap();
@@ -378,6 +444,7 @@ mod tests {
             from: AlarmState::Ok,
             to: AlarmState::Alarm,
             reason: format!("#{i}"),
+            why: Some(crate::alarms::Why::Clear { periods: 1, threshold: i as f64 }),
             at: format!("2026-12-07T00:00:00.{i:03}Z"),
         };
         db.record_transition(&transition("Other", 0)).unwrap();

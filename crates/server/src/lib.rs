@@ -23,6 +23,7 @@ pub mod error;
 pub mod extract;
 pub mod graph;
 pub mod metrics;
+pub mod overview;
 pub mod sse;
 pub mod tokens;
 pub mod upload;
@@ -71,6 +72,10 @@ pub struct AppState {
     pub documents: documents::DocumentGate,
     /// Drawings and history tallies of the executions last looked at (`/graph`).
     pub graphs: graph::Graphs,
+    /// This process, in the overview's samples (its counts start at zero).
+    pub boot: String,
+    /// How often the overview keeps a sample (`serve.overview_sample_secs`).
+    pub overview_sample: std::time::Duration,
     /// False once shutdown began (`/ready` says 503 then).
     pub ready: AtomicBool,
 }
@@ -120,6 +125,7 @@ pub enum ServeError {
         api::resume_execution,
         api::redrive_execution,
         api::list_alarms,
+        overview::get_overview,
         api::get_session,
         health,
         ready,
@@ -218,6 +224,8 @@ pub fn state(parts: Parts, bind: &str) -> Result<Arc<AppState>, ServeError> {
         upload_wait: std::time::Duration::from_millis(config.serve.upload_wait_ms),
         documents: documents::DocumentGate::default(),
         graphs: graph::Graphs::default(),
+        boot: format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis()),
+        overview_sample: std::time::Duration::from_secs(config.serve.overview_sample_secs.max(1)),
         metrics_public: config.serve.metrics_public,
         cors_origins: config.serve.cors_origins.clone(),
         ready: AtomicBool::new(true),
@@ -243,6 +251,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/executions/{name}/resume", post(api::resume_execution))
         .route("/executions/{name}/redrive", post(api::redrive_execution))
         .route("/alarms", get(api::list_alarms))
+        .route("/overview", get(overview::get_overview))
         .route("/session", get(api::get_session))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
@@ -420,6 +429,7 @@ pub async fn serve(
     }
     tokio::spawn(state.webhooks.clone().run());
     tokio::spawn(watch_alarms(state.clone()));
+    tokio::spawn(overview::keep_samples(state.clone()));
     let app = router(state.clone());
     let draining = state.clone();
     let stopped = async move {

@@ -91,6 +91,8 @@ pub struct Metrics {
     observed: Observed,
     /// What of the client stack's counts was exported already.
     exported: Mutex<StatsSnapshot>,
+    /// The counts of finished executions, as the counters above have them (for the overview).
+    finished_totals: Mutex<crate::overview::Totals>,
     provider: String,
     model: String,
 }
@@ -178,6 +180,7 @@ impl Metrics {
             cost,
             observed,
             exported: Mutex::new(StatsSnapshot::default()),
+            finished_totals: Mutex::new(crate::overview::Totals::default()),
             provider: provider.to_string(),
             model: model.to_string(),
         }
@@ -196,8 +199,23 @@ impl Metrics {
         self.started.get_or_create(&StrategyLabel { strategy: strategy.to_string() }).inc();
     }
 
+    /// Everything counted since the server started, as the overview shows it.
+    pub fn totals(&self) -> crate::overview::Totals {
+        let stats = self.observed.stats.snapshot();
+        let finished = *self.finished_totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        crate::overview::Totals { requests: stats.requests, throttles: stats.throttles, ..finished }
+    }
+
+    fn count_finished(&self, count: impl FnOnce(&mut crate::overview::Totals)) {
+        count(&mut self.finished_totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
     pub fn execution_finished(&self, status: ExecutionState, took: Option<Duration>) {
         self.finished.get_or_create(&StatusLabel { status: status.as_str().to_string() }).inc();
+        self.count_finished(|t| match status {
+            ExecutionState::Succeeded => t.executions_succeeded += 1,
+            _ => t.executions_failed += 1,
+        });
         if let Some(took) = took {
             self.duration.observe(took.as_secs_f64());
         }
@@ -220,6 +238,13 @@ impl Metrics {
         if let Some(cost) = usage.cost_usd {
             self.cost.get_or_create(&ModelLabel { model }).inc_by(cost);
         }
+        self.count_finished(|t| {
+            t.units_succeeded += report.units.iter().filter(|u| u.status == UnitStatus::Succeeded).count() as u64;
+            t.units_failed += report.units.iter().filter(|u| u.status == UnitStatus::Failed).count() as u64;
+            t.input_tokens += usage.input_tokens;
+            t.output_tokens += usage.output_tokens;
+            t.cost_usd += usage.cost_usd.unwrap_or(0.0);
+        });
     }
 
     /// The text format, with the live gauges set to `queued` and `running`.

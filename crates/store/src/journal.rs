@@ -285,10 +285,13 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
              COMMIT;",
         )?;
     }
-    // One index numbers new events (MAX(seq)), the other follows one execution.
+    // One index numbers new events (MAX(seq)), the other follows one execution; the last two
+    // page through executions newest first (all, or of one status) without sorting them all.
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS events_seq ON events (seq);
-         CREATE INDEX IF NOT EXISTS events_by_execution_seq ON events (execution, attempt, seq);",
+         CREATE INDEX IF NOT EXISTS events_by_execution_seq ON events (execution, attempt, seq);
+         CREATE INDEX IF NOT EXISTS executions_by_start ON executions (started_at DESC, name DESC);
+         CREATE INDEX IF NOT EXISTS executions_by_status_start ON executions (status, started_at DESC, name DESC);",
     )?;
     Ok(())
 }
@@ -441,37 +444,13 @@ impl Journal {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// A page of executions, newest first, as `filter` selects.
+    /// A page of executions, newest first, as `filter` selects. A listing leaves out what only
+    /// one execution's view needs: `definition` and `input` are empty and
+    /// `tasks_recorded` is 0 (read them with [`Journal::get`]), so a page reads little however
+    /// large the definitions are.
     pub fn list_page(&self, filter: &ListFilter) -> Result<Vec<ExecutionRecord>, JournalError> {
         let conn = self.reader()?;
-        // Child executions (parent/child) have events only, never a row here.
-        let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions e WHERE 1 = 1");
-        let mut values: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-        let mut bind = |sql: &mut String, clause: &str, value: Box<dyn rusqlite::ToSql>| {
-            values.push(value);
-            sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
-        };
-        if let Some(status) = filter.status {
-            bind(&mut sql, " AND status = ?", Box::new(status.as_str()));
-        }
-        if let Some(text) = &filter.label_contains {
-            let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-            bind(&mut sql, " AND label LIKE ? ESCAPE '\\'", Box::new(pattern));
-        }
-        if let Some(since) = &filter.started_since {
-            bind(&mut sql, " AND started_at >= ?", Box::new(since.clone()));
-        }
-        if let Some(until) = &filter.started_before {
-            bind(&mut sql, " AND started_at < ?", Box::new(until.clone()));
-        }
-        if let Some((started_at, name)) = &filter.after {
-            values.push(Box::new(started_at.clone()));
-            values.push(Box::new(name.clone()));
-            let (a, b) = (values.len() - 1, values.len());
-            sql.push_str(&format!(" AND (started_at < ?{a} OR (started_at = ?{a} AND name < ?{b}))"));
-        }
-        values.push(Box::new(filter.limit as i64));
-        sql.push_str(&format!(" ORDER BY started_at DESC, name DESC LIMIT ?{}", values.len()));
+        let (sql, values) = list_query(filter);
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), execution_from_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -657,6 +636,43 @@ const EXECUTION_COLUMNS: &str =
     "name, label, status, started_at, finished_at, attempt, output, error, cause, definition, input, options,
     (SELECT COUNT(*) FROM tasks t WHERE t.execution = e.name)";
 
+/// The query of [`Journal::list_page`] and its values.
+fn list_query(filter: &ListFilter) -> (String, Vec<Box<dyn rusqlite::ToSql>>) {
+    // Child executions (parent/child) have events only, never a row here.
+    let mut sql = format!("SELECT {LISTED_COLUMNS} FROM executions e WHERE 1 = 1");
+    let mut values: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    let mut bind = |sql: &mut String, clause: &str, value: Box<dyn rusqlite::ToSql>| {
+        values.push(value);
+        sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
+    };
+    if let Some(status) = filter.status {
+        bind(&mut sql, " AND status = ?", Box::new(status.as_str()));
+    }
+    if let Some(text) = &filter.label_contains {
+        let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        bind(&mut sql, " AND label LIKE ? ESCAPE '\\'", Box::new(pattern));
+    }
+    if let Some(since) = &filter.started_since {
+        bind(&mut sql, " AND started_at >= ?", Box::new(since.clone()));
+    }
+    if let Some(until) = &filter.started_before {
+        bind(&mut sql, " AND started_at < ?", Box::new(until.clone()));
+    }
+    if let Some((started_at, name)) = &filter.after {
+        values.push(Box::new(started_at.clone()));
+        values.push(Box::new(name.clone()));
+        let (a, b) = (values.len() - 1, values.len());
+        sql.push_str(&format!(" AND (started_at < ?{a} OR (started_at = ?{a} AND name < ?{b}))"));
+    }
+    values.push(Box::new(filter.limit as i64));
+    sql.push_str(&format!(" ORDER BY started_at DESC, name DESC LIMIT ?{}", values.len()));
+    (sql, values)
+}
+
+/// [`EXECUTION_COLUMNS`] without the large ones, for listings.
+const LISTED_COLUMNS: &str =
+    "name, label, status, started_at, finished_at, attempt, output, error, cause, '', '', options, 0";
+
 fn execution_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     Ok(ExecutionRecord {
         name: r.get(0)?,
@@ -769,6 +785,30 @@ mod tests {
             timestamp: "t".into(),
             event_type: "PassStateEntered".into(),
             details: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn a_page_of_executions_is_read_from_an_index_not_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let conn = j.reader().unwrap();
+        let after = Some(("2026-01-01T00:00:00Z".to_string(), "x".to_string()));
+        for filter in [
+            ListFilter { limit: 51, ..ListFilter::default() },
+            ListFilter { limit: 51, after: after.clone(), ..ListFilter::default() },
+            ListFilter { status: Some(ExecutionState::Succeeded), limit: 51, after, ..ListFilter::default() },
+        ] {
+            let (sql, values) = list_query(&filter);
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(values.iter()), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(plan.contains("USING INDEX executions_by"), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "no sort of every execution: {plan}");
         }
     }
 

@@ -106,5 +106,10 @@ pub async fn integrate_results(services: Services, input: Value, _ctx: TaskConte
         "markdownKey": md_key,
         "unitsSucceeded": report.usage.units_succeeded,
         "unitsFailed": report.usage.units_failed,
+        // What a listing of executions shows without reading the report.
+        "strategy": report.strategy,
+        "requests": report.usage.requests,
+        "throttles": report.usage.throttles,
+        "costUsd": report.usage.cost_usd,
     }))
 }
