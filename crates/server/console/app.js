@@ -78,8 +78,10 @@ function poll(refresh, ms) {
   const page = location.hash;
   const tick = async () => {
     if (location.hash !== page) return;
-    try { await refresh(); } catch (error) { if (error.status === 401) return signOut(); }
-    if (location.hash === page) state.timer = setTimeout(tick, ms);
+    // A refresh that answers false has nothing more to follow (a finished execution).
+    let more = true;
+    try { more = (await refresh()) !== false; } catch (error) { if (error.status === 401) return signOut(); }
+    if (more && location.hash === page) state.timer = setTimeout(tick, ms);
   };
   tick();
 }
@@ -290,7 +292,12 @@ async function renderExecution(name) {
         el("thead", {}, el("tr", {}, ...["unit.index", "unit.title", "unit.status", "unit.path", "unit.attempts", "unit.tokens", "unit.cause"].map((k) => el("th", { text: t(k) })))),
         units))), historySection);
   const act = (label, verb) => el("button", { type: "button", id: verb, onclick: async () => {
-    try { await api(`${path}/${verb}`, { method: "POST" }); toast(`${label}: OK`); } catch (error) { toast(error.message); }
+    try {
+      await api(`${path}/${verb}`, { method: "POST" });
+      toast(`${label}: OK`);
+      // It runs again (or stops): follow it until it ends.
+      poll(refresh, 1500);
+    } catch (error) { toast(error.message); }
   }, text: label });
   const refresh = async () => {
     const view = await api(path);
@@ -327,11 +334,11 @@ async function renderExecution(name) {
       }, text: t("exec.report") }) : "");
     // The drawing again, keeping the keyboard where it was.
     const graph = await api(`${path}/graph`);
-    const focused = document.activeElement && document.activeElement.closest ? document.activeElement.closest("[data-state]") : null;
-    const focusId = focused && graphBox.contains(focused) ? focused.dataset.state : null;
+    const focused = document.activeElement && document.activeElement.closest ? document.activeElement.closest("[data-node]") : null;
+    const focusId = focused && graphBox.contains(focused) ? focused.dataset.node : null;
     graphBox.replaceChildren(drawGraph(graph, t, (node) => { chosen.textContent = describe(node, t); }));
     if (focusId) {
-      const again = graphBox.querySelector(`[data-state="${CSS.escape(focusId)}"]`);
+      const again = graphBox.querySelector(`[data-node="${CSS.escape(focusId)}"]`);
       if (again) again.focus();
     }
     const list = await api(`${path}/units${onlyFailed.checked ? "?status=failed" : ""}`);

@@ -55,7 +55,7 @@ export function drawGraph(view, t, onSelect) {
   const containers = view.nodes.filter((n) => view.nodes.some((c) => c.parent === n.id));
   const inside = new Set(containers.map((n) => n.id));
   for (const node of containers) {
-    const group = svg("g", { class: `container ${node.status}`, "data-state": node.id, tabindex: 0, role: "button", "aria-label": describe(node, t) },
+    const group = svg("g", { class: `container ${node.status}`, "data-node": node.id, "data-state": node.state, tabindex: 0, role: "button", "aria-label": describe(node, t) },
       svg("title", {}, document.createTextNode(describe(node, t))),
       svg("rect", { x: node.x, y: node.y, width: node.w, height: node.h, rx: 8 }),
       text(node.x + 10, node.y + 17, node.name + (node.distributed ? ` (${t("graph.distributed")})` : ""), { class: "name" }));
@@ -72,19 +72,17 @@ export function drawGraph(view, t, onSelect) {
     if (edge.rules.length) short.push(t("graph.rule", { n: edge.rules.join(", ") }));
     if (edge.kind === "default") short.push(t("graph.default"));
     if (edge.kind === "catch") short.push(t("graph.catch"));
-    if (short.length) {
-      // Two thirds down the arrow's first stretch, where arrows leaving one box have parted.
-      const [a, b] = edge.points;
-      const at = edge.back ? 0.5 : 0.66;
-      group.append(text(a[0] + (b[0] - a[0]) * at + 4, a[1] + (b[1] - a[1]) * at, short.join(" · "), { class: "edge-label" }));
-    }
+    if (short.length) group.append(text(edge.labelAt[0], edge.labelAt[1], short.join(" · "), { class: "edge-label" }));
     root.append(group);
   }
   for (const node of view.nodes) {
     if (inside.has(node.id)) continue;
     const marker = node.kind !== "state";
+    // A marker says which scope it starts or ends: its container's state, or "" at the top.
+    const scope = marker ? (view.nodes.find((n) => n.id === node.parent) || { state: "" }).state : null;
     const group = svg("g", {
-      class: `node ${node.kind} ${node.status}`, "data-state": node.id,
+      class: `node ${node.kind} ${node.status}`, "data-node": node.id, "data-state": node.state,
+      "data-marker": marker ? node.kind : null, "data-scope": scope,
       tabindex: marker ? null : 0, role: marker ? null : "button", "aria-label": describe(node, t),
     }, svg("title", {}, document.createTextNode(describe(node, t))));
     group.append(svg("rect", { x: node.x, y: node.y, width: node.w, height: node.h, rx: marker ? node.h / 2 : 5 }));
@@ -94,8 +92,8 @@ export function drawGraph(view, t, onSelect) {
     if (node.progress) group.append(progressBar(node, t));
     root.append(group);
   }
-  for (const group of root.querySelectorAll("[data-state][tabindex]")) {
-    const node = view.nodes.find((n) => n.id === group.dataset.state);
+  for (const group of root.querySelectorAll("[data-node][tabindex]")) {
+    const node = view.nodes.find((n) => n.id === group.dataset.node);
     group.addEventListener("click", () => onSelect(node));
     group.addEventListener("keydown", (event) => {
       if (event.key === "Enter" || event.key === " ") { event.preventDefault(); onSelect(node); }

@@ -436,6 +436,8 @@ pub async fn serve(
         shutdown.await;
         draining.ready.store(false, Ordering::Relaxed);
         draining.executor.shut_down();
+        // The last minute's numbers would otherwise be lost with the process.
+        overview::keep_sample(&draining);
     };
     let Some(Tls(config)) = tls else {
         return axum::serve(listener, app).with_graceful_shutdown(stopped).await;

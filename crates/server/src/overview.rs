@@ -102,6 +102,7 @@ pub struct Series {
 
 /// The last hour (by minute) and the last day (by quarter hour).
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Overview {
     pub hour: Series,
     pub day: Series,
@@ -116,14 +117,15 @@ pub fn series(samples: &[Sample], now_ms: i64, bucket_ms: i64, count: usize) -> 
     let last_start = now_ms - now_ms.rem_euclid(bucket_ms);
     let first_start = last_start - bucket_ms * (count as i64 - 1);
     let mut buckets: Vec<Totals> = vec![Totals::default(); count];
-    let mut previous: Option<&Sample> = None;
+    // Each process's last sample: two processes sharing the file (one starting while the other
+    // stops) interleave their samples, and each counts from its own.
+    let mut last: std::collections::HashMap<&str, Totals> = std::collections::HashMap::new();
     for sample in samples {
-        // Counted since the sample before, or since its process started.
-        let counted = match previous {
-            Some(p) if p.boot == sample.boot => sample.totals - p.totals,
-            _ => sample.totals,
+        // Counted since that process's sample before, or since it started.
+        let counted = match last.insert(sample.boot.as_str(), sample.totals) {
+            Some(before) => sample.totals - before,
+            None => sample.totals,
         };
-        previous = Some(sample);
         if sample.at_ms < first_start {
             continue;
         }
@@ -168,11 +170,17 @@ pub async fn get_overview(State(state): State<Arc<AppState>>) -> Result<Json<Ove
 pub async fn keep_samples(state: Arc<AppState>) {
     loop {
         tokio::time::sleep(state.overview_sample).await;
-        let now_ms = Utc::now().timestamp_millis();
-        let sample = Sample { at_ms: now_ms, boot: state.boot.clone(), totals: state.executor.metrics().totals() };
-        if let Err(e) = state.db.keep_sample(&sample, now_ms - KEPT_MS) {
-            tracing::warn!("the overview's sample cannot be kept: {}", e.message);
-        }
+        keep_sample(&state);
+    }
+}
+
+/// Keeps a sample of the totals now (also when the server stops, so nothing since the last
+/// one is lost).
+pub fn keep_sample(state: &AppState) {
+    let now_ms = Utc::now().timestamp_millis();
+    let sample = Sample { at_ms: now_ms, boot: state.boot.clone(), totals: state.executor.metrics().totals() };
+    if let Err(e) = state.db.keep_sample(&sample, now_ms - KEPT_MS) {
+        tracing::warn!("the overview's sample cannot be kept: {}", e.message);
     }
 }
 
@@ -205,5 +213,8 @@ mod tests {
         assert!(hour.buckets[59].start.starts_with("1970-01-01T01:40:00"), "{}", hour.buckets[59].start);
         let day = series(&samples, now, 15 * minute, 96);
         assert_eq!(day.sum.requests, 500 + 40, "the first sample of a process counts from its start");
+        // Two processes' samples interleaved: each is counted from its own last one.
+        let both = [sample(minute, "a", 10, 0.0), sample(2 * minute, "b", 3, 0.0), sample(3 * minute, "a", 15, 0.0)];
+        assert_eq!(series(&both, 3 * minute, minute, 4).sum.requests, 10 + 3 + 5);
     }
 }

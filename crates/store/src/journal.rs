@@ -445,7 +445,7 @@ impl Journal {
     }
 
     /// A page of executions, newest first, as `filter` selects. A listing leaves out what only
-    /// one execution's view needs: `definition` and `input` are empty and
+    /// one execution's view needs: `definition` is empty and
     /// `tasks_recorded` is 0 (read them with [`Journal::get`]), so a page reads little however
     /// large the definitions are.
     pub fn list_page(&self, filter: &ListFilter) -> Result<Vec<ExecutionRecord>, JournalError> {
@@ -671,7 +671,7 @@ fn list_query(filter: &ListFilter) -> (String, Vec<Box<dyn rusqlite::ToSql>>) {
 
 /// [`EXECUTION_COLUMNS`] without the large ones, for listings.
 const LISTED_COLUMNS: &str =
-    "name, label, status, started_at, finished_at, attempt, output, error, cause, '', '', options, 0";
+    "name, label, status, started_at, finished_at, attempt, output, error, cause, '', input, options, 0";
 
 fn execution_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     Ok(ExecutionRecord {

@@ -54,6 +54,8 @@ const PADDING: f64 = 14.0;
 const BEND_WIDTH: f64 = 6.0;
 /// Room to the right for arrows going back up, each.
 const LOOP_LANE: f64 = 14.0;
+/// How far an arrow going back up runs out of its box's side before it turns.
+const BEND_OUT: f64 = 7.0;
 
 /// Lays out a scope and everything inside it.
 pub fn draw(scope: &Scope) -> Drawing {
@@ -209,11 +211,27 @@ fn lay_out(scope: &Scope, parent: Option<&str>) -> Drawing {
     for (i, link) in scope.links.iter().enumerate() {
         let (fx, fy, fw, fh) = frame[link.from];
         let (tx, ty, tw, th) = frame[link.to];
-        let points = if back[i] || layer[link.to] <= layer[link.from] {
-            // Up the right-hand side, in a lane of its own.
+        let up = back[i] || layer[link.to] <= layer[link.from];
+        let points = if up {
+            // Out of the source's right side into the gap below its row, along the gap to a
+            // lane of its own right of everything, up it to the gap above the target's row,
+            // and into the target's right side: the horizontal stretches run between rows, so
+            // they cross no box (a loop to itself too: it leaves higher than it comes back).
             loops += 1;
             let lane = width + LOOP_LANE * loops as f64;
-            vec![[fx + fw, fy + fh / 2.0], [lane, fy + fh / 2.0], [lane, ty + th / 2.0], [tx + tw, ty + th / 2.0]]
+            let below = row_top[layer[link.from]] + row_height[layer[link.from]] + GAP_Y / 2.0;
+            let above = (row_top[layer[link.to]] - GAP_Y / 2.0).max(0.0);
+            let (out_y, in_y) = (fy + fh * 0.35, ty + th * 0.65);
+            vec![
+                [fx + fw, out_y],
+                [fx + fw + BEND_OUT, out_y],
+                [fx + fw + BEND_OUT, below],
+                [lane, below],
+                [lane, above],
+                [tx + tw + 2.0 * BEND_OUT, above],
+                [tx + tw + 2.0 * BEND_OUT, in_y],
+                [tx + tw, in_y],
+            ]
         } else {
             let mut points = vec![[fx + fw / 2.0, fy + fh]];
             for bend in &route[i] {
@@ -232,7 +250,7 @@ fn lay_out(scope: &Scope, parent: Option<&str>) -> Drawing {
             label: link.label.clone(),
             rules: link.rules.clone(),
             points,
-            back: back[i] || layer[link.to] <= layer[link.from],
+            back: up,
         });
     }
     width += LOOP_LANE * loops as f64;
@@ -441,6 +459,70 @@ mod tests {
         d.boxes.iter().find(|b| b.id == id).unwrap_or_else(|| panic!("no box {id}"))
     }
 
+    /// Whether the segment p-q passes through the inside of `b` (Liang-Barsky clipping against
+    /// the box shrunk by a pixel, so running along or touching its edge does not count).
+    fn crosses(p: [f64; 2], q: [f64; 2], b: &PlacedBox) -> bool {
+        let (x0, y0, x1, y1) = (b.x + 1.0, b.y + 1.0, b.x + b.w - 1.0, b.y + b.h - 1.0);
+        let (dx, dy) = (q[0] - p[0], q[1] - p[1]);
+        let (mut t0, mut t1) = (0.0_f64, 1.0_f64);
+        for (edge, delta) in [(p[0] - x0, -dx), (x1 - p[0], dx), (p[1] - y0, -dy), (y1 - p[1], dy)] {
+            if delta == 0.0 {
+                if edge < 0.0 {
+                    return false;
+                }
+            } else {
+                let t = edge / delta;
+                if delta < 0.0 { t0 = t0.max(t) } else { t1 = t1.min(t) }
+            }
+        }
+        t0 < t1
+    }
+
+    /// Every arrow starts on its source's edge and ends on its target's, forward arrows go
+    /// down, and no stretch of any arrow passes through a box of its scope it does not join.
+    fn check_arrows(d: &Drawing) {
+        for a in &d.arrows {
+            let (from, to) = (by_id(d, &a.from), by_id(d, &a.to));
+            let (first, last) = (a.points[0], *a.points.last().unwrap());
+            let on_edge = |b: &PlacedBox, p: [f64; 2]| {
+                let inside =
+                    p[0] >= b.x - 0.01 && p[0] <= b.x + b.w + 0.01 && p[1] >= b.y - 0.01 && p[1] <= b.y + b.h + 0.01;
+                let on_side =
+                    [p[0] - b.x, p[0] - b.x - b.w, p[1] - b.y, p[1] - b.y - b.h].iter().any(|d| d.abs() < 0.01);
+                inside && on_side
+            };
+            assert!(on_edge(from, first), "{} -> {} does not start on {}", a.from, a.to, a.from);
+            assert!(on_edge(to, last), "{} -> {} does not end on {}", a.from, a.to, a.to);
+            if !a.back {
+                assert!(last[1] > first[1], "{} -> {} goes down", a.from, a.to);
+            }
+            for b in d.boxes.iter().filter(|b| b.parent == from.parent && b.id != a.from && b.id != a.to) {
+                for pair in a.points.windows(2) {
+                    assert!(!crosses(pair[0], pair[1], b), "{} -> {} crosses {}: {:?}", a.from, a.to, b.id, a.points);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_crossing_check_sees_a_crossing() {
+        let b = PlacedBox {
+            id: "b".into(),
+            name: "b".into(),
+            kind: Kind::State("Pass".into()),
+            parent: None,
+            distributed: false,
+            x: 10.0,
+            y: 10.0,
+            w: 20.0,
+            h: 20.0,
+        };
+        assert!(crosses([0.0, 20.0], [40.0, 20.0], &b));
+        assert!(crosses([0.0, 0.0], [40.0, 40.0], &b));
+        assert!(!crosses([0.0, 10.0], [40.0, 10.0], &b), "along its edge");
+        assert!(!crosses([0.0, 0.0], [9.0, 40.0], &b));
+    }
+
     #[test]
     fn beacon_s_own_machine_draws_without_overlaps_and_every_arrow_joins_its_boxes() {
         let text = beacon_pipeline::flow::definition_text(&beacon_pipeline::Config::default()).unwrap();
@@ -464,37 +546,7 @@ mod tests {
                 );
             }
         }
-        for a in &d.arrows {
-            let (from, to) = (by_id(&d, &a.from), by_id(&d, &a.to));
-            let (first, last) = (a.points[0], *a.points.last().unwrap());
-            let on_edge = |b: &PlacedBox, p: [f64; 2]| {
-                (p[0] - b.x).abs() < 0.01
-                    || (p[0] - b.x - b.w).abs() < 0.01
-                    || (p[1] - b.y).abs() < 0.01
-                    || (p[1] - b.y - b.h).abs() < 0.01
-            };
-            assert!(on_edge(from, first) && on_edge(to, last), "{} -> {} does not join its boxes", a.from, a.to);
-            if !a.back {
-                assert!(last[1] > first[1], "{} -> {} goes down", a.from, a.to);
-                // A long arrow bends around the boxes between rather than through them.
-                for b in top.iter().filter(|b| b.id != a.from && b.id != a.to) {
-                    for pair in a.points.windows(2) {
-                        let vertical = (pair[0][0] - pair[1][0]).abs() < 0.01;
-                        let x = pair[0][0];
-                        let (y0, y1) = (pair[0][1].min(pair[1][1]), pair[0][1].max(pair[1][1]));
-                        if vertical && pair.len() == 2 && a.points.len() > 2 {
-                            assert!(
-                                !(x > b.x && x < b.x + b.w && y0 < b.y && y1 > b.y + b.h),
-                                "{} -> {} crosses {}",
-                                a.from,
-                                a.to,
-                                b.id
-                            );
-                        }
-                    }
-                }
-            }
-        }
+        check_arrows(&d);
         // The three strategy paths leave the choice side by side, one row down.
         let choose = by_id(&d, "ChooseStrategy");
         let paths: Vec<&PlacedBox> =
@@ -516,11 +568,29 @@ mod tests {
             "D": {"Type": "Succeed"}
         }});
         let d = draw(&shape::machine(&definition).unwrap());
+        check_arrows(&d);
         let up = d.arrows.iter().find(|a| a.from == "C" && a.to == "B").unwrap();
         assert!(up.back);
         assert!(up.points[1][0] > by_id(&d, "C").x + by_id(&d, "C").w);
         let skip = d.arrows.iter().find(|a| a.from == "A" && a.to == "D").unwrap();
         assert!(skip.points.len() > 2, "bends through the rows of B and C");
-        assert!(by_id(&d, "D").y > by_id(&d, "C").y && by_id(&d, "#end").y > by_id(&d, "D").y);
+        assert!(by_id(&d, "D").y > by_id(&d, "C").y && by_id(&d, "\u{1}#end").y > by_id(&d, "D").y);
+    }
+
+    #[test]
+    fn odd_definitions_draw_a_loop_to_itself_an_unknown_target_and_no_states() {
+        let definition = json!({"StartAt": "Poll", "States": {
+            "Poll": {"Type": "Choice", "Choices": [{"Variable": "$.done", "BooleanEquals": false, "Next": "Poll"}],
+                     "Default": "Nowhere"},
+            "Lost": {"Type": "Pass", "End": true}
+        }});
+        let d = draw(&shape::machine(&definition).unwrap());
+        check_arrows(&d);
+        let own = d.arrows.iter().find(|a| a.from == "Poll" && a.to == "Poll").unwrap();
+        assert!(own.back && own.points[0][1] < own.points.last().unwrap()[1], "leaves higher than it comes back");
+        assert!(d.arrows.iter().all(|a| a.to != "Nowhere"), "no arrow to a state that does not exist");
+        assert!(by_id(&d, "Lost").y >= 0.0, "an unreachable state is drawn too");
+        let empty = draw(&shape::machine(&json!({"StartAt": "x", "States": {}})).unwrap());
+        assert_eq!(empty.boxes.len(), 2, "a start and an end");
     }
 }

@@ -34,32 +34,41 @@ const KEPT: usize = 32;
 /// Events read from the journal at a time.
 const READ_BATCH: usize = 5000;
 
+/// One execution's drawing and tally: `None` until first drawn (or after a new attempt began).
+#[derive(Default)]
 struct Kept {
-    attempt: u32,
-    drawing: Arc<Drawing>,
-    tally: Tally,
-    used: Instant,
+    drawn: Option<(u32, Arc<Drawing>, Tally)>,
 }
 
-/// The drawings and tallies kept between calls.
+/// An execution's entry, shared by everyone drawing it, and when it was last used.
+type Entry = (Arc<Mutex<Kept>>, Instant);
+
+/// The drawings and tallies kept between calls; callers for one execution share its entry (one
+/// reads the journal, the next finds it read).
 #[derive(Default)]
 pub struct Graphs {
-    kept: Mutex<HashMap<String, Kept>>,
+    kept: Mutex<HashMap<String, Entry>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Graphs {
-    fn take(&self, name: &str) -> Option<Kept> {
-        self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name)
-    }
-
-    fn keep(&self, name: &str, kept: Kept) {
-        let mut all = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn entry(&self, name: &str) -> Arc<Mutex<Kept>> {
+        let mut all = lock(&self.kept);
+        if let Some((kept, used)) = all.get_mut(name) {
+            *used = Instant::now();
+            return kept.clone();
+        }
         if all.len() >= KEPT
-            && let Some(oldest) = all.iter().min_by_key(|(_, k)| k.used).map(|(n, _)| n.clone())
+            && let Some(oldest) = all.iter().min_by_key(|(_, (_, used))| *used).map(|(n, _)| n.clone())
         {
             all.remove(&oldest);
         }
-        all.insert(name.to_string(), kept);
+        let kept = Arc::new(Mutex::new(Kept::default()));
+        all.insert(name.to_string(), (kept.clone(), Instant::now()));
+        kept
     }
 }
 
@@ -67,15 +76,18 @@ impl Graphs {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GraphNode {
-    /// Unique in the drawing: the state's name, or `<scope>#start` / `<scope>#end`.
+    /// Unique in the drawing (`n0`, `n1`, ...); arrows and `parent` name boxes by it.
     pub id: String,
+    /// The state's name (`Start` or `End` for a scope's markers).
     pub name: String,
+    /// The state's name; none for a marker.
+    pub state: Option<String>,
     /// `start`, `end` or `state`.
     pub kind: String,
     /// The state's `Type` (`Task`, `Choice`, `Map`, ...).
     #[serde(rename = "type")]
     pub state_type: Option<String>,
-    /// The Map or Parallel it is drawn inside.
+    /// The id of the Map or Parallel it is drawn inside.
     pub parent: Option<String>,
     /// A Map whose iterations are child executions.
     pub distributed: bool,
@@ -112,6 +124,7 @@ pub struct GraphProgress {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GraphEdge {
+    /// Node ids.
     pub from: String,
     pub to: String,
     /// `next`, `choice`, `default` or `catch`.
@@ -127,6 +140,9 @@ pub struct GraphEdge {
     pub back: bool,
     /// Both its ends ran.
     pub taken: bool,
+    /// Where its label goes, `[x, y]`.
+    #[schema(value_type = Vec<f64>)]
+    pub label_at: [f64; 2],
 }
 
 /// The drawing of an execution's state machine, in pixels.
@@ -157,36 +173,37 @@ pub async fn get_graph(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<GraphView>, ApiError> {
     let record = execution_record(&state, &name)?;
-    let mut kept = match state.graphs.take(&name) {
-        Some(kept) if kept.attempt == record.attempt => kept,
-        _ => {
+    let entry = state.graphs.entry(&name);
+    // Reading and counting a long history is blocking work: off the async threads.
+    let view = tokio::task::spawn_blocking(move || -> Result<GraphView, ApiError> {
+        let mut kept = lock(&entry);
+        let fresh = kept.drawn.as_ref().is_none_or(|(attempt, _, _)| *attempt != record.attempt);
+        if fresh {
             let definition: serde_json::Value = serde_json::from_str(&record.definition)
                 .map_err(|e| ApiError::internal("the journaled definition is not JSON", e))?;
             let scope = shape::machine(&definition)
                 .ok_or_else(|| ApiError::internal("the journaled definition has no states", "no States object"))?;
-            Kept {
-                attempt: record.attempt,
-                drawing: Arc::new(layout::draw(&scope)),
-                tally: Tally::default(),
-                used: Instant::now(),
+            kept.drawn = Some((record.attempt, Arc::new(layout::draw(&scope)), Tally::default()));
+        }
+        let Some((_, drawing, tally)) = kept.drawn.as_mut() else {
+            return Err(ApiError::internal("the drawing could not be made", "nothing drawn"));
+        };
+        let journal = state.executor.journal();
+        loop {
+            let events = journal.events_after(&name, record.attempt, tally.read_up_to, READ_BATCH)?;
+            let complete = events.len() < READ_BATCH;
+            for (seq, execution, event) in events {
+                tally.read_up_to = seq;
+                tally.count(&name, &execution, &event);
+            }
+            if complete {
+                break;
             }
         }
-    };
-    let journal = state.executor.journal();
-    loop {
-        let events = journal.events_after(&name, record.attempt, kept.tally.read_up_to, READ_BATCH)?;
-        let complete = events.len() < READ_BATCH;
-        for (seq, execution, event) in events {
-            kept.tally.read_up_to = seq;
-            kept.tally.count(&name, &execution, &event);
-        }
-        if complete {
-            break;
-        }
-    }
-    kept.used = Instant::now();
-    let view = view(&kept.drawing, &kept.tally, record.status);
-    state.graphs.keep(&name, kept);
+        Ok(view(drawing, tally, record.status))
+    })
+    .await
+    .map_err(|e| ApiError::internal("the drawing could not be made", e))??;
     Ok(Json(view))
 }
 
@@ -196,12 +213,18 @@ fn round(x: f64) -> f64 {
 
 fn view(drawing: &Drawing, tally: &Tally, status: ExecutionState) -> GraphView {
     let running = matches!(status, ExecutionState::Running | ExecutionState::Queued);
-    let standing = |id: &str| Standing::of(tally.state(id), running);
+    let ids: HashMap<&str, String> =
+        drawing.boxes.iter().enumerate().map(|(i, b)| (b.id.as_str(), format!("n{i}"))).collect();
+    let id_of = |internal: &str| ids.get(internal).cloned().unwrap_or_default();
     let mut nodes: Vec<GraphNode> = Vec::with_capacity(drawing.boxes.len());
     for b in &drawing.boxes {
-        let t = tally.state(&b.id);
-        let status = match (&b.kind, &b.parent) {
-            (Kind::State(_), _) => standing(&b.id),
+        let t = match b.kind {
+            Kind::State(_) => tally.state(&b.name),
+            _ => None,
+        };
+        let owner = b.parent.as_deref().and_then(|p| tally.state(p));
+        let standing = match (&b.kind, &b.parent) {
+            (Kind::State(_), _) => Standing::of(t, running),
             // The top level's start and end are the execution's.
             (Kind::Start, None) if status == ExecutionState::Queued => Standing::NotRun,
             (Kind::Start, None) => Standing::Succeeded,
@@ -212,15 +235,9 @@ fn view(drawing: &Drawing, tally: &Tally, status: ExecutionState) -> GraphView {
                 _ => Standing::NotRun,
             },
             // A scope inside a Map or Parallel starts when its owner is entered, ends when left.
-            (kind, Some(parent)) => {
-                let owner = tally.state(parent);
-                let reached = if *kind == Kind::Start {
-                    owner.is_some_and(|o| o.entered > 0)
-                } else {
-                    owner.is_some_and(|o| o.exited > 0)
-                };
-                if reached { Standing::Succeeded } else { Standing::NotRun }
-            }
+            (Kind::Start, Some(_)) if owner.is_some_and(|o| o.entered > 0) => Standing::Succeeded,
+            (Kind::End, Some(_)) if owner.is_some_and(|o| o.exited > 0) => Standing::Succeeded,
+            _ => Standing::NotRun,
         };
         let progress = t.filter(|_| b.kind == Kind::State("Map".into())).map(|t| {
             let (p, children): (&Progress, bool) =
@@ -234,26 +251,24 @@ fn view(drawing: &Drawing, tally: &Tally, status: ExecutionState) -> GraphView {
                 children,
             }
         });
+        let (kind, state_type, state) = match &b.kind {
+            Kind::Start => ("start", None, None),
+            Kind::End => ("end", None, None),
+            Kind::State(t) => ("state", Some(t.clone()), Some(b.name.clone())),
+        };
         nodes.push(GraphNode {
-            id: b.id.clone(),
+            id: id_of(&b.id),
             name: b.name.clone(),
-            kind: match b.kind {
-                Kind::Start => "start",
-                Kind::End => "end",
-                Kind::State(_) => "state",
-            }
-            .into(),
-            state_type: match &b.kind {
-                Kind::State(t) => Some(t.clone()),
-                _ => None,
-            },
-            parent: b.parent.clone(),
+            state,
+            kind: kind.into(),
+            state_type,
+            parent: b.parent.as_deref().map(id_of),
             distributed: b.distributed,
             x: round(b.x),
             y: round(b.y),
             w: round(b.w),
             h: round(b.h),
-            status: status.as_str().into(),
+            status: standing.as_str().into(),
             entered: t.map_or(0, |t| t.entered),
             failures: t.map_or(0, |t| t.failures),
             progress,
@@ -264,16 +279,21 @@ fn view(drawing: &Drawing, tally: &Tally, status: ExecutionState) -> GraphView {
     let edges = drawing
         .arrows
         .iter()
-        .map(|a| GraphEdge {
-            from: a.from.clone(),
-            to: a.to.clone(),
-            kind: a.kind.as_str().into(),
-            label: a.label.clone(),
-            rules: a.rules.clone(),
-            points: a.points.iter().map(|p| [round(p[0]), round(p[1])]).collect(),
-            back: a.back,
-            taken: ran.get(a.from.as_str()).copied().unwrap_or(false)
-                && ran.get(a.to.as_str()).copied().unwrap_or(false),
+        .map(|a| {
+            let (from, to) = (id_of(&a.from), id_of(&a.to));
+            let taken =
+                ran.get(from.as_str()).copied().unwrap_or(false) && ran.get(to.as_str()).copied().unwrap_or(false);
+            GraphEdge {
+                kind: a.kind.as_str().into(),
+                label: a.label.clone(),
+                rules: a.rules.clone(),
+                points: a.points.iter().map(|p| [round(p[0]), round(p[1])]).collect(),
+                back: a.back,
+                taken,
+                label_at: label_at(a),
+                from,
+                to,
+            }
         })
         .collect();
     GraphView {
@@ -283,4 +303,15 @@ fn view(drawing: &Drawing, tally: &Tally, status: ExecutionState) -> GraphView {
         nodes,
         edges,
     }
+}
+
+/// Where an arrow's label goes: two thirds down its first stretch (where arrows leaving one box
+/// have parted), or halfway up the lane of an arrow going back up.
+fn label_at(arrow: &layout::PlacedArrow) -> [f64; 2] {
+    let (a, b, at) = match (arrow.back, arrow.points.as_slice()) {
+        (true, [_, _, _, a, b, ..]) => (*a, *b, 0.5),
+        (_, [a, b, ..]) => (*a, *b, 0.66),
+        _ => ([0.0, 0.0], [0.0, 0.0], 0.0),
+    };
+    [round(a[0] + (b[0] - a[0]) * at + 4.0), round(a[1] + (b[1] - a[1]) * at)]
 }

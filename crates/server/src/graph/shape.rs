@@ -20,7 +20,8 @@ pub enum Kind {
 /// Parallel's branches).
 #[derive(Debug, Clone)]
 pub struct Shape {
-    /// Unique in the whole machine: the state's name, or `<scope>#start` / `<scope>#end`.
+    /// Unique in the whole machine: the state's name, or a marker's `\u{1}<scope>#start` /
+    /// `\u{1}<scope>#end`.
     pub id: String,
     pub name: String,
     pub kind: Kind,
@@ -148,9 +149,11 @@ fn scope(owner: &Value, prefix: &str) -> Option<Scope> {
     Some(Scope { shapes, links })
 }
 
+/// A marker's id: `\u{1}` first, which no state name has (AWS refuses control characters in
+/// names), so a state called `#start` is still itself.
 fn marker(prefix: &str, what: &str, kind: Kind) -> Shape {
     let name = if what == "start" { "Start" } else { "End" };
-    Shape { id: format!("{prefix}#{what}"), name: name.into(), kind, scopes: Vec::new(), distributed: false }
+    Shape { id: format!("\u{1}{prefix}#{what}"), name: name.into(), kind, scopes: Vec::new(), distributed: false }
 }
 
 fn state_shape(name: &str, state: &Value) -> Shape {
@@ -261,7 +264,7 @@ mod tests {
         });
         let scope = machine(&definition).unwrap();
         let ids: Vec<&str> = scope.shapes.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(ids, ["#start", "Split", "Done", "Pick", "Many", "#end"], "the start state first");
+        assert_eq!(ids, ["\u{1}#start", "Split", "Done", "Pick", "Many", "\u{1}#end"], "the start state first");
         let labels: Vec<(usize, usize, &str)> =
             scope.links.iter().map(|l| (l.from, l.to, l.label.as_deref().unwrap_or(""))).collect();
         assert_eq!(
@@ -282,7 +285,7 @@ mod tests {
         assert!(many.distributed);
         assert_eq!(
             many.scopes[0].shapes.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
-            ["Many#start", "One", "Many#end"]
+            ["\u{1}Many#start", "One", "\u{1}Many#end"]
         );
     }
 
@@ -297,7 +300,7 @@ mod tests {
         let scope = machine(&definition).unwrap();
         let parallel = &scope.shapes[1];
         assert_eq!(parallel.scopes.len(), 2);
-        assert_eq!(parallel.scopes[1].shapes[0].id, "P[1]#start");
+        assert_eq!(parallel.scopes[1].shapes[0].id, "\u{1}P[1]#start");
         let label = parallel.scopes[1].links[1].label.clone().unwrap();
         let rule = label.split(" | ").next().unwrap();
         assert_eq!(rule.chars().count(), LABEL_CHARS);

@@ -6,7 +6,7 @@
 //! linked that way), which is how a `TaskFailed` is put on its state even when inline Map
 //! iterations interleave their events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use beacon_store::journal::EventRecord;
 use serde_json::Value;
@@ -55,18 +55,31 @@ pub struct Tally {
     /// The journal's `seq` of the last event counted.
     pub read_up_to: u64,
     states: HashMap<String, StateTally>,
-    /// The state each event belongs to, by execution (the parent and each child) and event id,
-    /// with the `...StateEntered` event of its visit (an iteration's visits interleave).
-    owner: HashMap<(u32, u64), (u32, u64)>,
-    /// Visits whose last attempt failed: left now, they are caught.
-    failing: std::collections::HashSet<(u32, u64)>,
+    /// Every visit of a state (a `...StateEntered`), in the order they began.
+    visits: Vec<Visit>,
+    /// The visit each event belongs to, by execution (the parent and each child) and event id.
+    owner: HashMap<(u32, u64), u32>,
+    /// Events that begin a scope inside a Map or Parallel (`MapIterationStarted`,
+    /// `ParallelStateStarted`): a state entered after one is inside the visit that owns it.
+    scope_starts: HashSet<(u32, u64)>,
     executions: HashMap<String, u32>,
-    names: Vec<String>,
+    /// Visits whose last attempt failed: left now, they are caught.
+    failing: HashSet<u32>,
     /// The distributed Map whose Map Run started last: children belong to it.
-    map_run: Option<u32>,
+    map_run: Option<String>,
 }
 
-const FAILURES: [&str; 9] = [
+/// One visit of a state: which, inside which visit (a Map's or Parallel's), still open or not.
+#[derive(Debug)]
+struct Visit {
+    state: String,
+    /// `Task`, `Map`, `Parallel`, ... (from `TaskStateEntered` and its kind).
+    kind: String,
+    parent: Option<u32>,
+    open: bool,
+}
+
+const FAILURES: [&str; 11] = [
     "TaskFailed",
     "TaskTimedOut",
     "TaskStartFailed",
@@ -76,6 +89,9 @@ const FAILURES: [&str; 9] = [
     "MapStateFailed",
     "ParallelStateFailed",
     "MapRunFailed",
+    // A failure no task reported (a Pass's or Choice's runtime error, a path that failed).
+    "ExecutionFailed",
+    "ExecutionTimedOut",
 ];
 
 const SUCCESSES: [&str; 5] =
@@ -90,35 +106,54 @@ impl Tally {
     pub fn count(&mut self, parent: &str, execution: &str, event: &EventRecord) {
         let next = self.executions.len() as u32;
         let exec = *self.executions.entry(execution.to_string()).or_insert(next);
-        let child = execution != parent;
         let kind = event.event_type.as_str();
-        let details = || serde_json::from_str::<Value>(&event.details).unwrap_or(Value::Null);
-        let named = |key: &str| details().pointer(key).and_then(Value::as_str).map(str::to_string);
+        // The details are read only for the events that need them, and once.
+        let wanted = kind.ends_with("StateEntered")
+            || kind.ends_with("StateExited")
+            || kind.starts_with("MapIteration")
+            || kind == "MapStateStarted"
+            || kind == "TaskSucceeded";
+        let details =
+            if wanted { serde_json::from_str::<Value>(&event.details).unwrap_or(Value::Null) } else { Value::Null };
+        let name = details.get("name").and_then(Value::as_str);
+        let before = self.owner.get(&(exec, event.previous_id)).copied();
 
-        if kind.ends_with("StateEntered") {
-            if let Some(name) = named("/name") {
-                let id = self.id_of(&name);
-                self.owner.insert((exec, event.id), (id, event.id));
-                self.states.entry(name).or_default().entered += 1;
-            }
+        if let Some(state) = kind.strip_suffix("StateEntered") {
+            let Some(name) = name else { return };
+            // Inside the visit that began this scope, or beside the visit before it.
+            let inside = if self.scope_starts.contains(&(exec, event.previous_id)) {
+                before
+            } else {
+                before.and_then(|v| self.visits[v as usize].parent)
+            };
+            let visit = self.visits.len() as u32;
+            self.visits.push(Visit { state: name.to_string(), kind: state.to_string(), parent: inside, open: true });
+            self.owner.insert((exec, event.id), visit);
+            self.states.entry(name.to_string()).or_default().entered += 1;
             return;
         }
-        let owner = self.owner.get(&(exec, event.previous_id)).copied();
-        if let Some(owner) = owner {
-            self.owner.insert((exec, event.id), owner);
+        if matches!(kind, "MapIterationStarted" | "ParallelStateStarted") {
+            self.scope_starts.insert((exec, event.id));
         }
-        if kind.ends_with("StateExited") {
-            if let Some(name) = named("/name") {
-                let state = self.states.entry(name).or_default();
-                state.exited += 1;
-                if owner.is_some_and(|(_, visit)| self.failing.remove(&(exec, visit))) {
-                    state.caught += 1;
-                }
-            }
-            return;
+        // A Map's or Parallel's own events follow the last event of its iterations or branches
+        // (as on AWS): they belong to the nearest open visit of that kind above it.
+        let visit = if let Some(name) = kind.strip_suffix("StateExited").and(name) {
+            self.open_above(before, |v| v.state == name)
+        } else if kind.starts_with("MapState") || kind.starts_with("MapRun") {
+            self.open_above(before, |v| v.kind == "Map")
+        } else if kind.starts_with("ParallelState") {
+            self.open_above(before, |v| v.kind == "Parallel")
+        } else {
+            before
+        };
+        if let Some(visit) = visit {
+            self.owner.insert((exec, event.id), visit);
         }
-        if child && let Some(map) = self.map_run.map(|m| self.names[m as usize].clone()) {
-            let children = &mut self.states.entry(map).or_default().children;
+
+        if execution != parent
+            && let Some(map) = &self.map_run
+        {
+            let children = &mut self.states.entry(map.clone()).or_default().children;
             match kind {
                 "ExecutionStarted" => children.started += 1,
                 "ExecutionSucceeded" => children.succeeded += 1,
@@ -128,8 +163,8 @@ impl Tally {
             }
         }
         if kind.starts_with("MapIteration") {
-            if let Some(name) = named("/name") {
-                let iterations = &mut self.states.entry(name).or_default().iterations;
+            if let Some(name) = name {
+                let iterations = &mut self.states.entry(name.to_string()).or_default().iterations;
                 match kind {
                     "MapIterationStarted" => iterations.started += 1,
                     "MapIterationSucceeded" => iterations.succeeded += 1,
@@ -140,19 +175,33 @@ impl Tally {
             }
             return;
         }
-        let Some((owner, visit)) = owner else { return };
-        let name = self.names[owner as usize].clone();
-        let state = self.states.entry(name).or_default();
+        let Some(visit) = visit else { return };
+        let name = self.visits[visit as usize].state.clone();
+        if kind.ends_with("StateExited") {
+            self.visits[visit as usize].open = false;
+            let state = self.states.entry(name).or_default();
+            state.exited += 1;
+            if self.failing.remove(&visit) {
+                state.caught += 1;
+            }
+            return;
+        }
+        if !self.visits[visit as usize].open {
+            return;
+        }
+        let state = self.states.entry(name.clone()).or_default();
         match kind {
-            "MapStateStarted" => state.iterations.items += details().get("length").and_then(Value::as_u64).unwrap_or(0),
-            "MapRunStarted" => self.map_run = Some(owner),
+            "MapStateStarted" => state.iterations.items += details.get("length").and_then(Value::as_u64).unwrap_or(0),
+            "MapRunStarted" => self.map_run = Some(name),
             _ if FAILURES.contains(&kind) => {
-                state.failures += 1;
-                self.failing.insert((exec, visit));
+                // The execution's failure after the state's own is one failure, not two.
+                if !(kind.starts_with("Execution") && self.failing.contains(&visit)) {
+                    state.failures += 1;
+                }
+                self.failing.insert(visit);
             }
             _ if SUCCESSES.contains(&kind) => {
-                self.failing.remove(&(exec, visit));
-                let details = details();
+                self.failing.remove(&visit);
                 let sdk =
                     details.get("resourceType").and_then(Value::as_str).is_some_and(|t| t.starts_with("aws-sdk:"));
                 if sdk {
@@ -169,12 +218,17 @@ impl Tally {
         }
     }
 
-    fn id_of(&mut self, name: &str) -> u32 {
-        if let Some(at) = self.names.iter().position(|n| n == name) {
-            return at as u32;
+    /// The visit `from` or the nearest above it that is open and `fits`.
+    fn open_above(&self, from: Option<u32>, fits: impl Fn(&Visit) -> bool) -> Option<u32> {
+        let mut at = from;
+        while let Some(v) = at {
+            let visit = &self.visits[v as usize];
+            if visit.open && fits(visit) {
+                return Some(v);
+            }
+            at = visit.parent;
         }
-        self.names.push(name.to_string());
-        (self.names.len() - 1) as u32
+        None
     }
 }
 
@@ -268,6 +322,39 @@ mod tests {
         let analyse = t.state("Analyse").unwrap();
         assert_eq!(Standing::of(Some(analyse), false), Standing::Caught);
         assert_eq!(Standing::of(t.state("Nowhere"), true), Standing::NotRun);
+    }
+
+    #[test]
+    fn a_container_s_own_events_are_its_own_even_after_its_branches_last_event() {
+        let mut t = Tally::default();
+        let p = "run";
+        let events = [
+            event(1, 0, "ExecutionStarted", json!({})),
+            event(2, 1, "ParallelStateEntered", json!({"name": "Both"})),
+            event(3, 2, "ParallelStateStarted", json!(null)),
+            event(4, 3, "PassStateEntered", json!({"name": "Left"})),
+            event(5, 3, "TaskStateEntered", json!({"name": "Right"})),
+            event(6, 4, "PassStateExited", json!({"name": "Left"})),
+            event(7, 5, "TaskScheduled", json!({})),
+            event(8, 7, "TaskFailed", json!({"error": "X"})),
+            // AWS links the Parallel's failure to the last event of its branches.
+            event(9, 8, "ParallelStateFailed", json!({})),
+            event(10, 9, "ExecutionFailed", json!({"error": "X"})),
+        ];
+        for e in &events {
+            t.count(p, p, e);
+        }
+        let both = t.state("Both").unwrap();
+        assert_eq!((both.entered, both.exited, both.failures), (1, 0, 1));
+        assert_eq!(Standing::of(Some(both), false), Standing::Failed, "not aborted: it failed");
+        assert_eq!(t.state("Right").unwrap().failures, 1, "its task's failure once, not again for the Parallel's");
+        assert_eq!(Standing::of(t.state("Left"), false), Standing::Succeeded);
+
+        // A Pass's runtime error names no task; caught, the state is left through the Catch.
+        let mut t = Tally::default();
+        t.count(p, p, &event(1, 0, "PassStateEntered", json!({"name": "Shape"})));
+        t.count(p, p, &event(2, 1, "ExecutionFailed", json!({"error": "States.Runtime"})));
+        assert_eq!(Standing::of(t.state("Shape"), false), Standing::Failed);
     }
 
     #[test]
