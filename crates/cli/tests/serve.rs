@@ -1270,6 +1270,15 @@ async fn the_console_signs_in_uploads_follows_an_execution_and_speaks_japanese()
     let files = wait(&browser).for_element(Css("#files")).await.unwrap();
     files.send_keys(document.to_str().unwrap()).await.unwrap();
     wait(&browser).for_element(Css("#executions tr .status.SUCCEEDED")).await.unwrap();
+    // Its line in the upload card: the bar the browser's progress events moved, then the link.
+    let script = "const line = document.querySelector('#uploads .upload'); const bar = line.querySelector('progress');
+        return [line.dataset.file, line.dataset.sent || '', bar.value, bar.max, line.querySelectorAll('a').length];";
+    let line = browser.execute(script, vec![]).await.unwrap();
+    assert_eq!(line[0], "出荷記録.txt", "{line}");
+    let size = std::fs::metadata(&document).unwrap().len();
+    let sent: u64 = line[1].as_str().unwrap().parse().unwrap_or_else(|_| panic!("no progress event: {line}"));
+    assert!(sent > size && line[2].as_f64() == Some(sent as f64) && line[3] == line[2], "all sent: {line}");
+    assert_eq!(line[4], 1, "the execution's link: {line}");
     shoot(&browser, "02-executions").await;
 
     // The execution: its units, each succeeded, and the report.
@@ -1573,6 +1582,54 @@ async fn the_console_shows_failed_units_redrives_them_and_draws_a_distributed_ru
     assert!(progress.starts_with("child executions:") && progress.contains("0 running · 0 ✗"), "{progress}");
     scroll_to_state(&browser, "AnalyseBatchOfUnits").await;
     shoot(&browser, "09-distributed").await;
+    no_console_errors(&driver, &browser).await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_console_resumes_an_execution_whose_process_died() {
+    use fantoccini::Locator::Css;
+    let Some(driver) = Driver::start() else { return };
+    let s = Scratch::new();
+    let admin = token(&s, "admin", "ops");
+    // The server's model answers at once; the `beacon run` that dies waits on one that never does.
+    let answering = Sim::start(&[]);
+    let silent = Sim::start(&["--latency-ms", "600000", "--latency-spread", "0"]);
+    let endpoint = answering.endpoint();
+    let server = Server::start_with(&s, &["--provider", "bedrock", "--model", MODEL, "--endpoint", &endpoint], |cmd| {
+        with_fake_aws(cmd);
+    });
+    let browser = driver.browser(&s.path("chromium-profile")).await;
+    sign_in(&browser, &server, &admin).await;
+
+    // A `beacon run` on the same data directory journals its execution, then is killed mid-unit.
+    std::fs::write(s.path("three.txt"), paged_document(3)).unwrap();
+    let mut run = s.beacon();
+    with_fake_aws(&mut run)
+        .args(["run", "three.txt", "--out", "out", "--provider", "bedrock", "--model", MODEL, "--endpoint"])
+        .arg(silent.endpoint())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut run = run.spawn().unwrap();
+    console_wait(&browser).for_element(Css("#executions tr .status.RUNNING")).await.unwrap();
+    assert_eq!(open_first_execution(&browser).await, "three.txt");
+    // The drawing, read from the journal the other process writes, shows its units in flight.
+    console_wait(&browser).for_element(Css("#graph [data-state='ProcessUnit'].running")).await.unwrap();
+    assert!(browser.find_all(Css("#resume, #orphaned")).await.unwrap().is_empty(), "its process runs it");
+    run.kill().unwrap();
+    run.wait().unwrap();
+
+    // Its page then says no process runs it and offers Resume; the server finishes it.
+    console_wait(&browser).for_element(Css("#orphaned")).await.unwrap();
+    shoot(&browser, "10-orphaned").await;
+    browser.find(Css("#resume")).await.unwrap().click().await.unwrap();
+    console_wait(&browser).for_element(Css("#execution[data-status='SUCCEEDED'][data-failed='0']")).await.unwrap();
+    assert!(browser.find_all(Css("#resume, #orphaned")).await.unwrap().is_empty(), "nothing left to resume");
+    let name = browser.find(Css("main h1")).await.unwrap().text().await.unwrap();
+    let (_, view) = get_json(&server, Some(&admin), &format!("/v1/executions/{name}")).await;
+    assert_eq!(view["attempts"], 2, "{view}");
+    assert_eq!(view["resumable"], false, "{view}");
+    assert_eq!(answering.stats()["succeeded"].as_u64(), Some(3), "the server analysed the three units");
     no_console_errors(&driver, &browser).await;
     browser.close().await.unwrap();
 }

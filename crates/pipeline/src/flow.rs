@@ -381,14 +381,13 @@ impl Runner {
 
     /// The options an unfinished execution was started with, and whether it can be resumed now.
     pub fn resumable(&self, execution: &str) -> Result<RunOptions, RunError> {
-        let record = self.journal.get(execution)?;
-        resumable(execution, &record)
+        check_resumable(&self.journal.get(execution)?)
     }
 
     /// Continue an execution whose process died: tasks journaled before are not run again.
     pub async fn resume(&self, execution: &str) -> Result<RunOutcome, RunError> {
         let record = self.journal.get(execution)?;
-        resumable(execution, &record)?;
+        check_resumable(&record)?;
         let input: Value = serde_json::from_str(&record.input)
             .map_err(|e| RunError::Definition(format!("journaled input of {execution} is not JSON: {e}")))?;
         let attempt = self.journal.begin_attempt(execution).await?;
@@ -499,7 +498,10 @@ pub async fn fetch_report(store: &Store, output: &Value) -> Result<(Report, Stri
     Ok((report, markdown))
 }
 
-fn resumable(execution: &str, record: &ExecutionRecord) -> Result<RunOptions, RunError> {
+/// Whether `record` can be resumed: it is `RUNNING` and the process that ran it is gone (or is
+/// this one); its journaled options when it can.
+pub fn check_resumable(record: &ExecutionRecord) -> Result<RunOptions, RunError> {
+    let execution = &record.name;
     if record.status != ExecutionState::Running {
         return Err(RunError::NotResumable(format!(
             "execution {execution} already finished ({}); there is nothing to resume",

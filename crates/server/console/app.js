@@ -37,6 +37,35 @@ async function api(path, options = {}) {
   return body;
 }
 
+// A POST whose body's progress is reported (fetch cannot say how much of a body is sent):
+// `onProgress(sent, total)` as the bytes go; answers and errors as `api` gives them.
+function sendWithProgress(path, body, onProgress) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", path);
+    if (state.token) request.setRequestHeader("Authorization", `Bearer ${state.token}`);
+    request.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded, event.total);
+    });
+    request.addEventListener("error", () => reject(new ApiError(0, t("error.network"))));
+    request.addEventListener("load", () => {
+      const type = request.getResponseHeader("content-type") || "";
+      let answer = request.responseText;
+      if (type.includes("json")) {
+        try { answer = JSON.parse(answer); } catch { answer = null; }
+      }
+      if (request.status >= 200 && request.status < 300) return resolve(answer);
+      const message = (answer && answer.error && answer.error.message) || `HTTP ${request.status}`;
+      reject(new ApiError(request.status, message));
+    });
+    request.send(body);
+  });
+}
+
+function megabytes(bytes) {
+  return (bytes / 1048576).toFixed(bytes < 10485760 ? 2 : 1);
+}
+
 // --- Small DOM helpers ----------------------------------------------------------------------
 
 function toast(text) {
@@ -153,8 +182,18 @@ function uploadCard() {
     ? el("input", { type: "number", id: "temperature", min: 0, max: 1, step: 0.1, "aria-label": t("upload.temperature") }) : null;
   const send = async (list) => {
     for (const file of list) {
-      const line = el("p", { text: t("upload.sending", { name: file.name }) });
+      const said = el("span", { text: t("upload.sending", { name: file.name }) });
+      const bar = el("progress", { max: Math.max(file.size, 1), value: 0, "aria-label": file.name });
+      const line = el("div", { class: "upload", "data-file": file.name }, said, bar);
       progress.append(line);
+      const sent = (loaded, total) => {
+        bar.max = total;
+        bar.value = loaded;
+        line.dataset.sent = String(loaded);
+        said.textContent = loaded < total
+          ? t("upload.progress", { name: file.name, sent: megabytes(loaded), total: megabytes(total), percent: Math.floor((100 * loaded) / total) })
+          : t("upload.checking", { name: file.name });
+      };
       const form = new FormData();
       form.append("file", file, file.name);
       form.append("strategy", strategy.value);
@@ -162,12 +201,12 @@ function uploadCard() {
       if (maxTokens && maxTokens.value) form.append("max_tokens", maxTokens.value);
       if (temperature && temperature.value) form.append("temperature", temperature.value);
       try {
-        const accepted = await api("/v1/documents", { method: "POST", body: form });
-        line.replaceChildren(t("upload.done", { name: file.name, execution: "" }),
+        const accepted = await sendWithProgress("/v1/documents", form, sent);
+        said.replaceChildren(t("upload.done", { name: file.name, execution: "" }),
           el("a", { href: `#/e/${encodeURIComponent(accepted.execution)}`, text: accepted.execution }));
       } catch (error) {
-        line.className = "error";
-        line.textContent = t("upload.failed", { name: file.name, message: error.message });
+        said.className = "error";
+        said.textContent = t("upload.failed", { name: file.name, message: error.message });
       }
     }
   };
@@ -318,11 +357,13 @@ async function renderExecution(name) {
       el("span", { text: t("exec.tokens") }), el("span", { text: `${view.usage.inputTokens} / ${view.usage.outputTokens}` }),
       el("span", { text: t("exec.requests") }), el("span", { text: `${view.usage.requests} (${view.usage.throttles})` }),
       el("span", { text: t("exec.cost") }), el("span", { text: view.usage.costUsd == null ? "—" : `$${view.usage.costUsd.toFixed(4)}` }),
-      view.error ? el("span", { text: t("exec.error") }) : "", view.error ? el("span", { class: "error", text: `${view.error}: ${view.cause || ""}` }) : ""));
+      view.error ? el("span", { text: t("exec.error") }) : "", view.error ? el("span", { class: "error", text: `${view.error}: ${view.cause || ""}` }) : ""),
+      view.resumable ? el("p", { class: "warning", id: "orphaned", text: t("exec.orphaned") }) : "");
     const may = state.role === "submitter" || state.role === "admin";
     const running = view.status === "RUNNING" || view.status === "QUEUED";
     actions.replaceChildren(
       may && running ? act(t("exec.stop"), "stop") : "",
+      may && view.resumable ? act(t("exec.resume"), "resume") : "",
       may && !running && u.failed > 0 ? act(t("exec.redrive"), "redrive") : "",
       view.report ? el("a", { class: "button", id: "open-report", href: `#/e/${encodeURIComponent(name)}/report`, text: t("exec.openReport") }) : "",
     view.report ? el("a", { class: "button secondary", id: "report", href: "#", onclick: async (event) => {

@@ -600,6 +600,9 @@ pub struct ExecutionView {
     pub cause: Option<String>,
     /// Where the report is, once it exists.
     pub report: Option<String>,
+    /// `RUNNING` in the journal with no process running it (the one that did died):
+    /// `POST .../resume` continues it.
+    pub resumable: bool,
 }
 
 pub(crate) fn execution_record(state: &AppState, name: &str) -> Result<ExecutionRecord, ApiError> {
@@ -676,6 +679,7 @@ pub async fn get_execution(
         error: record.error.clone(),
         cause: record.cause.clone(),
         report: None,
+        resumable: state.executor.resumable(&record),
     };
     if let Some((report, _)) = report_of(&state, &record).await? {
         view.strategy = report.strategy.clone();

@@ -10,7 +10,7 @@ use beacon_pipeline::plan::Strategy;
 use beacon_pipeline::pool::BatchPool;
 use beacon_pipeline::{Progress, Queued, RunError, RunOptions, RunOutcome, Runner, Services, UnitEnd, UnitOptions};
 
-use beacon_store::journal::{ExecutionState, Journal};
+use beacon_store::journal::{ExecutionRecord, ExecutionState, Journal};
 use tokio::sync::{Semaphore, watch};
 
 use crate::alarms::{Alarms, Metric};
@@ -152,6 +152,12 @@ impl Executor {
     /// Whether this server runs (or has queued) `execution`.
     pub fn is_live(&self, execution: &str) -> bool {
         self.live().contains_key(execution)
+    }
+
+    /// Whether `record` is `RUNNING` with no process running it (not this server, and the
+    /// process that started it is gone), so `resume` would continue it.
+    pub fn resumable(&self, record: &ExecutionRecord) -> bool {
+        !self.is_live(&record.name) && beacon_pipeline::flow::check_resumable(record).is_ok()
     }
 
     /// A receiver bumped whenever an execution starts or ends.
