@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod ingest;
+pub mod listing;
 pub mod quota;
 pub mod serve;
 pub mod tokens;

@@ -8,10 +8,11 @@
 //! cargo run --release -p beacon-bench -- tokens            # token estimator vs BPE tokenizers
 //! cargo run --release -p beacon-bench -- ingest            # pages/s vs pdftotext, sheets/s vs openpyxl
 //! cargo run --release -p beacon-bench -- serve             # beacon serve vs beacon run, API latencies
+//! cargo run --release -p beacon-bench -- listing           # GET /v1/executions over 10,000 executions
 //! ```
 //! Each scenario runs in its own child process so that its peak memory (VmHWM) is its own.
 
-use beacon_bench::{engine, ingest, quota, serve, tokens, world};
+use beacon_bench::{engine, ingest, listing, quota, serve, tokens, world};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -36,6 +37,8 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// `beacon serve` against `beacon run` on the same documents and quota; API latencies.
     Serve(serve::ServeArgs),
+    /// `GET /v1/executions` (the console's list) over a journal of many executions.
+    Listing(listing::ListingArgs),
 }
 
 fn main() {
@@ -59,6 +62,7 @@ fn main() {
             Command::Matrix(_) => unreachable!("run above"),
             Command::Ingest(args) => ingest::run(&args),
             Command::Serve(args) => serve::run(args).await,
+            Command::Listing(args) => listing::run(args).await,
         }
     });
     std::process::exit(code);

@@ -41,14 +41,14 @@ pub struct ServeArgs {
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 
 /// A child process killed when dropped; its first stdout line is kept.
-struct Spawned {
+pub(crate) struct Spawned {
     child: Child,
-    first_line: String,
+    pub(crate) first_line: String,
     _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Spawned {
-    fn start(mut cmd: Command) -> Result<Spawned, String> {
+    pub(crate) fn start(mut cmd: Command) -> Result<Spawned, String> {
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?;
         let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
         let mut first_line = String::new();
@@ -56,7 +56,7 @@ impl Spawned {
         Ok(Spawned { child, first_line, _stdout: stdout })
     }
 
-    fn url(&self) -> Option<String> {
+    pub(crate) fn url(&self) -> Option<String> {
         self.first_line.split_whitespace().find(|w| w.starts_with("http://")).map(str::to_string)
     }
 }
@@ -103,7 +103,7 @@ fn with_provider(cmd: &mut Command, sim: &Spawned, rpm: u32) {
         .env("AWS_EC2_METADATA_DISABLED", "true");
 }
 
-fn percentile(values: &mut [f64], p: f64) -> f64 {
+pub(crate) fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     if values.is_empty() {
         return f64::NAN;
