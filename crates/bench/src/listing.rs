@@ -13,7 +13,7 @@ use beacon_store::journal::{ExecutionState, Journal, NewExecution};
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 
-use crate::serve::{Spawned, percentile};
+use crate::serve::{Spawned, beacon_binary, percentile};
 
 #[derive(clap::Args)]
 pub struct ListingArgs {
@@ -89,11 +89,7 @@ async fn page(client: &reqwest::Client, url: &str) -> Result<(f64, Value), Strin
 }
 
 async fn measure(args: &ListingArgs) -> Result<(), String> {
-    let beacon =
-        args.beacon.clone().unwrap_or_else(|| std::env::current_exe().unwrap_or_default().with_file_name("beacon"));
-    if !beacon.exists() {
-        return Err(format!("{} not found: build it (cargo build --release) or pass --beacon", beacon.display()));
-    }
+    let beacon = beacon_binary(args.beacon.as_deref())?;
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let data = scratch.path().join("data");
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;

@@ -103,6 +103,17 @@ fn with_provider(cmd: &mut Command, sim: &Spawned, rpm: u32) {
         .env("AWS_EC2_METADATA_DISABLED", "true");
 }
 
+/// The `beacon` binary: `given`, else the one next to beacon-bench.
+pub(crate) fn beacon_binary(given: Option<&Path>) -> Result<PathBuf, String> {
+    let beacon =
+        given.map_or_else(|| std::env::current_exe().unwrap_or_default().with_file_name("beacon"), Path::to_path_buf);
+    if beacon.exists() {
+        Ok(beacon)
+    } else {
+        Err(format!("{} not found: build it (cargo build --release) or pass --beacon", beacon.display()))
+    }
+}
+
 pub(crate) fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     if values.is_empty() {
@@ -142,11 +153,7 @@ pub async fn run(args: ServeArgs) -> i32 {
 }
 
 async fn measure(args: &ServeArgs) -> Result<(), String> {
-    let beacon =
-        args.beacon.clone().unwrap_or_else(|| std::env::current_exe().unwrap_or_default().with_file_name("beacon"));
-    if !beacon.exists() {
-        return Err(format!("{} not found: build it (cargo build --release) or pass --beacon", beacon.display()));
-    }
+    let beacon = beacon_binary(args.beacon.as_deref())?;
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let docs = scratch.path().join("docs");
     std::fs::create_dir_all(&docs).map_err(|e| e.to_string())?;
