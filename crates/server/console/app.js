@@ -30,11 +30,13 @@ async function api(path, options = {}) {
   }
   const type = response.headers.get("content-type") || "";
   const body = type.includes("json") ? await response.json() : await response.text();
-  if (!response.ok) {
-    const message = (body && body.error && body.error.message) || `HTTP ${response.status}`;
-    throw new ApiError(response.status, message);
-  }
+  if (!response.ok) throw refusal(response.status, body);
   return body;
+}
+
+// The API's error body (`{"error": {"message": ...}}`) as an ApiError.
+function refusal(status, body) {
+  return new ApiError(status, (body && body.error && body.error.message) || `HTTP ${status}`);
 }
 
 // A POST whose body's progress is reported (fetch cannot say how much of a body is sent):
@@ -55,8 +57,7 @@ function sendWithProgress(path, body, onProgress) {
         try { answer = JSON.parse(answer); } catch { answer = null; }
       }
       if (request.status >= 200 && request.status < 300) return resolve(answer);
-      const message = (answer && answer.error && answer.error.message) || `HTTP ${request.status}`;
-      reject(new ApiError(request.status, message));
+      reject(refusal(request.status, answer));
     });
     request.send(body);
   });
